@@ -1,0 +1,186 @@
+"""Frame I/O shared by the whole project: reading, writing, listing clips.
+
+Frames are float32 RGB [H, W, 3] in [0, 1] everywhere in clarity_jax. Anything
+a camera or a dataset may hand us (grayscale, RGBA, 16-bit PNG, palette) is
+converted on read; anything broken stops with a FrameError whose message starts
+with the file's path, so a bad frame among thousands is found in one look.
+
+Layout (REDS, GoPro, Vid4): ROOT/<clip>/<frames sorted by name>; ROOT may also be
+a single clip folder of frames.
+"""
+
+from collections.abc import Sequence
+import os
+from pathlib import Path
+import re
+
+from absl import logging
+import cv2
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# Files that may sit beside frames without being one (e.g. degrade's sidecar).
+_QUIET_EXTENSIONS = ('.json', '.txt', '.md')
+
+
+class FrameError(ValueError):
+  """A frame or frame folder is missing, unreadable or inconsistent: '<path>: <what>'.
+
+  FrameError(path, problem) builds the message; FrameError('<path>: <what>') takes
+  a ready one.
+  """
+
+  def __init__(self, path: str | os.PathLike, problem: str | None = None):
+    self.path = Path(path) if problem is not None else None
+    self.problem = problem
+    super().__init__(str(path) if problem is None else f'{path}: {problem}')
+
+
+def _to_float_rgb(img: np.ndarray, path: Path) -> np.ndarray:
+  """cv2's decoded array (BGR[A], gray, 8/16-bit or float) -> RGB float32 in [0, 1]."""
+  if img.dtype == np.uint8:
+    x = img.astype(np.float32) / 255.0
+  elif img.dtype == np.uint16:
+    x = img.astype(np.float32) / 65535.0
+  elif img.dtype == np.float32:
+    x = np.clip(np.nan_to_num(img), 0.0, 1.0)
+  else:
+    raise FrameError(path, f'unsupported pixel type {img.dtype}')
+  if x.ndim == 2:
+    x = x[..., None]
+  channels = x.shape[-1]
+  if channels in (1, 2):  # gray, gray + alpha: alpha dropped
+    return np.repeat(x[..., :1], 3, axis=-1)
+  if channels in (3, 4):  # BGR, BGRA: alpha dropped (frames are opaque)
+    return np.ascontiguousarray(x[..., 2::-1])
+  raise FrameError(path, f'unsupported number of channels {channels}')
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+  """Reads a frame as float32 RGB [H, W, 3] in [0, 1].
+
+  Grayscale is repeated to RGB, alpha is dropped, 16-bit is scaled by 1/65535
+  (full precision kept). Missing, empty, truncated or undecodable files raise
+  FrameError.
+  """
+  path = Path(path)
+  try:
+    data = np.fromfile(path, np.uint8)
+  except OSError as e:
+    raise FrameError(path, f'cannot read ({e.strerror or e})') from e
+  if data.size == 0:
+    raise FrameError(path, 'empty file (0 bytes)')
+  img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # None for truncated or corrupt data
+  if img is None or img.size == 0:
+    raise FrameError(path, 'not a readable image (truncated or corrupt?)')
+  return _to_float_rgb(img, path)
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95) -> None:
+  """Writes float [0, 1] (or uint8) RGB as 8-bit PNG or JPEG, atomically.
+
+  The bytes go to a hidden temporary name in the same folder, then os.replace:
+  a crash never leaves a half-written frame under the real name.
+  """
+  path = Path(path)
+  ext = path.suffix.lower()
+  if ext not in IMAGE_EXTENSIONS:
+    raise FrameError(path, f'unsupported image extension {ext!r}; expected {IMAGE_EXTENSIONS}')
+  img = np.asarray(img)
+  if img.ndim == 3 and img.shape[-1] == 1:
+    img = img[..., 0]
+  if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] == 3)):
+    raise FrameError(path, f'expected an [H, W, 3] or [H, W] image, got shape {img.shape}')
+  if img.dtype != np.uint8:
+    img = (np.clip(np.nan_to_num(img.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  if img.ndim == 3:
+    img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+  params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in ('.jpg', '.jpeg') else []
+  ok, buf = cv2.imencode(ext, img, params)
+  if not ok:
+    raise FrameError(path, f'cannot encode as {ext}')
+  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+  try:
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+  except OSError as e:
+    tmp.unlink(missing_ok=True)
+    raise FrameError(path, f'cannot write ({e.strerror or e})') from e
+
+
+def natural_key(name: str) -> tuple:
+  """'frame10' after 'frame9': digits compare as numbers (zero-padded names are unaffected)."""
+  return tuple(int(s) if s.isdigit() else s for s in re.split(r'(\d+)', name))
+
+
+def _is_frame(p: Path) -> bool:
+  return p.is_file() and not p.name.startswith('.') and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _frames_in(folder: Path) -> list[Path]:
+  frames = sorted((p for p in folder.iterdir() if _is_frame(p)), key=lambda p: natural_key(p.name))
+  ignored = [p.name for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith('.') and not _is_frame(p)
+             and p.suffix.lower() not in _QUIET_EXTENSIONS]
+  if ignored:
+    logging.warning('%s: ignoring %d non-image file(s), e.g. %s', folder, len(ignored),
+                    ignored[0])
+  return frames
+
+
+def list_clips(root: str | os.PathLike) -> dict[str, list[Path]]:
+  """{clip name: frame paths sorted by name} for ROOT/<clip>/<frames>.
+
+  ROOT holding frames itself is one clip named after ROOT. Raises FrameError for
+  a missing or empty root, a root mixing frames and clip folders, or a clip
+  folder without frames.
+  """
+  root = Path(root)
+  if not root.is_dir():
+    raise FrameError(root, 'no such folder' if not root.exists() else 'not a folder')
+  own_frames = _frames_in(root)
+  subdirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.')),
+                   key=lambda p: natural_key(p.name))
+  if own_frames and subdirs:
+    raise FrameError(root, f'holds both frames ({own_frames[0].name}, ...) and clip folders '
+                     f'({subdirs[0].name}, ...); expected one or the other')
+  if own_frames:
+    return {root.name: own_frames}
+  if not subdirs:
+    raise FrameError(root, f'no frames and no clip folders (frames: {", ".join(IMAGE_EXTENSIONS)})')
+  clips = {}
+  for d in subdirs:
+    frames = _frames_in(d)
+    if not frames:
+      raise FrameError(d, f'clip folder has no frames ({", ".join(IMAGE_EXTENSIONS)})')
+    clips[d.name] = frames
+  return clips
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+  """(height, width) from the file header alone (PIL reads no pixels for this)."""
+  path = Path(path)
+  try:
+    if path.stat().st_size == 0:
+      raise FrameError(path, 'empty file (0 bytes)')
+    with Image.open(path) as im:
+      w, h = im.size
+  except FrameError:
+    raise
+  except (OSError, Image.UnidentifiedImageError, ValueError) as e:
+    raise FrameError(path, f'not a readable image ({e.__class__.__name__})') from e
+  return h, w
+
+
+def check_clip_sizes(clip_name: str, paths: Sequence[str | os.PathLike]) -> tuple[int, int]:
+  """(height, width) shared by all frames of a clip; FrameError naming the odd one out."""
+  if not paths:
+    raise FrameError(clip_name, 'clip has no frames')
+  first = image_size(paths[0])
+  for p in paths[1:]:
+    size = image_size(p)
+    if size != first:
+      raise FrameError(p, f'size {size[1]}x{size[0]} differs from {first[1]}x{first[0]} of '
+                       f'{Path(paths[0]).name}, the first frame of clip {clip_name!r}')
+  return first
