@@ -1,0 +1,272 @@
+"""Metrics against scikit-image, NumPy references and closed forms."""
+
+import functools
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from skimage import color
+from skimage import data as skdata
+from skimage.metrics import peak_signal_noise_ratio
+from skimage.metrics import structural_similarity
+
+from clarity_jax import metrics
+
+safetensors_numpy = pytest.importorskip('safetensors.numpy')
+
+
+def _natural_pair(name: str, seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+  """A crop of a real photograph and a noisy, slightly shifted copy, uint8 RGB."""
+  img = getattr(skdata, name)()[:, :, :3]
+  rng = np.random.default_rng(seed)
+  gt = img[40:40 + size, 60:60 + size]
+  degraded = img[41:41 + size, 60:60 + size].astype(np.float64)
+  degraded += rng.normal(0, 6, degraded.shape)
+  return np.clip(np.round(degraded), 0, 255).astype(np.uint8), gt
+
+
+def _random_pair(seed: int, size=(40, 52)) -> tuple[np.ndarray, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  gt = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+  pred = np.clip(gt + rng.normal(0, 20, gt.shape), 0, 255).astype(np.uint8)
+  return pred, gt
+
+
+PAIRS = [('random', _random_pair(0)), ('astronaut', _natural_pair('astronaut', 1)),
+         ('coffee', _natural_pair('coffee', 2)), ('chelsea', _natural_pair('chelsea', 3))]
+
+
+def _crop(img, border):
+  return img[border:-border, border:-border] if border else img
+
+
+def _sk_y(img_uint8):
+  """skimage's BT.601 Y in [16, 235], an independent implementation."""
+  return color.rgb2ycbcr(img_uint8)[..., 0]
+
+
+def test_imports_without_tensorflow():
+  code = ("import sys; sys.modules['tensorflow'] = None; "
+          "import clarity_jax.metrics")
+  subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_rgb_to_y_matches_skimage():
+  pred, _ = PAIRS[1][1]
+  expected = _sk_y(pred)
+  np.testing.assert_allclose(metrics.rgb_to_y(pred), expected, atol=1e-3)
+  np.testing.assert_allclose(metrics.rgb_to_y(pred / 255.0, data_range=1.0),
+                             expected / 255.0, atol=1e-5)
+  y = np.asarray(metrics.rgb_to_y(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)))
+  np.testing.assert_allclose(y, [[16.0, 235.0]], atol=1e-3)
+
+
+@pytest.mark.parametrize('name,pair', PAIRS, ids=[p[0] for p in PAIRS])
+@pytest.mark.parametrize('y_channel', [False, True])
+@pytest.mark.parametrize('crop_border', [0, 4])
+def test_psnr_ssim_match_skimage(name, pair, y_channel, crop_border):
+  del name
+  pred, gt = pair
+  if y_channel:
+    ref_pred, ref_gt, channel_axis = _sk_y(pred), _sk_y(gt), None
+  else:
+    ref_pred, ref_gt, channel_axis = pred.astype(np.float64), gt.astype(np.float64), -1
+  ref_pred, ref_gt = _crop(ref_pred, crop_border), _crop(ref_gt, crop_border)
+  ref_psnr = peak_signal_noise_ratio(ref_gt, ref_pred, data_range=255)
+  ref_ssim = structural_similarity(ref_gt, ref_pred, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False, data_range=255,
+                                   channel_axis=channel_axis)
+  kwargs = dict(crop_border=crop_border, y_channel=y_channel)
+  assert abs(float(metrics.psnr(pred, gt, **kwargs)) - ref_psnr) < 0.01
+  assert abs(float(metrics.ssim(pred, gt, **kwargs)) - ref_ssim) < 1e-3
+
+
+def test_batched_jitted_quantized_like_the_protocol():
+  """[B, H, W, 3] floats in [0, 1], jitted, scored as their 8-bit versions."""
+  rng = np.random.default_rng(7)
+  gt = rng.uniform(0, 1, (3, 32, 36, 3)).astype(np.float32)
+  pred = (gt + rng.normal(0, 0.05, gt.shape)).astype(np.float32)  # outside [0, 1] too
+  as_uint8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+  psnr_fn = jax.jit(functools.partial(metrics.psnr, crop_border=2, quantize=True))
+  ssim_fn = jax.jit(functools.partial(metrics.ssim, crop_border=2, y_channel=True,
+                                      quantize=True))
+  got_psnr, got_ssim = np.asarray(psnr_fn(pred, gt)), np.asarray(ssim_fn(pred, gt))
+  assert got_psnr.shape == got_ssim.shape == (3,)
+  for i in range(3):
+    p, g = as_uint8(pred[i])[2:-2, 2:-2], as_uint8(gt[i])[2:-2, 2:-2]
+    assert abs(got_psnr[i] - peak_signal_noise_ratio(g, p, data_range=255)) < 0.01
+    ref = structural_similarity(_sk_y(g), _sk_y(p), gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False, data_range=255)
+    assert abs(got_ssim[i] - ref) < 1e-3
+  # Unquantised [0, 1] floats with data_range=1: the same PSNR as on [0, 255].
+  np.testing.assert_allclose(metrics.psnr(pred, gt, data_range=1.0),
+                             metrics.psnr(pred * 255, gt * 255), rtol=1e-5)
+  assert float(metrics.ssim(gt, gt, quantize=True)[0]) == pytest.approx(1.0, abs=1e-6)
+  assert np.isinf(float(metrics.psnr(gt, gt)[0]))
+
+
+def test_psnr_ssim_reject_bad_input():
+  with pytest.raises(ValueError, match='shapes differ'):
+    metrics.psnr(np.zeros((8, 8, 3)), np.zeros((8, 9, 3)))
+  with pytest.raises(ValueError, match='data_range must be 255'):
+    metrics.ssim(np.zeros((16, 16, 3)), np.zeros((16, 16, 3)), quantize=True,
+                 data_range=1.0)
+
+
+def _panning_clip(frames: int = 5, size: int = 96) -> np.ndarray:
+  """Real photograph under a camera panning 2 px down and 1 px right per frame."""
+  img = skdata.astronaut()
+  return np.stack([img[100 + 2 * t:100 + 2 * t + size, 150 + t:150 + t + size]
+                   for t in range(frames)])
+
+
+def test_tof_zero_for_gt_and_grows_with_flicker():
+  gt = _panning_clip()
+  assert metrics.tof(gt, gt) == 0.0
+  rng = np.random.default_rng(0)
+  scores = []
+  for sigma in (2.0, 5.0, 20.0):  # temporally independent noise: flicker
+    out = np.clip(gt + rng.normal(0, sigma, gt.shape), 0, 255).astype(np.uint8)
+    scores.append(metrics.tof(out, gt))
+    # The same clips as floats in [0, 1]: the same 8-bit frames, the same score.
+    assert metrics.tof(out / 255.0, gt / 255.0, data_range=1.0) == pytest.approx(
+        scores[-1], abs=1e-9)
+  assert 0.0 < scores[0] < scores[1] < scores[2]
+  # Jitter (ghosting / unstable alignment) moves the flow far more.
+  offsets = np.array([[0, 0], [1, -1], [-1, 1], [2, 0], [0, -2]])
+  img = skdata.astronaut()
+  jittered = np.stack([img[100 + 2 * t + dy:196 + 2 * t + dy, 150 + t + dx:246 + t + dx]
+                       for t, (dy, dx) in enumerate(offsets)])
+  assert metrics.tof(jittered, gt) > 1.0 > scores[2]
+  with pytest.raises(ValueError, match='T >= 2'):
+    metrics.tof(gt[:1], gt[:1])
+
+
+def test_flicker_closed_form():
+  gt = _panning_clip().astype(np.float64)
+  assert metrics.flicker(gt, gt) == 0.0
+  # A static bias is no flicker; per-frame offsets c_t give mean |c_{t+1} - c_t|.
+  assert metrics.flicker(gt + 7.0, gt) == pytest.approx(0.0, abs=1e-9)
+  c = np.array([0.0, 3.0, -2.0, 4.0, 4.0])
+  assert metrics.flicker(gt + c[:, None, None, None], gt) == pytest.approx(
+      np.mean(np.abs(np.diff(c))))
+  assert metrics.flicker(gt / 255 + c[:, None, None, None] / 255, gt / 255,
+                         data_range=1.0) == pytest.approx(np.mean(np.abs(np.diff(c))))
+
+
+# ----------------------------------------------------------------------------- LPIPS
+
+# (torchvision features index, in, out, kernel) of the convs; pools: (window, stride)
+# before these indices. Written out independently of the module's table.
+_VGG16 = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256),
+          (12, 256, 256), (14, 256, 256), (17, 256, 512), (19, 512, 512),
+          (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
+_VGG16_TAPS = (2, 7, 14, 21, 28)  # conv index whose ReLU LPIPS taps
+
+
+def _np_conv(x, w, b, stride, pad):
+  """x [H, W, C], w OIHW (PyTorch layout): cross-correlation as torch.nn.Conv2d."""
+  x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+  k = w.shape[-1]
+  win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(0, 1))
+  win = win[::stride, ::stride]  # [H', W', C, k, k]
+  return np.tensordot(win, w, axes=([2, 3, 4], [1, 2, 3])) + b
+
+
+def _np_maxpool(x, k, s):
+  win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(0, 1))[::s, ::s]
+  return win.max(axis=(-2, -1))
+
+
+def _np_lpips(weights: dict, net: str, x0: np.ndarray, x1: np.ndarray) -> float:
+  """The LPIPS formula in NumPy float64, one image pair [H, W, 3] in [0, 1]."""
+  shift = np.array([-0.030, -0.088, -0.188])
+  scale = np.array([0.458, 0.448, 0.450])
+
+  def taps(x):
+    h = ((2 * x - 1) - shift) / scale
+    out = []
+    if net == 'vgg':
+      for idx, _, _ in _VGG16:
+        if idx in (5, 10, 17, 24):
+          h = _np_maxpool(h, 2, 2)
+        h = np.maximum(_np_conv(h, weights[f'net.slice1.{idx}.weight'],
+                                weights[f'net.slice1.{idx}.bias'], 1, 1), 0)
+        if idx in _VGG16_TAPS:
+          out.append(h)
+    else:
+      for idx, stride, pad in ((0, 4, 2), (3, 1, 2), (6, 1, 1), (8, 1, 1), (10, 1, 1)):
+        if idx in (3, 6):
+          h = _np_maxpool(h, 3, 2)
+        h = np.maximum(_np_conv(h, weights[f'net.slice1.{idx}.weight'],
+                                weights[f'net.slice1.{idx}.bias'], stride, pad), 0)
+        out.append(h)
+    return out
+
+  total = 0.0
+  for k, (f0, f1) in enumerate(zip(taps(x0), taps(x1))):
+    n0 = f0 / (np.sqrt(np.sum(f0**2, axis=-1, keepdims=True)) + 1e-10)
+    n1 = f1 / (np.sqrt(np.sum(f1**2, axis=-1, keepdims=True)) + 1e-10)
+    w = weights[f'lin{k}.model.1.weight'].reshape(-1)
+    total += np.mean(((n0 - n1) ** 2) @ w)
+  return total
+
+
+def _random_lpips_weights(net: str, seed: int) -> dict[str, np.ndarray]:
+  """Random weights in the key layout of `lpips.LPIPS(net=...).state_dict()`."""
+  rng = np.random.default_rng(seed)
+  if net == 'vgg':
+    convs = [(idx, cin, cout, 3) for idx, cin, cout in _VGG16]
+    taps = [64, 128, 256, 512, 512]
+  else:
+    convs = [(0, 3, 64, 11), (3, 64, 192, 5), (6, 192, 384, 3), (8, 384, 256, 3),
+             (10, 256, 256, 3)]
+    taps = [64, 192, 384, 256, 256]
+  out = {}
+  for idx, cin, cout, k in convs:
+    # The slice number in the key is irrelevant to the loader (torchvision index).
+    out[f'net.slice1.{idx}.weight'] = (rng.standard_normal((cout, cin, k, k))
+                                       * np.sqrt(2 / (cin * k * k))).astype(np.float32)
+    out[f'net.slice1.{idx}.bias'] = rng.normal(0, 0.05, cout).astype(np.float32)
+  for k, c in enumerate(taps):
+    out[f'lin{k}.model.1.weight'] = rng.uniform(0, 1, (1, c, 1, 1)).astype(np.float32)
+  out['scaling_layer.shift'] = np.array([-.030, -.088, -.188], np.float32)
+  return out
+
+
+@pytest.mark.parametrize('net,size', [('vgg', 32), ('alex', 64)])
+def test_lpips_matches_numpy_reference(tmp_path, net, size):
+  weights = _random_lpips_weights(net, seed=0)
+  path = str(tmp_path / f'lpips_{net}.safetensors')
+  safetensors_numpy.save_file(weights, path)
+  model = metrics.load_lpips(path)
+  assert model.net == net
+  rng = np.random.default_rng(1)
+  x1 = rng.uniform(0, 1, (2, size, size, 3)).astype(np.float32)
+  x0 = np.clip(x1 + rng.normal(0, 0.1, x1.shape), 0, 1).astype(np.float32)
+  got = np.asarray(model(jnp.asarray(x0), jnp.asarray(x1)))
+  expected = [_np_lpips(weights, net, x0[i].astype(np.float64), x1[i]) for i in range(2)]
+  np.testing.assert_allclose(got, expected, rtol=1e-4)
+  assert float(model(jnp.asarray(x1[0]), jnp.asarray(x1[0]))) == 0.0
+
+
+def test_lpips_loader_errors_and_unavailable(tmp_path):
+  assert metrics.maybe_load_lpips('') is None
+  weights = _random_lpips_weights('alex', seed=0)
+  del weights['net.slice1.10.weight'], weights['net.slice1.10.bias']
+  path = str(tmp_path / 'four_convs.npz')
+  np.savez(path, **weights)
+  with pytest.raises(metrics.WeightsFileError, match='found 4 conv layers') as info:
+    metrics.load_lpips(path)
+  assert str(info.value).startswith(path)
+  weights = _random_lpips_weights('alex', seed=0)
+  weights['lin2.model.1.weight'] = np.zeros((1, 7, 1, 1), np.float32)
+  path = str(tmp_path / 'bad_lin.npz')
+  np.savez(path, **weights)
+  with pytest.raises(metrics.WeightsFileError, match='lin2 has shape'):
+    metrics.load_lpips(path)
+  with pytest.raises(metrics.WeightsFileError, match='no such file'):
+    metrics.load_lpips(str(tmp_path / 'absent.safetensors'))
