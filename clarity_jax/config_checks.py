@@ -1,0 +1,49 @@
+"""Fail fast, in one line naming the field, before any compile or data loading."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config field holds a value the run cannot use."""
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ConfigError(f'config.{field}: {message}')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  _check(config.scale in (1, 2, 4), 'scale', f'must be 1, 2 or 4, got {config.scale!r}')
+  _check(isinstance(config.num_neighbors, int) and config.num_neighbors >= 0,
+         'num_neighbors', f'K must be an integer >= 0, got {config.num_neighbors!r}')
+  _check(config.data.crop_size > 0, 'data.crop_size',
+         f'must be positive, got {config.data.crop_size!r}')
+  _check(config.batch_size > 0, 'batch_size', f'must be positive, got {config.batch_size}')
+  devices = jax.device_count()
+  _check(config.batch_size % devices == 0, 'batch_size',
+         f'global batch {config.batch_size} is not divisible by the {devices} devices')
+  _check(config.num_train_steps > 0, 'num_train_steps', 'must be positive')
+  _check(config.warmup_steps >= 0, 'warmup_steps', 'must be >= 0')
+  _check(0.0 <= config.ema_decay < 1.0, 'ema_decay', 'must be in [0, 1)')
+  for name in ('charbonnier_weight', 'perceptual_weight', 'edge_weight', 'temporal_weight'):
+    _check(config.loss[name] >= 0, f'loss.{name}', 'must be >= 0')
+  for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
+    _check(config[name] > 0, name, 'must be positive')
+  source = config.data.source
+  _check(source in ('synthetic', 'frame_folders', 'video', 'tfds'), 'data.source',
+         f"must be synthetic, frame_folders, video or tfds, got {source!r}")
+  if source in ('frame_folders', 'video'):
+    _check(bool(config.data.path), 'data.path', f'is empty but data.source is {source!r}')
+    _check(os.path.isdir(config.data.path), 'data.path',
+           f'{config.data.path}: no such directory')
+  if config.data.val_path:
+    _check(os.path.isdir(config.data.val_path), 'data.val_path',
+           f'{config.data.val_path}: no such directory')
+  weights = config.loss.vgg_weights
+  if weights and config.loss.perceptual_weight > 0:
+    _check(os.path.isfile(weights), 'loss.vgg_weights', f'{weights}: no such file')

@@ -1,0 +1,224 @@
+"""The training loop: data -> sharded step -> metrics, samples and checkpoints.
+
+Resuming is exact: the data stream is a pure function of (seed, example index), so
+restoring the step restores the stream position too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Iterable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from flax import nnx
+
+from clarity_jax import checkpointing
+from clarity_jax import config_checks
+from clarity_jax import train_step as ts
+from clarity_jax.data import frames
+from clarity_jax.data import pipeline
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or Inf: the run stops before writing a checkpoint."""
+
+
+def make_perceptual(config: ml_collections.ConfigDict
+                    ) -> tuple[ts.PerceptualFn | None, ts.Params | None]:
+  """The frozen VGG19 perceptual term, or (None, None) when no weights are configured."""
+  from clarity_jax import losses, vgg  # pylint: disable=g-import-not-at-top
+  if config.loss.perceptual_weight <= 0:
+    return None, None
+  if not config.loss.vgg_weights:
+    logging.warning('Perceptual loss off: config.loss.vgg_weights is empty (no VGG19 '
+                    'ImageNet weights file configured; nothing is downloaded).')
+    return None, None
+  graphdef, params = nnx.split(vgg.load_vgg19(config.loss.vgg_weights))
+  layers = tuple(config.loss.perceptual_layers)
+
+  def perceptual(vgg_params, pred, target):
+    return losses.perceptual_loss((graphdef, vgg_params), pred, target, layers)
+
+  logging.info('Perceptual loss on: VGG19 from %s, layers %s.', config.loss.vgg_weights,
+               layers)
+  return perceptual, params
+
+
+def _sample_grid(lq_bicubic: np.ndarray, output: np.ndarray, hr: np.ndarray,
+                 n: int) -> np.ndarray:
+  """Rows of (bicubic LQ | restored | ground truth) for the first n windows."""
+  rows = [np.concatenate([lq_bicubic[i], output[i], hr[i]], axis=1)
+          for i in range(min(n, len(hr)))]
+  return np.clip(np.concatenate(rows, axis=0), 0.0, 1.0)
+
+
+def evaluate(eval_fn, params: ts.Params, mesh, eval_batches: Iterable[dict[str, Any]]
+             ) -> tuple[dict[str, float], tuple[np.ndarray, ...] | None]:
+  """Mean validation metrics over held-out windows, and this host's first batch of
+  (bicubic, restored, ground truth) images for pictures."""
+  sums = dict.fromkeys(ts.EVAL_SCALARS, 0.0)
+  count = 0
+  picture = None
+  for local in eval_batches:
+    out = eval_fn(params, ts.global_batch(mesh, local))
+    for key in ts.EVAL_SCALARS:
+      sums[key] += float(out[key])
+    count += out['output'].shape[0]
+    if picture is None:
+      picture = (ts.local_rows(out['bicubic']), ts.local_rows(out['output']), local['hr'])
+  return {k: v / max(count, 1) for k, v in sums.items()}, picture
+
+
+def _check_finite(metrics: dict[str, Any], step: int) -> None:
+  loss = float(jax.device_get(metrics['loss']))
+  if not math.isfinite(loss):
+    terms = {k: float(v) for k, v in jax.device_get(metrics).items() if k.startswith('loss')}
+    raise NonFiniteLossError(
+        f'loss is {loss} at step {step} (terms {terms}); stopping before any checkpoint '
+        'of this state is written. Lower config.learning_rate or check the data.')
+
+
+def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
+                     ) -> tuple[ts.TrainState, int]:
+  rep = ts.replicated(mesh)
+  abstract = jax.eval_shape(lambda: ts.init_state(config))
+  if ckpt.latest_step() is None:
+    return jax.jit(lambda: ts.init_state(config), out_shardings=rep)(), 0
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+  state, meta = ckpt.restore(abstract)
+  saved = ml_collections.ConfigDict(json.loads(meta['config']))
+  for field in ('scale', 'num_neighbors'):
+    if saved[field] != config[field]:
+      raise config_checks.ConfigError(
+          f'config.{field}: {config[field]} differs from {saved[field]} in the checkpoint '
+          f'under {ckpt.directory}; use a new --workdir')
+  if saved.model.variant != config.model.variant:
+    raise config_checks.ConfigError(
+        f'config.model.variant: {config.model.variant} differs from {saved.model.variant} '
+        f'in the checkpoint under {ckpt.directory}; use a new --workdir')
+  step = int(meta['step'])
+  logging.info('Resumed from %s at step %d (data stream at example %d).',
+               ckpt.directory, step, meta['data_stream']['next_example_index'])
+  return state, step
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
+  """Trains (resuming from `workdir` when it holds a checkpoint) and evaluates."""
+  config_checks.validate(config)
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  is_chief = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+  mesh = ts.make_mesh()
+  logging.info('Mesh %s over %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),
+               jax.process_count())
+
+  graphdef = ts.model_graphdef(config)
+  ckpt = checkpointing.Checkpointer(workdir, config)
+  state, start_step = _restore_or_init(config, ckpt, mesh)
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('ClarityNetSR %s: %.3fM parameters, scale %d, K=%d.', config.model.variant,
+               n_params / 1e6, config.scale, config.num_neighbors)
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in _flat(config).items()})
+
+  perceptual, vgg_params = make_perceptual(config)
+  if vgg_params is not None:
+    vgg_params = jax.device_put(vgg_params, ts.replicated(mesh))
+  train_fn = ts.jit_train_step(config, graphdef, mesh, perceptual)
+  eval_fn = ts.jit_eval_step(config, graphdef, mesh)
+  eval_batches = list(pipeline.create_eval_iterator(config))
+  train_iter = pipeline.create_train_iterator(config, start_step=start_step)
+
+  def save(step: int, metrics: dict[str, Any] | None) -> None:
+    if metrics is not None:
+      _check_finite(metrics, step)
+    ckpt.save(step, state, {
+        'step': step,
+        'data_stream': {'seed': config.seed, 'batches_consumed': step,
+                        'next_example_index': step * config.batch_size},
+        'config': config.to_json(),
+    })
+
+  def run_eval(step: int) -> dict[str, float]:
+    means, picture = evaluate(eval_fn, state.eval_params, mesh, eval_batches)
+    writer.write_scalars(step, {f'val/{k}': v for k, v in means.items()})
+    logging.info('step %d: validation PSNR %.2f dB (bicubic %.2f dB), SSIM %.4f '
+                 '(bicubic %.4f)', step, means['psnr'], means['bicubic_psnr'],
+                 means['ssim'], means['bicubic_ssim'])
+    if picture is not None and is_chief:
+      grid = _sample_grid(*picture, n=config.num_sample_images)
+      writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
+      frames.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
+    return means
+
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                           writer=writer, every_steps=config.log_every_steps)
+  progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
+                       desc='train', unit='step', dynamic_ncols=True, mininterval=2.0)
+  pending: list[dict[str, jax.Array]] = []
+  previous = None
+  last_log = time.perf_counter()
+  step = start_step
+  means = None
+  while step < config.num_train_steps:
+    batch = ts.global_batch(mesh, next(train_iter))
+    state, metrics = train_fn(state, batch, vgg_params)
+    step += 1
+    # Check the previous step's loss while this one runs: no pipeline stall.
+    if previous is not None:
+      _check_finite(previous, step - 1)
+    previous = metrics
+    pending.append(metrics)
+    report(step)
+    progress.update(1)
+
+    if step % config.log_every_steps == 0 or step == config.num_train_steps:
+      summary = {f'train/{k}': float(np.mean(v))
+                 for k, v in jax.tree.map(lambda *x: np.stack(x),
+                                          *jax.device_get(pending)).items()}
+      now = time.perf_counter()
+      summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
+      last_log = now
+      pending = []
+      writer.write_scalars(step, summary)
+      progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
+    if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+      means = run_eval(step)
+    preempted = ckpt.should_stop_for_preemption(step)
+    if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+        or preempted):
+      save(step, metrics)
+    if preempted:
+      logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
+                      step)
+      break
+  progress.close()
+  ckpt.close()
+  writer.flush()
+  if means is not None and is_chief:
+    print(f'validation after {step} steps: PSNR {means["psnr"]:.2f} dB vs bicubic '
+          f'{means["bicubic_psnr"]:.2f} dB; SSIM {means["ssim"]:.4f} vs bicubic '
+          f'{means["bicubic_ssim"]:.4f}', flush=True)
+  return state
+
+
+def _flat(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+  """Config as flat scalar hparams for TensorBoard."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    elif isinstance(value, (int, float, str, bool)):
+      out[f'{prefix}{key}'] = value
+  return out

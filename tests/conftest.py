@@ -1,0 +1,48 @@
+"""Shared test fixtures: tiny configs and a quiet TensorFlow."""
+
+import importlib.util
+import os
+import pathlib
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+
+
+def load_config(arg: str = 'runlocal'):
+  spec = importlib.util.spec_from_file_location('default_config', REPO / 'configs' / 'default.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def tiny_config(**overrides):
+  """The runlocal config shrunk further: a step takes well under a second on CPU."""
+  config = load_config('runlocal')
+  config.model.variant = 'tiny'
+  config.num_neighbors = 1
+  config.data.crop_size = 16
+  config.batch_size = 2
+  config.num_train_steps = 4
+  config.warmup_steps = 1
+  config.log_every_steps = 2
+  config.eval_every_steps = 4
+  config.num_eval_batches = 1
+  config.checkpoint_every_steps = 2
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture
+def shared_data() -> pathlib.Path:
+  if not SHARED_DATA.is_dir():
+    pytest.skip('../shared/data is not present beside the checkout')
+  return SHARED_DATA
