@@ -198,6 +198,6 @@ def test_eight_devices_match_one_and_compile_once(tmp_path):
   out = subprocess.run([sys.executable, '-c', SHARDING_SCRIPT, str(REPO)], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stdout + out.stderr
-  assert "batch sharding PartitionSpec('data',)" in out.stdout
+  assert "batch sharding P('data',)" in out.stdout
   assert ('ERR config.batch_size: global batch 4 is not divisible by the 8 devices'
           in out.stdout)
