@@ -1,0 +1,283 @@
+"""ClarityNetSR: joint video deblurring and super-resolution in one pass (eqs. 3-6).
+
+  lq window [B, 2K+1, h, w, 3]
+    -> W: flow from the reference to each neighbour (SPyNet-like, at <= h/2),
+          neighbours backward-warped to the reference (dm-pix bilinear)   eq. 3
+    -> E: shared residual encoder on every aligned frame                  eq. 4
+    -> Phi: temporal attention (agreement with the reference) + spatial   eq. 5
+    -> G: residual decoder at LR, conv to 3 s^2 channels, depth-to-space,
+          + bicubic upsampled reference frame (global skip)               eq. 6
+    -> [B, s h, s w, 3] float32, not clipped
+
+Everything heavy runs at the input (LR) resolution and the only HR-resolution
+work is the depth-to-space and the skip, so the cost grows with h w, not s^2 h w.
+The network holds only nnx.Param state (no batch statistics, no dropout).
+
+Variants (measured by `measure_cost`, XLA cost analysis of one jitted forward pass
+on a 180x320 window of 5 frames (K = 2) at x4, batch 1, float32, CPU backend;
+regenerate with `python docs/variants_table.py`):
+
+  | variant | params | GFLOPs / 180x320 input, x4, K=2 |
+  | --- | --- | --- |
+  | tiny | 22,597 | 5.1 |
+  | small | 626,815 | 93.4 |
+  | base | 4,300,985 | 604.0 |
+"""
+
+import numbers
+from typing import Any
+
+import dm_pix
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from clarity_jax.models import flow as flow_lib
+from clarity_jax.models import fusion as fusion_lib
+
+# Size hyper-parameters of each variant: keyword arguments of ClarityNetSR.
+VARIANTS: dict[str, dict[str, int]] = {
+    # CPU tests: a few seconds to compile and train.
+    'tiny': dict(encoder_features=8, encoder_blocks=1, decoder_features=16,
+                 decoder_blocks=1, flow_features=8, flow_levels=2),
+    # Laptop / quick experiments.
+    'small': dict(encoder_features=32, encoder_blocks=2, decoder_features=64,
+                  decoder_blocks=6, flow_features=16, flow_levels=3),
+    # Accelerators: BasicVSR++-sized or smaller. Wide 3x3 convs (128 channels,
+    # what tensor cores like) in the decoder, which runs once per output frame;
+    # a narrower encoder, which runs on every frame of the window.
+    'base': dict(encoder_features=64, encoder_blocks=3, decoder_features=128,
+                 decoder_blocks=12, flow_features=32, flow_levels=4),
+}
+
+_SCALES = (1, 2, 4)
+_DTYPES = ('float32', 'bfloat16', 'float16')
+# BasicSR's ResidualBlockNoBN initialisation: residual branches start at 0.1 of
+# the default scale, so a deep stack starts near the identity and trains stably
+# without normalisation layers.
+_RESIDUAL_INIT = nnx.initializers.variance_scaling(0.01, 'fan_in',
+                                                   'truncated_normal')
+
+
+def _lrelu(x: jax.Array) -> jax.Array:
+  return nnx.leaky_relu(x, 0.1)
+
+
+class ResidualBlock(nnx.Module):
+  """x + conv(lrelu(conv(x))), no normalisation (as EDSR / BasicSR)."""
+
+  def __init__(self, features: int, *, dtype: jnp.dtype,
+               param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(features, features, (3, 3), dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+    self.conv2 = nnx.Conv(features, features, (3, 3), dtype=dtype,
+                          param_dtype=param_dtype, kernel_init=_RESIDUAL_INIT,
+                          rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x + self.conv2(_lrelu(self.conv1(x)))
+
+
+class Encoder(nnx.Module):
+  """E (eq. 4): one shared feature extractor for every aligned frame."""
+
+  def __init__(self, features: int, num_blocks: int, *, dtype: jnp.dtype,
+               param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    self.conv_in = nnx.Conv(3, features, (3, 3), dtype=dtype,
+                            param_dtype=param_dtype, rngs=rngs)
+    self.blocks = nnx.List([
+        ResidualBlock(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        for _ in range(num_blocks)])
+
+  def __call__(self, frames: jax.Array) -> jax.Array:
+    """frames [N, h, w, 3] in [0, 1] -> features [N, h, w, C]."""
+    x = _lrelu(self.conv_in(frames - 0.5))
+    for block in self.blocks:
+      x = block(x)
+    return x
+
+
+class Decoder(nnx.Module):
+  """G (eq. 6): reconstruction at LR, then sub-pixel upsampling to scale s.
+
+  One conv to 3 s^2 channels and a depth-to-space (ESPCN): the HR image costs no
+  convolution at HR resolution, which would cost s^2 times an LR one.
+  """
+
+  def __init__(self, in_features: int, features: int, num_blocks: int,
+               scale: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype,
+               rngs: nnx.Rngs):
+    conv = lambda i, o: nnx.Conv(i, o, (3, 3), dtype=dtype,
+                                 param_dtype=param_dtype, rngs=rngs)
+    self.scale = scale
+    self.conv_in = conv(in_features, features)
+    self.blocks = nnx.List([
+        ResidualBlock(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        for _ in range(num_blocks)])
+    self.conv_body = conv(features, features)
+    self.conv_out = conv(features, 3 * scale * scale)
+
+  def __call__(self, fused: jax.Array) -> jax.Array:
+    """fused [B, h, w, C] -> residual image [B, s h, s w, 3] (computation dtype)."""
+    x = self.conv_in(fused)
+    y = x
+    for block in self.blocks:
+      y = block(y)
+    y = _lrelu(self.conv_body(y) + x)
+    return dm_pix.depth_to_space(self.conv_out(y), self.scale)
+
+
+class ClarityNetSR(nnx.Module):
+  """Flow-guided alignment, attention fusion and a joint deblur-SR decoder.
+
+  Call on lq [B, 2K+1, h, w, 3] (float, [0, 1]; the reference is frame K) to get
+  the restored reference [B, s h, s w, 3] float32. Any h, w >= 1: the window is
+  edge-padded to even sides (the spatial attention works at half resolution)
+  and the output cropped back; the flow estimator pads further for its own
+  pyramid, so the encoder and decoder never run on more padding than that.
+  """
+
+  def __init__(self, *, scale: int, num_neighbors: int, encoder_features: int,
+               encoder_blocks: int, decoder_features: int, decoder_blocks: int,
+               flow_features: int, flow_levels: int, use_alignment: bool = True,
+               use_attention: bool = True, dtype: jnp.dtype = jnp.float32,
+               param_dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
+    _check_task(scale, num_neighbors)
+    self.scale = int(scale)
+    self.num_neighbors = int(num_neighbors)
+    self.num_frames = 2 * self.num_neighbors + 1
+    self.dtype = dtype
+    self.pad_multiple = 2
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    # K = 0 has nothing to align: no flow parameters at all.
+    self.flow = (flow_lib.FlowEstimator(features=flow_features,
+                                        levels=flow_levels, **kw)
+                 if use_alignment and num_neighbors > 0 else None)
+    self.encoder = Encoder(encoder_features, encoder_blocks, **kw)
+    self.fusion = (fusion_lib.AttentionFusion(encoder_features, **kw)
+                   if use_attention else fusion_lib.MeanFusion(encoder_features, **kw))
+    self.decoder = Decoder(encoder_features, decoder_features, decoder_blocks,
+                           self.scale, **kw)
+
+  def pad(self, lq: jax.Array) -> jax.Array:
+    """Edge-pads h, w up to multiples of `pad_multiple` (checks the shape too)."""
+    if (lq.ndim != 5 or lq.shape[1] != self.num_frames or lq.shape[-1] != 3
+        or min(lq.shape[2:4]) < 1):
+      raise ValueError(
+          f'ClarityNetSR(K={self.num_neighbors}): want lq [B, {self.num_frames}, '
+          f'h, w, 3], got {tuple(lq.shape)}')
+    h, w = lq.shape[2:4]
+    m = self.pad_multiple
+    pads = ((0, 0), (0, 0), (0, -h % m), (0, -w % m), (0, 0))
+    return jnp.pad(lq.astype(jnp.float32), pads, mode='edge')
+
+  def align(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """W (eq. 3): padded lq [B, T, H, W, 3] -> (aligned frames, flows [.., 2])."""
+    b, t, h, w, c = lq.shape
+    if self.flow is None:
+      return lq, jnp.zeros((b, t, h, w, 2), jnp.float32)
+    flows = flow_lib.pairwise_flows(self.flow, lq, self.num_neighbors)
+    aligned = flow_lib.warp(lq.reshape(b * t, h, w, c),
+                            flows.reshape(b * t, h, w, 2))
+    return aligned.reshape(b, t, h, w, c), flows
+
+  def encode(self, frames: jax.Array) -> jax.Array:
+    """E (eq. 4): [B, T, H, W, 3] -> [B, T, H, W, C], frames folded into batch."""
+    b, t, h, w, c = frames.shape
+    feats = self.encoder(frames.reshape(b * t, h, w, c))
+    return feats.reshape(b, t, h, w, -1)
+
+  def decode(self, fused: jax.Array, lq: jax.Array) -> jax.Array:
+    """G (eq. 6): fused features (padded) + the unpadded lq -> restored frame."""
+    _, _, h, w, _ = lq.shape
+    residual = self.decoder(fused)[:, :self.scale * h, :self.scale * w]
+    skip = upsample_reference(lq, self.num_neighbors, self.scale)
+    return skip + residual.astype(jnp.float32)
+
+  def __call__(self, lq: jax.Array) -> jax.Array:
+    """lq [B, 2K+1, h, w, 3] in [0, 1] -> [B, s h, s w, 3] float32."""
+    aligned, _ = self.align(self.pad(lq))
+    fused, _ = self.fusion(self.encode(aligned), self.num_neighbors)
+    return self.decode(fused, lq)
+
+
+def upsample_reference(lq: jax.Array, ref_index: int, scale: int) -> jax.Array:
+  """The global skip: the reference frame, bicubic-upsampled, in float32."""
+  ref = lq[:, ref_index].astype(jnp.float32)
+  if scale == 1:
+    return ref
+  b, h, w, c = ref.shape
+  return jax.image.resize(ref, (b, scale * h, scale * w, c), 'cubic')
+
+
+def _check_task(scale: int, num_neighbors: int) -> None:
+  if not isinstance(scale, numbers.Integral) or scale not in _SCALES:
+    raise ValueError(f'ClarityNetSR: scale must be one of {_SCALES}, got {scale!r}')
+  if not isinstance(num_neighbors, numbers.Integral) or num_neighbors < 0:
+    raise ValueError(
+        f'ClarityNetSR: num_neighbors (K) must be an int >= 0, got {num_neighbors!r}')
+
+
+def _as_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
+  name = jnp.dtype(dtype).name if not isinstance(dtype, str) else dtype
+  if name not in _DTYPES:
+    raise ValueError(f'ClarityNetSR: dtype must be one of {_DTYPES}, got {dtype!r}')
+  return jnp.dtype(name)
+
+
+def create_model(variant: str, *, scale: int, num_neighbors: int,
+                 use_alignment: bool = True, use_attention: bool = True,
+                 dtype: str | jnp.dtype = 'float32',
+                 rngs: nnx.Rngs) -> ClarityNetSR:
+  """The factory: a named size from VARIANTS, parameters always in float32."""
+  if variant not in VARIANTS:
+    raise ValueError(
+        f'ClarityNetSR: unknown variant {variant!r}; choose from {sorted(VARIANTS)}')
+  _check_task(scale, num_neighbors)
+  return ClarityNetSR(scale=scale, num_neighbors=num_neighbors,
+                      use_alignment=use_alignment, use_attention=use_attention,
+                      dtype=_as_dtype(dtype), param_dtype=jnp.float32,
+                      rngs=rngs, **VARIANTS[variant])
+
+
+def model_from_config(config: Any, rngs: nnx.Rngs) -> ClarityNetSR:
+  """The model a configs/default.py ConfigDict asks for."""
+  return create_model(config.model.variant, scale=config.scale,
+                      num_neighbors=config.num_neighbors,
+                      use_alignment=config.model.use_alignment,
+                      use_attention=config.model.use_attention,
+                      dtype=config.model.dtype, rngs=rngs)
+
+
+def count_params(model: nnx.Module) -> int:
+  """Number of trainable scalars (every nnx.Param leaf)."""
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def measure_cost(variant: str, h: int = 180, w: int = 320, scale: int = 4,
+                 num_neighbors: int = 2, dtype: str = 'float32',
+                 batch: int = 1) -> dict[str, Any]:
+  """Parameters and XLA-counted FLOPs of one forward pass (nothing is run).
+
+  The FLOPs come from the compiled program's cost analysis on the default
+  backend, so they count what XLA will execute (convs, resizes, softmax), not a
+  hand formula; gathers (the warp) count as memory traffic, not FLOPs.
+  """
+  # Abstract parameters: shapes are all that compiling needs.
+  model = nnx.eval_shape(lambda: create_model(
+      variant, scale=scale, num_neighbors=num_neighbors, dtype=dtype,
+      rngs=nnx.Rngs(0)))
+  graphdef, params = nnx.split(model)
+
+  def forward(p: nnx.State, x: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, p)(x)
+
+  lq = jax.ShapeDtypeStruct((batch, 2 * num_neighbors + 1, h, w, 3), jnp.float32)
+  compiled = jax.jit(forward).lower(params, lq).compile()
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per device program
+    cost = cost[0]
+  return dict(variant=variant, params=count_params(model),
+              gflops=float(cost['flops']) / 1e9, input_hw=(h, w), scale=scale,
+              num_neighbors=num_neighbors, batch=batch,
+              backend=jax.default_backend())
