@@ -136,17 +136,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
 
   if 'runlocal' in args:
-    # A few minutes on 2 CPU cores, still beating bicubic.
-    config.model.variant = args.get('variant', 'tiny')
+    # A few minutes on 2 CPU cores, ending clearly above bicubic (the tiny variant
+    # trains 5x faster per step but gains only ~0.1 dB in the same time).
+    config.model.variant = args.get('variant', 'small')
     config.data.crop_size = 32
     config.data.frames_per_clip = 12
     config.batch_size = 4
-    config.num_train_steps = 300
+    config.num_train_steps = 400
     config.warmup_steps = 20
     config.learning_rate = 1e-3
     config.ema_decay = 0.0
     config.log_every_steps = 20
-    config.eval_every_steps = 150
+    config.eval_every_steps = 200
     config.num_eval_batches = 4
     config.checkpoint_every_steps = 100
   return config
