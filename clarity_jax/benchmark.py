@@ -2,6 +2,11 @@
 
   python -m clarity_jax.benchmark --what=input --config=configs/default.py \\
       [--num_batches=N] [--config.data.num_parallel_calls=2]
+  python -m clarity_jax.benchmark --what=train --config=configs/default.py:variant=base \\
+      [--config.model.dtype=bfloat16]
+  python -m clarity_jax.benchmark --what=inference --config=configs/default.py:variant=base \\
+      [--height=180 --width=320 --inference_batch=8]
+  python -m clarity_jax.benchmark --what=model --config=...   # train + inference + matmul peak
 
 --what picks an entry of BENCHMARKS: a function (config, num_batches, warmup) -> dict
 of JSON-serialisable results. Each imports what it needs inside, so TensorFlow is
@@ -11,12 +16,145 @@ imported only for --what=input and the others run where TensorFlow is absent.
 from __future__ import annotations
 
 import json
+import resource
+import time
 from typing import Any, Callable
 
 from absl import app
 from absl import flags
 import ml_collections
 from ml_collections import config_flags
+
+
+def _flops(compiled: Any) -> float:
+  """FLOPs of one call of a compiled program, from XLA's cost analysis."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+    cost = cost[0]
+  return float(cost.get('flops', 0.0))
+
+
+def _timed(fn: Callable[[], Any], steps: int, warmup: int) -> float:
+  """Seconds per call, after warmup calls; waits for the device each time."""
+  import jax  # pylint: disable=g-import-not-at-top
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
+def device_info() -> dict[str, Any]:
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  kind = device.device_kind
+  peak = next((v for k, v in PEAK_TFLOPS.items() if k.lower() in kind.lower()), None)
+  return {'platform': device.platform, 'device_kind': kind,
+          'device_count': jax.device_count(), 'process_count': jax.process_count(),
+          'jax_version': jax.__version__,
+          'datasheet_peak_tflops_bf16': peak[0] if peak else None,
+          'datasheet_peak_tflops_fp32': peak[1] if peak else None}
+
+
+def peak_memory_bytes() -> int | None:
+  """Peak device memory on accelerators; peak resident memory of this process on CPU."""
+  import jax  # pylint: disable=g-import-not-at-top
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return int(stats['peak_bytes_in_use'])
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def matmul_peak(dtype: str, n: int | None = None, steps: int = 10) -> float:
+  """Measured TFLOP/s of a large square matmul: the chip's practical peak, on the spot."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n = n or (8192 if jax.default_backend() != 'cpu' else 1024)
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  f = jax.jit(lambda x, y: x @ y)
+  seconds = _timed(lambda: f(a, b), steps, 2)
+  return 2 * n ** 3 / seconds / 1e12
+
+
+def train_throughput(config: ml_collections.ConfigDict, num_batches: int,
+                     warmup: int) -> dict[str, Any]:
+  """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from clarity_jax import train_step as ts  # pylint: disable=g-import-not-at-top
+  mesh = ts.make_mesh()
+  graphdef = ts.model_graphdef(config)
+  state = jax.jit(lambda: ts.init_state(config), out_shardings=ts.replicated(mesh))()
+  b, t = config.batch_size, 2 * config.num_neighbors + 1
+  c, s = config.data.crop_size, config.scale
+  shapes = {'lq': (b, t, c, c, 3), 'hr': (b, s * c, s * c, 3)}
+  if config.loss.temporal_weight > 0:
+    shapes.update(lq_next=shapes['lq'], hr_next=shapes['hr'])
+  batch = jax.jit(lambda: {k: jax.random.uniform(jax.random.key(i), v)
+                           for i, (k, v) in enumerate(shapes.items())},
+                  out_shardings=ts.batch_sharding(mesh))()
+  step = ts.jit_train_step(config, graphdef, mesh)
+  compiled = step.lower(state, batch, None).compile()
+  flops = _flops(compiled)
+  holder = [state]
+
+  def run():
+    holder[0], metrics = compiled(holder[0], batch, None)
+    return metrics['loss']
+
+  seconds = _timed(run, num_batches, warmup)
+  return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
+          'batch': b, 'K': config.num_neighbors, 'crop': c, 'scale': s,
+          'step_ms': seconds * 1e3, 'windows_per_s': b / seconds,
+          'gflops_per_step': flops / 1e9, 'achieved_tflops': flops / seconds / 1e12,
+          'peak_memory_bytes': peak_memory_bytes()}
+
+
+def inference_throughput(config: ml_collections.ConfigDict, num_batches: int, warmup: int,
+                         dtypes: tuple[str, ...] = ('float32', 'bfloat16')) -> dict[str, Any]:
+  """Frames/s of the model alone, (h, w) -> (s h, s w), in float32 and bfloat16."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from clarity_jax.models import claritynet  # pylint: disable=g-import-not-at-top
+  h, w, b = _HEIGHT.value, _WIDTH.value, _INFERENCE_BATCH.value
+  t = 2 * config.num_neighbors + 1
+  lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
+  out: dict[str, Any] = {'what': 'inference', 'variant': config.model.variant, 'batch': b,
+                         'K': config.num_neighbors, 'scale': config.scale,
+                         'input': [h, w], 'output': [config.scale * h, config.scale * w]}
+  for dtype in dtypes:
+    model = claritynet.create_model(
+        config.model.variant, scale=config.scale, num_neighbors=config.num_neighbors,
+        use_alignment=config.model.use_alignment, use_attention=config.model.use_attention,
+        dtype=dtype, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    forward = jax.jit(lambda p, x, g=graphdef: nnx.merge(g, p)(x))
+    compiled = forward.lower(params, lq).compile()
+    seconds = _timed(lambda c=compiled, p=params: c(p, lq), num_batches, warmup)
+    flops = _flops(compiled)
+    out[dtype] = {'frames_per_s': b / seconds, 'ms_per_frame': seconds / b * 1e3,
+                  'gflops_per_frame': flops / b / 1e9,
+                  'achieved_tflops': flops / seconds / 1e12}
+  out['peak_memory_bytes'] = peak_memory_bytes()
+  return out
+
+
+def model_benchmarks(config: ml_collections.ConfigDict, num_batches: int,
+                     warmup: int) -> dict[str, Any]:
+  """Everything that runs without TensorFlow: device, matmul peak, train, inference."""
+  info = device_info()
+  peaks = {d: matmul_peak(d) for d in ('bfloat16', 'float32')}
+  train = train_throughput(config, num_batches, warmup)
+  inference = inference_throughput(config, num_batches, warmup)
+  compute = 'bfloat16' if config.model.dtype == 'bfloat16' else 'float32'
+  train['share_of_measured_peak'] = train['achieved_tflops'] / peaks[compute]
+  for dtype in ('float32', 'bfloat16'):
+    inference[dtype]['share_of_measured_peak'] = (
+        inference[dtype]['achieved_tflops'] / peaks[dtype])
+  return {'what': 'model', 'date': time.strftime('%Y-%m-%d'), 'device': info,
+          'measured_matmul_peak_tflops': peaks, 'train': train, 'inference': inference}
 
 
 def input_throughput(config: ml_collections.ConfigDict, num_batches: int,
@@ -27,13 +165,32 @@ def input_throughput(config: ml_collections.ConfigDict, num_batches: int,
 
 
 Benchmark = Callable[[ml_collections.ConfigDict, int, int], dict[str, Any]]
-BENCHMARKS: dict[str, Benchmark] = {'input': input_throughput}
+BENCHMARKS: dict[str, Benchmark] = {
+    'input': input_throughput,
+    'train': train_throughput,
+    'inference': inference_throughput,
+    'model': model_benchmarks,
+}
+
+# Dense datasheet peaks per chip, TFLOP/s: (bfloat16, float32 without TF32).
+PEAK_TFLOPS: dict[str, tuple[float, float | None]] = {
+    'H200': (989.0, 67.0),
+    'H100': (989.0, 67.0),
+    'A100': (312.0, 19.5),
+    'TPU v4': (275.0, None),
+    'TPU v5 lite': (197.0, None),  # v5e
+    'TPU v5p': (459.0, None),
+    'TPU v5': (459.0, None),
+}
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                           lock_config=True)
 _WHAT = flags.DEFINE_enum('what', 'input', list(BENCHMARKS), 'What to benchmark.')
 _NUM_BATCHES = flags.DEFINE_integer('num_batches', 20, 'Batches (or steps) to time.',
                                     lower_bound=1)
+_HEIGHT = flags.DEFINE_integer('height', 180, 'Inference input height (LQ).')
+_WIDTH = flags.DEFINE_integer('width', 320, 'Inference input width (LQ).')
+_INFERENCE_BATCH = flags.DEFINE_integer('inference_batch', 4, 'Windows per inference call.')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed batches (or steps) first.',
                                lower_bound=0)
 
