@@ -60,13 +60,15 @@ class Checkpointer:
             max_to_keep=config.keep_checkpoints,
             create=True,
             enable_async_checkpointing=True))
-    self.watcher = PreemptionWatcher()
+    # Several hosts: JAX's preemption notifier (installed by jax.distributed) owns
+    # SIGTERM; a Python handler would replace it and the hosts would never stop.
+    self.watcher = PreemptionWatcher() if jax.process_count() == 1 else None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def should_stop_for_preemption(self, step: int) -> bool:
-    if jax.process_count() > 1:
+    if self.watcher is None:
       return self.manager.reached_preemption(step)
     return self.watcher.requested
 
@@ -89,7 +91,8 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
-    self.watcher.restore()
+    if self.watcher is not None:
+      self.watcher.restore()
 
 
 def read_meta(workdir: str, step: int | None = None) -> tuple[int, dict]:

@@ -6,6 +6,7 @@ restoring the step restores the stream position too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from clarity_jax import checkpointing
 from clarity_jax import config_checks
@@ -86,6 +88,18 @@ def _check_finite(metrics: dict[str, Any], step: int) -> None:
     raise NonFiniteLossError(
         f'loss is {loss} at step {step} (terms {terms}); stopping before any checkpoint '
         'of this state is written. Lower config.learning_rate or check the data.')
+
+
+def params_digest(params: ts.Params) -> str:
+  """sha256 of this host's copy of the replicated parameters (leaves in tree order).
+
+  Replicated weights must be bit-identical on every host; one that drifted would
+  silently train another model, so hosts compare digests at the end of a run.
+  """
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(params):
+    digest.update(np.ascontiguousarray(leaf.addressable_data(0)).tobytes())
+  return digest.hexdigest()
 
 
 def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
@@ -206,6 +220,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   progress.close()
   ckpt.close()
   writer.flush()
+  digest = params_digest(state.params)
+  logging.info('Process %d ends at step %d with parameters sha256 %s.', jax.process_index(),
+               step, digest)
+  if jax.process_count() > 1:
+    multihost_utils.assert_equal(np.frombuffer(bytes.fromhex(digest), np.uint8),
+                                 'parameters differ between hosts')
   if means is not None and is_chief:
     print(f'validation after {step} steps: PSNR {means["psnr"]:.2f} dB vs bicubic '
           f'{means["bicubic_psnr"]:.2f} dB; SSIM {means["ssim"]:.4f} vs bicubic '
