@@ -129,7 +129,7 @@ def reference_run(tmp_path_factory):
   return _final_params(workdir)
 
 
-@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL], ids=['SIGTERM', 'SIGKILL'])
 def test_resume_is_exact(tmp_path, reference_run, sig):
   ref_step, ref_params = reference_run
   assert ref_step == 6
@@ -194,7 +194,7 @@ except config_checks.ConfigError as e:
 
 def test_eight_devices_match_one_and_compile_once(tmp_path):
   env = _env()
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+  env['XLA_FLAGS'] += ' --xla_force_host_platform_device_count=8'
   out = subprocess.run([sys.executable, '-c', SHARDING_SCRIPT, str(REPO)], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stdout + out.stderr
