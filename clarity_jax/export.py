@@ -1,0 +1,184 @@
+"""Turns a training checkpoint into an inference bundle (see clarity_jax/bundle.py).
+
+  python -m clarity_jax.export --workdir=DIR --output=BUNDLE [--step=N] [--saved_model]
+
+The EMA copy of the parameters is exported when the run kept one (it restores
+better than the raw weights); the model config comes from the checkpoint's own
+record, so the training config file is not needed. --saved_model adds a
+TensorFlow SavedModel (jax2tf) under BUNDLE/saved_model for TF Serving, checked
+numerically against the JAX model before the bundle is moved into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import sys
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from clarity_jax import bundle
+from clarity_jax import checkpointing
+from clarity_jax import train_step as ts
+
+class ExportError(ValueError):
+  """The workdir holds no usable checkpoint: '<path>: <what>'."""
+
+
+def restore_checkpoint(workdir: str | os.PathLike, step: int | None = None
+                       ) -> tuple[Any, ml_collections.ConfigDict, int, str]:
+  """(params, config, step, 'ema' | 'raw') of a checkpoint, without the optimizer.
+
+  Only the parameter subtrees are read (an orbax partial restore), so exporting a
+  large model does not also load its two Adam moments.
+  """
+  workdir = Path(workdir)
+  directory = workdir / 'checkpoints'
+  if not directory.is_dir():
+    raise ExportError(f'{workdir}: no checkpoints/ folder (not a training workdir?)')
+  try:
+    step, meta = checkpointing.read_meta(str(workdir), step)
+  except FileNotFoundError as e:
+    raise ExportError(f'{workdir}: no checkpoint found under checkpoints/') from e
+  except (ValueError, KeyError) as e:  # orbax: no such step
+    raise ExportError(f'{directory}: cannot read step {step} ({e})') from e
+  config = ml_collections.ConfigDict(json.loads(meta['config']))
+  abstract = jax.eval_shape(lambda: ts.init_state(config))
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  to_abstract = lambda tree: jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+  target = {'params': to_abstract(abstract.params)}
+  weights = 'raw'
+  if abstract.ema_params is not None:
+    target = {'ema_params': to_abstract(abstract.ema_params)}
+    weights = 'ema'
+  _check_saved_params(directory / str(step) / 'state', weights + '_params' if weights == 'ema'
+                      else 'params', abstract.params)
+  with ocp.CheckpointManager(directory) as manager:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))
+  params = restored.state['ema_params' if weights == 'ema' else 'params']
+  return jax.device_get(params), config, int(step), weights
+
+
+def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
+  """The checkpoint's parameter names and shapes must be the current model's.
+
+  A partial restore would silently drop parameters the current model code no
+  longer has (e.g. a checkpoint from before a layer lost its bias): the bundle
+  would then compute something else than the run that was trained.
+  """
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    tree = handler.metadata(epath.Path(state_dir))
+  finally:
+    handler.close()
+  tree = getattr(tree, 'tree', tree)
+  if item not in tree:
+    raise ExportError(f'{state_dir}: no {item!r} in the checkpoint')
+  saved = {k: tuple(v.shape) for k, v in bundle.flat_leaves(tree[item]).items()}
+  want = {k: tuple(v.shape) for k, v in bundle.flat_leaves(expected).items()}
+  if saved != want:
+    diff = sorted(set(saved) ^ set(want)) or sorted(k for k in saved if saved[k] != want[k])
+    raise ExportError(
+        f'{state_dir}: checkpoint parameters differ from the current model code '
+        f'({len(saved)} saved, {len(want)} expected; e.g. {diff[0]!r}); export with the '
+        'clarity_jax version that trained it')
+
+
+def saved_model_extras(spec: bundle.ModelSpec, params: Any, size: int):
+  """An `extras` callback for save_bundle writing BUNDLE/saved_model (jax2tf).
+
+  The SavedModel takes float32 [batch, 2K+1, size, size, 3] with the batch free;
+  the spatial size is fixed because the model's shape checks compare height and
+  width, which jax2tf cannot do on symbolic sizes. Clients tile larger frames as
+  enhance does. It is checked against the JAX model on a random batch of two
+  windows; a disagreement beyond float tolerance stops the export.
+  """
+
+  def write(tmp: Path) -> dict[str, Any]:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+    from flax import nnx  # pylint: disable=g-import-not-at-top
+
+    graphdef, _ = nnx.split(spec.create())
+    forward = lambda p, lq: nnx.merge(graphdef, p)(lq)
+    # TF tracks variables by string keys only ('.' not '/': those name scopes).
+    flat = {k.replace('/', '.'): v for k, v in bundle.flatten_params(params).items()}
+    flat_forward = lambda f, lq: forward(bundle.unflatten_params(
+        {k.replace('.', '/'): v for k, v in f.items()}, params), lq)
+    t = spec.num_frames
+    tf_fn = jax2tf.convert(flat_forward,
+                           polymorphic_shapes=[None, f'(b, {t}, {size}, {size}, 3)'],
+                           with_gradient=False)
+    module = tf.Module()
+    module.params = {k: tf.Variable(v, trainable=False, name=k) for k, v in flat.items()}
+    module.restore = tf.function(
+        lambda lq: tf_fn(module.params, lq), autograph=False,
+        input_signature=[tf.TensorSpec([None, t, size, size, 3], tf.float32, name='lq')])
+    tf.saved_model.save(module, str(tmp / 'saved_model'),
+                        signatures={'serving_default': module.restore})
+    window = np.random.default_rng(0).random((2, t, size, size, 3), np.float32)
+    want = np.asarray(jax.jit(forward)(params, window))
+    loaded = tf.saved_model.load(str(tmp / 'saved_model'))  # keep it: it owns the variables
+    got = loaded.restore(tf.constant(window)).numpy()
+    err = float(np.max(np.abs(got - want)))
+    if err > 1e-4:
+      raise ExportError(f'{tmp / "saved_model"}: differs from the JAX model by {err:.2e} '
+                        f'(max abs on two {size}x{size} windows)')
+    logging.info('SavedModel agrees with JAX: max abs difference %.2e', err)
+    return {'saved_model': {'path': 'saved_model', 'signature': 'serving_default',
+                            'input': 'lq', 'checked_max_abs_diff': err,
+                            'input_shape': [None, t, size, size, 3]}}
+
+  return write
+
+
+def export(workdir: str | os.PathLike, output: str | os.PathLike, step: int | None = None,
+           saved_model: bool = False, saved_model_size: int = 64) -> bundle.BundleInfo:
+  params, config, step, weights = restore_checkpoint(workdir, step)
+  spec = bundle.ModelSpec.from_config(config)
+  extras = saved_model_extras(spec, params, saved_model_size) if saved_model else None
+  return bundle.save_bundle(output, spec, params, step=step, weights=weights, extras=extras)
+
+
+def define_flags() -> None:
+  """The CLI's flags, defined only when run as a program (see enhance.define_flags)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir (holds checkpoints/).')
+  flags.DEFINE_string('output', None, 'Bundle folder to write.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
+  flags.DEFINE_bool('saved_model', False, 'Also write a TensorFlow SavedModel (jax2tf).')
+  flags.DEFINE_integer('saved_model_size', 256, 'Height and width (LQ pixels) of the '
+                       'SavedModel input: a tile, as enhance --tile; the batch size stays '
+                       'free.', lower_bound=8)
+  flags.mark_flags_as_required(['workdir', 'output'])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  if not f['verbosity'].present:  # orbax logs every file at INFO
+    logging.set_verbosity(logging.WARNING)
+  try:
+    info = export(f.workdir, f.output, f.step, f.saved_model, f.saved_model_size)
+  except (ExportError, bundle.BundleError) as e:
+    sys.exit(f'error: {e}')
+  print(f'{f.output}: {info.model.variant} x{info.model.scale} '
+        f'K={info.model.num_neighbors}, step {info.step}, {info.weights} weights, '
+        f'sha256 {info.params_sha256[:12]}', flush=True)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
