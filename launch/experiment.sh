@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The experiment of docs/results.md in one command: builds the held-out set (validation
+# photographs as clips + ../shared/data/video when present, degraded with
+# clarity_jax.degrade --seed=0), trains the joint model and every baseline under the
+# same budget and data, exports the bundles, evaluates them all in one run, and writes
+# docs/results.md with its pictures under docs/results/.
+#
+# Usage (from anywhere):
+#   launch/experiment.sh [--steps=300] [--variant=small] [--batch_size=4] \
+#       [--crop_size=32] [--frames=7] [--hr_size=192] [--max_videos=5] \
+#       [--output=runs/experiment] [--docs=docs/results.md]
+#
+# The default budget (runlocal settings, 300 steps per network) takes about half an
+# hour on 2 CPU cores. Re-running reuses what is done (training resumes).
+#
+# Environment: PYTHON (default: python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+exec "${PYTHON:-python}" -m clarity_jax.experiment "$@"
