@@ -99,7 +99,8 @@ def test_factory_rejects_bad_arguments(kwargs, message):
 
 
 def test_model_from_config_honours_every_field():
-  config = load_config('runlocal')  # variant tiny, x4, K = 2
+  config = load_config('runlocal')
+  config.model.variant = 'tiny'  # x4, K = 2
   build = lambda: nnx.eval_shape(
       lambda: claritynet.model_from_config(config, nnx.Rngs(0)))
   model = build()
