@@ -10,6 +10,7 @@ mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -19,6 +20,12 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
+  """WORKDIR/checkpoints, made absolute for local paths (orbax refuses relative ones)."""
+  workdir = os.fspath(workdir)
+  return epath.Path(workdir if '://' in workdir else os.path.abspath(workdir)) / 'checkpoints'
 
 
 class PreemptionWatcher:
@@ -53,7 +60,7 @@ class Checkpointer:
   """A thin wrapper naming the two items of a clarity_jax checkpoint."""
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict):
-    self.directory = epath.Path(workdir) / 'checkpoints'
+    self.directory = checkpoint_dir(workdir)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -97,7 +104,7 @@ class Checkpointer:
 
 def read_meta(workdir: str, step: int | None = None) -> tuple[int, dict]:
   """The JSON record of a checkpoint, without touching its arrays (for export)."""
-  directory = epath.Path(workdir) / 'checkpoints'
+  directory = checkpoint_dir(workdir)
   with ocp.CheckpointManager(directory) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:

@@ -95,20 +95,23 @@ def test_nan_loss_stops_before_a_checkpoint(tmp_path):
   steps.close()
 
 
-def test_short_run_writes_checkpoints_events_and_samples(tmp_path):
+def test_short_run_writes_checkpoints_events_and_samples(tmp_path, monkeypatch):
+  # A relative --workdir, as in the README (orbax itself wants absolute paths).
+  monkeypatch.chdir(tmp_path)
   config = tiny_config(num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=2,
                        keep_checkpoints=2, ema_decay=0.9)
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = train.train_and_evaluate(config, 'run')
+  workdir = tmp_path / 'run'
   assert int(state.step) == 4
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
-  assert list(tmp_path.glob('events.out.tfevents.*'))
-  samples = list((tmp_path / 'samples').glob('step_*.png'))
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+  assert list(workdir.glob('events.out.tfevents.*'))
+  samples = list((workdir / 'samples').glob('step_*.png'))
   assert [p.name for p in samples] == ['step_0000004.png']
   # EMA and raw weights both kept and different after training.
   leaves = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
                                         state.params, state.ema_params))
   assert max(leaves) > 0
-  step, meta = checkpointing.read_meta(str(tmp_path))
+  step, meta = checkpointing.read_meta('run')
   assert step == 4 and meta['data_stream']['next_example_index'] == 4 * config.batch_size
 
 
