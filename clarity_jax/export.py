@@ -42,7 +42,7 @@ def restore_checkpoint(workdir: str | os.PathLike, step: int | None = None
   large model does not also load its two Adam moments.
   """
   workdir = Path(workdir)
-  directory = workdir / 'checkpoints'
+  directory = checkpointing.checkpoint_dir(workdir)  # absolute: orbax wants it so
   if not directory.is_dir():
     raise ExportError(f'{workdir}: no checkpoints/ folder (not a training workdir?)')
   try:
@@ -63,7 +63,7 @@ def restore_checkpoint(workdir: str | os.PathLike, step: int | None = None
     weights = 'ema'
   _check_saved_params(directory / str(step) / 'state', weights + '_params' if weights == 'ema'
                       else 'params', abstract.params)
-  with ocp.CheckpointManager(checkpointing.checkpoint_dir(workdir)) as manager:
+  with ocp.CheckpointManager(directory) as manager:
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
         partial_restore=True)))

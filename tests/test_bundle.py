@@ -54,7 +54,9 @@ def checkpoint_state(workdir: pathlib.Path) -> tuple[int, dict]:
 def test_export_cli_round_trip_matches_the_checkpoint_model(trained_run, tmp_path):
   workdir, config = trained_run
   out = tmp_path / 'bundle'
-  proc = run_module('clarity_jax.export', f'--workdir={workdir}', f'--output={out}')
+  # A relative --workdir, as users type it (orbax itself wants absolute paths).
+  relative = os.path.relpath(workdir, REPO)
+  proc = run_module('clarity_jax.export', f'--workdir={relative}', f'--output={out}')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'ema weights' in proc.stdout
 
