@@ -41,6 +41,7 @@ from absl import logging
 import cv2
 import numpy as np
 
+from clarity_jax import config_files
 from clarity_jax import evaluate as evaluate_lib
 from clarity_jax import video_io
 from clarity_jax.data import frames as frames_lib
@@ -226,13 +227,8 @@ def train_command(model: Model, workdir: Path, budget: dict[str, Any]) -> list[s
 
 def resolved_budget(budget: dict[str, Any]) -> dict[str, Any]:
   """The values the networks actually train with: runlocal's, then the overrides."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location('clarity_default_config',
-                                                REPO / 'configs' / 'default.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
   arg = 'runlocal' + (f',variant={budget["variant"]}' if budget['variant'] else '')
-  config = module.get_config(arg)
+  config = config_files.get_config(REPO / 'configs' / 'default.py', arg)
   return {'variant': config.model.variant, 'steps': budget['steps'] or config.num_train_steps,
           'batch_size': budget['batch_size'] or config.batch_size,
           'crop_size': budget['data.crop_size'] or config.data.crop_size,

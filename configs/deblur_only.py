@@ -21,20 +21,10 @@ frame is the LR one, where the x4 pipeline's blur is about 4 times narrower, whi
 is the mismatch every deblur-then-upsample cascade lives with.
 """
 
-import importlib.util
-import pathlib
-
-
-def _default():
-  """configs/ is not a package: load the default config beside this file by path."""
-  path = pathlib.Path(__file__).with_name('default.py')
-  spec = importlib.util.spec_from_file_location('clarity_default_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from clarity_jax import config_files
 
 
 def get_config(arg: str | None = None):
-  config = _default().get_config(arg)
+  config = config_files.sibling_config(__file__, arg)
   config.scale = 1
   return config

@@ -11,21 +11,11 @@ evaluator `--bundle=DEBLUR_BUNDLE+SR_BUNDLE` (bundles of configs/deblur_only.py 
 of this config, each trained for its own stage; see configs/deblur_only.py).
 """
 
-import importlib.util
-import pathlib
-
-
-def _default():
-  """configs/ is not a package: load the default config beside this file by path."""
-  path = pathlib.Path(__file__).with_name('default.py')
-  spec = importlib.util.spec_from_file_location('clarity_default_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from clarity_jax import config_files
 
 
 def get_config(arg: str | None = None):
-  config = _default().get_config(arg)
+  config = config_files.sibling_config(__file__, arg)
   d = config.degradation
   d.blur_prob = 0.0
   d.noise_prob = 0.0

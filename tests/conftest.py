@@ -1,6 +1,5 @@
 """Shared test fixtures: tiny configs and a quiet TensorFlow."""
 
-import importlib.util
 import os
 import pathlib
 
@@ -18,10 +17,8 @@ SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 
 def load_config(arg: str = 'runlocal'):
-  spec = importlib.util.spec_from_file_location('default_config', REPO / 'configs' / 'default.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from clarity_jax import config_files  # after XLA_FLAGS is set
+  return config_files.get_config(REPO / 'configs' / 'default.py', arg)
 
 
 def tiny_config(**overrides):

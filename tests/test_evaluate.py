@@ -1,7 +1,6 @@
 """evaluate: scores against direct metric calls and scikit-image, cascades, protocols,
 pictures, LPIPS, bad inputs; the baseline configs."""
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from skimage.metrics import structural_similarity
 
 from clarity_jax import bundle
 from clarity_jax import config_checks
+from clarity_jax import config_files
 from clarity_jax import enhance
 from clarity_jax import evaluate
 from clarity_jax import export
@@ -363,10 +363,7 @@ def test_a_method_must_fit_the_data_scale(setup):
 
 
 def _config(name: str, arg: str | None = 'runlocal') -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_files.get_config(REPO / 'configs' / f'{name}.py', arg)
 
 
 def _flat(config, prefix=''):
