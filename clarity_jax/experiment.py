@@ -1,6 +1,6 @@
 """The experiment behind docs/results.md: the joint model against its baselines.
 
-  launch/experiment.sh [--steps=300] [--variant=small] [--output=runs/experiment]
+  launch/experiment.sh [--steps=N] [--variant=small] [--output=runs/experiment]
 
 One command, every stage a program of the project run as a user would run it:
 
