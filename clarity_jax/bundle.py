@@ -29,6 +29,7 @@ import safetensors
 import safetensors.numpy
 from flax import nnx
 
+from clarity_jax.data import frames
 from clarity_jax.models import claritynet
 
 FORMAT = 'clarity_jax.bundle'
@@ -169,21 +170,13 @@ def save_bundle(path: str | os.PathLike, spec: ModelSpec, params: Any, *, step: 
                       package_version=package_version(),
                       extra=extras(tmp) if extras is not None else {})
     (tmp / INFO_FILE).write_text(json.dumps(_info_to_json(info, len(flat)), indent=2) + '\n')
-    _move_into_place(tmp, path)
+    frames.replace_folder(tmp, path)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   return info
 
 
-def _move_into_place(tmp: Path, final: Path) -> None:
-  if final.exists():
-    old = final.with_name(f'.{final.name}.old-{os.getpid()}')
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old)
-  else:
-    os.replace(tmp, final)
 
 
 def _info_to_json(info: BundleInfo, num_arrays: int) -> dict[str, Any]:

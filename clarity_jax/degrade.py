@@ -85,15 +85,6 @@ def _check_output(output: Path) -> None:
                       'choose a new or empty folder')
 
 
-def _move_into_place(tmp: Path, final: Path) -> None:
-  """Renames a finished folder to its final name, replacing an earlier one."""
-  if final.exists() and any(final.iterdir()):
-    old = final.with_name(f'.{final.name}.old-{os.getpid()}')
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old)
-  else:
-    os.replace(tmp, final)
 
 
 def degrade_clip(name: str, paths: Sequence[Path], size: tuple[int, int], out_dir: Path,
@@ -149,7 +140,7 @@ def degrade_tree(input_root: Path, output: Path, scale: int, seed: int,
                                               progress)
         if single:  # the sidecar moves in with the frames
           _write_json(tmp / SIDECAR, sidecar)
-        _move_into_place(tmp, final)
+        frames.replace_folder(tmp, final)
       finally:
         shutil.rmtree(tmp, ignore_errors=True)
   if not single:

@@ -489,7 +489,7 @@ def evaluate(methods: Sequence[Method], clips: Sequence[Clip], output: str | os.
                             lpips=lpips, lpips_path=lpips_path, num_pictures=num_pictures,
                             save_frames=save_frames, max_frames=max_frames, tile=tile,
                             sources=sources or {}, progress=progress)
-    _move_into_place(tmp, output)
+    frames_lib.replace_folder(tmp, output)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -612,14 +612,6 @@ def _write_text(path: Path, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _move_into_place(tmp: Path, final: Path) -> None:
-  if final.exists():
-    old = final.with_name(f'.{final.name}.old-{os.getpid()}')
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old)
-  else:
-    os.replace(tmp, final)
 
 
 # ------------------------------------------------------------------ tables

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import os
 from pathlib import Path
 import re
+import shutil
 
 from absl import logging
 import cv2
@@ -184,3 +185,18 @@ def check_clip_sizes(clip_name: str, paths: Sequence[str | os.PathLike]) -> tupl
       raise FrameError(p, f'size {size[1]}x{size[0]} differs from {first[1]}x{first[0]} of '
                        f'{Path(paths[0]).name}, the first frame of clip {clip_name!r}')
   return first
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+  """Renames a finished folder to its final name, replacing an earlier one.
+
+  The old folder is renamed aside before the new one moves in, so at every moment
+  `final` is either the complete old folder or the complete new one.
+  """
+  if final.exists() and any(final.iterdir()):
+    old = final.with_name(f'.{final.name}.old-{os.getpid()}')
+    os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old)
+  else:
+    os.replace(tmp, final)
