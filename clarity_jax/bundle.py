@@ -45,13 +45,8 @@ INPUT_NORMALISATION = {
 }
 
 
-class BundleError(ValueError):
+class BundleError(frames.PathError):
   """A bundle is missing, of another format or version, or corrupt: '<path>: <what>'."""
-
-  def __init__(self, path: str | os.PathLike, problem: str):
-    self.path = Path(path)
-    self.problem = problem
-    super().__init__(f'{path}: {problem}')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,13 +88,8 @@ ZOOM = 4
 _BOX_COLOUR = (255, 48, 48)
 
 
-class EvaluateError(ValueError):
+class EvaluateError(frames_lib.PathError):
   """Inputs or outputs that cannot be evaluated: '<path>: <what>'."""
-
-  def __init__(self, path: str | os.PathLike, problem: str):
-    self.path = Path(path)
-    self.problem = problem
-    super().__init__(f'{path}: {problem}')
 
 
 # ------------------------------------------------------------------- the data

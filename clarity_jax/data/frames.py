@@ -25,17 +25,21 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _QUIET_EXTENSIONS = ('.json', '.txt', '.md')
 
 
-class FrameError(ValueError):
-  """A frame or frame folder is missing, unreadable or inconsistent: '<path>: <what>'.
+class PathError(ValueError):
+  """A file or folder the program cannot use: the one-line message '<path>: <what>'.
 
-  FrameError(path, problem) builds the message; FrameError('<path>: <what>') takes
-  a ready one.
+  PathError(path, problem) builds the message; PathError('<path>: <what>') takes a
+  ready one. The commands print it as 'error: <message>' and exit non-zero.
   """
 
   def __init__(self, path: str | os.PathLike, problem: str | None = None):
     self.path = Path(path) if problem is not None else None
     self.problem = problem
     super().__init__(str(path) if problem is None else f'{path}: {problem}')
+
+
+class FrameError(PathError):
+  """A frame or frame folder is missing, unreadable or inconsistent."""
 
 
 def _to_float_rgb(img: np.ndarray, path: Path) -> np.ndarray:
