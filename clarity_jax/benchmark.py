@@ -7,6 +7,7 @@
   python -m clarity_jax.benchmark --what=inference --config=configs/default.py:variant=base \\
       [--height=180 --width=320 --inference_batch=8]
   python -m clarity_jax.benchmark --what=model --config=...   # train + inference + matmul peak
+  python -m clarity_jax.benchmark --what=profile --config=... [--profile_dir=DIR]  # time per stage
 
 --what picks an entry of BENCHMARKS: a function (config, num_batches, warmup) -> dict
 of JSON-serialisable results. Each imports what it needs inside, so TensorFlow is
@@ -79,9 +80,27 @@ def matmul_peak(dtype: str, n: int | None = None, steps: int = 10) -> float:
   return 2 * n ** 3 / seconds / 1e12
 
 
-def train_throughput(config: ml_collections.ConfigDict, num_batches: int,
-                     warmup: int) -> dict[str, Any]:
-  """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device."""
+def compiled_memory(compiled: Any) -> dict[str, int]:
+  """XLA's buffer assignment for one compiled program, in bytes.
+
+  Device-independent given the program: what donation (`alias`: outputs written
+  into donated inputs) and bfloat16 (`temp`: activations kept for the backward
+  pass) buy shows here even on a CPU.
+  """
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return {}
+  return {k: int(getattr(stats, f'{k}_size_in_bytes'))
+          for k in ('argument', 'output', 'alias', 'temp')}
+
+
+def train_program(config: ml_collections.ConfigDict
+                  ) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
+  """The compiled train step on a synthetic batch made on the device.
+
+  Returns (compiled, run, info): run() performs one step (the state is donated
+  and carried over between calls) and returns the loss.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from clarity_jax import train_step as ts  # pylint: disable=g-import-not-at-top
   mesh = ts.make_mesh()
@@ -95,49 +114,89 @@ def train_throughput(config: ml_collections.ConfigDict, num_batches: int,
   batch = jax.jit(lambda: {k: jax.random.uniform(jax.random.key(i), v)
                            for i, (k, v) in enumerate(shapes.items())},
                   out_shardings=ts.batch_sharding(mesh))()
-  step = ts.jit_train_step(config, graphdef, mesh)
-  compiled = step.lower(state, batch, None).compile()
-  flops = _flops(compiled)
+  compiled = ts.jit_train_step(config, graphdef, mesh).lower(state, batch, None).compile()
   holder = [state]
 
   def run():
     holder[0], metrics = compiled(holder[0], batch, None)
     return metrics['loss']
 
+  info = {'variant': config.model.variant, 'dtype': config.model.dtype, 'batch': b,
+          'K': config.num_neighbors, 'crop': c, 'scale': s}
+  return compiled, run, info
+
+
+def train_throughput(config: ml_collections.ConfigDict, num_batches: int,
+                     warmup: int) -> dict[str, Any]:
+  """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device."""
+  compiled, run, info = train_program(config)
+  flops = _flops(compiled)
   seconds = _timed(run, num_batches, warmup)
-  return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
-          'batch': b, 'K': config.num_neighbors, 'crop': c, 'scale': s,
-          'step_ms': seconds * 1e3, 'windows_per_s': b / seconds,
+  return {'what': 'train', **info,
+          'step_ms': seconds * 1e3, 'windows_per_s': info['batch'] / seconds,
           'gflops_per_step': flops / 1e9, 'achieved_tflops': flops / seconds / 1e12,
-          'peak_memory_bytes': peak_memory_bytes()}
+          'peak_memory_bytes': peak_memory_bytes(), 'xla_memory': compiled_memory(compiled)}
 
 
-def inference_throughput(config: ml_collections.ConfigDict, num_batches: int, warmup: int,
-                         dtypes: tuple[str, ...] = ('float32', 'bfloat16')) -> dict[str, Any]:
-  """Frames/s of the model alone, (h, w) -> (s h, s w), in float32 and bfloat16."""
+def inference_program(config: ml_collections.ConfigDict, dtype: str
+                      ) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
+  """The compiled forward pass on --inference_batch windows of --height x --width.
+
+  Returns (compiled, run, info) as train_program.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from clarity_jax.models import claritynet  # pylint: disable=g-import-not-at-top
   h, w, b = _HEIGHT.value, _WIDTH.value, _INFERENCE_BATCH.value
   t = 2 * config.num_neighbors + 1
   lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
-  out: dict[str, Any] = {'what': 'inference', 'variant': config.model.variant, 'batch': b,
-                         'K': config.num_neighbors, 'scale': config.scale,
-                         'input': [h, w], 'output': [config.scale * h, config.scale * w]}
+  model = claritynet.create_model(
+      config.model.variant, scale=config.scale, num_neighbors=config.num_neighbors,
+      use_alignment=config.model.use_alignment, use_attention=config.model.use_attention,
+      dtype=dtype, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  compiled = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, lq).compile()
+  info = {'variant': config.model.variant, 'dtype': dtype, 'batch': b,
+          'K': config.num_neighbors, 'scale': config.scale, 'input': [h, w],
+          'output': [config.scale * h, config.scale * w]}
+  return compiled, lambda: compiled(params, lq), info
+
+
+def inference_throughput(config: ml_collections.ConfigDict, num_batches: int, warmup: int,
+                         dtypes: tuple[str, ...] = ('float32', 'bfloat16')) -> dict[str, Any]:
+  """Frames/s of the model alone, (h, w) -> (s h, s w), in float32 and bfloat16."""
+  out: dict[str, Any] = {'what': 'inference'}
   for dtype in dtypes:
-    model = claritynet.create_model(
-        config.model.variant, scale=config.scale, num_neighbors=config.num_neighbors,
-        use_alignment=config.model.use_alignment, use_attention=config.model.use_attention,
-        dtype=dtype, rngs=nnx.Rngs(0))
-    graphdef, params = nnx.split(model)
-    forward = jax.jit(lambda p, x, g=graphdef: nnx.merge(g, p)(x))
-    compiled = forward.lower(params, lq).compile()
-    seconds = _timed(lambda c=compiled, p=params: c(p, lq), num_batches, warmup)
+    compiled, run, info = inference_program(config, dtype)
+    out.update({k: v for k, v in info.items() if k != 'dtype'})
+    b = info['batch']
+    seconds = _timed(run, num_batches, warmup)
     flops = _flops(compiled)
     out[dtype] = {'frames_per_s': b / seconds, 'ms_per_frame': seconds / b * 1e3,
                   'gflops_per_frame': flops / b / 1e9,
-                  'achieved_tflops': flops / seconds / 1e12}
+                  'achieved_tflops': flops / seconds / 1e12,
+                  'xla_memory': compiled_memory(compiled)}
   out['peak_memory_bytes'] = peak_memory_bytes()
+  return out
+
+
+def profile_stages(config: ml_collections.ConfigDict, num_batches: int,
+                   warmup: int) -> dict[str, Any]:
+  """Op time per model stage (flow, warp, encoder, ...) of the train step and of
+  inference in config.model.dtype, from jax.profiler traces (clarity_jax.profiling).
+  The traces stay under --profile_dir for TensorBoard's profile plugin."""
+  import os  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from clarity_jax import profiling  # pylint: disable=g-import-not-at-top
+  root = _PROFILE_DIR.value or tempfile.mkdtemp(prefix='clarity_profile_')
+  out: dict[str, Any] = {'what': 'profile', 'date': time.strftime('%Y-%m-%d'),
+                         'device': device_info()}
+  for name, (compiled, run, info) in (
+      ('train', train_program(config)),
+      ('inference', inference_program(config, config.model.dtype))):
+    seconds = _timed(run, num_batches, warmup)
+    out[name] = {**info, 'ms_per_call': seconds * 1e3,
+                 **profiling.profile(compiled, run, num_batches, os.path.join(root, name))}
   return out
 
 
@@ -170,6 +229,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     'train': train_throughput,
     'inference': inference_throughput,
     'model': model_benchmarks,
+    'profile': profile_stages,
 }
 
 # Dense datasheet peaks per chip, TFLOP/s: (bfloat16, float32 without TF32).
@@ -191,6 +251,8 @@ _NUM_BATCHES = flags.DEFINE_integer('num_batches', 20, 'Batches (or steps) to ti
 _HEIGHT = flags.DEFINE_integer('height', 180, 'Inference input height (LQ).')
 _WIDTH = flags.DEFINE_integer('width', 320, 'Inference input width (LQ).')
 _INFERENCE_BATCH = flags.DEFINE_integer('inference_batch', 4, 'Windows per inference call.')
+_PROFILE_DIR = flags.DEFINE_string('profile_dir', '', '--what=profile: where the traces go '
+                                   '(default: a new temporary folder).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed batches (or steps) first.',
                                lower_bound=0)
 

@@ -108,20 +108,22 @@ def compute_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
   lc = config.loss
   out = apply_model(graphdef, params, batch['lq'])
   hr = batch['hr']
-  terms = {
-      'charbonnier': losses.charbonnier(out, hr, lc.charbonnier_eps),
-      'edge': losses.edge_loss(out, hr, lc.charbonnier_eps),
-  }
-  weights = {'charbonnier': lc.charbonnier_weight, 'edge': lc.edge_weight}
-  if perceptual is not None and lc.perceptual_weight > 0:
-    terms['perceptual'] = perceptual(jax.lax.stop_gradient(vgg_params), out, hr)
-    weights['perceptual'] = lc.perceptual_weight
   if lc.temporal_weight > 0:
     out_next = apply_model(graphdef, params, batch['lq_next'])
-    terms['temporal'] = losses.temporal_loss(out, out_next, hr, batch['hr_next'],
-                                             lc.charbonnier_eps)
-    weights['temporal'] = lc.temporal_weight
-  total = sum(weights[k] * terms[k] for k in terms)
+  with jax.named_scope('loss'):  # a stage of the profile (clarity_jax.profiling)
+    terms = {
+        'charbonnier': losses.charbonnier(out, hr, lc.charbonnier_eps),
+        'edge': losses.edge_loss(out, hr, lc.charbonnier_eps),
+    }
+    weights = {'charbonnier': lc.charbonnier_weight, 'edge': lc.edge_weight}
+    if perceptual is not None and lc.perceptual_weight > 0:
+      terms['perceptual'] = perceptual(jax.lax.stop_gradient(vgg_params), out, hr)
+      weights['perceptual'] = lc.perceptual_weight
+    if lc.temporal_weight > 0:
+      terms['temporal'] = losses.temporal_loss(out, out_next, hr, batch['hr_next'],
+                                               lc.charbonnier_eps)
+      weights['temporal'] = lc.temporal_weight
+    total = sum(weights[k] * terms[k] for k in terms)
   return total, terms
 
 
@@ -132,14 +134,15 @@ def train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
       lambda p: compute_losses(config, graphdef, p, batch, perceptual, vgg_params),
       has_aux=True)
   (loss, terms), grads = grad_fn(state.params)
-  updates, opt_state = make_optimizer(config).update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  ema = state.ema_params
-  if ema is not None:
-    # Ramp the decay up so early EMA weights are not dominated by the random init.
-    step = state.step.astype(jnp.float32)
-    decay = jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
-    ema = optax.incremental_update(params, ema, 1.0 - decay)
+  with jax.named_scope('optimizer'):
+    updates, opt_state = make_optimizer(config).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema_params
+    if ema is not None:
+      # Ramp the decay up so early EMA weights are not dominated by the random init.
+      step = state.step.astype(jnp.float32)
+      decay = jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
+      ema = optax.incremental_update(params, ema, 1.0 - decay)
   metrics_out = {'loss': loss, 'grad_norm': optax.global_norm(grads),
                  'learning_rate': learning_rate_schedule(config)(state.step),
                  **{f'loss_{k}': v for k, v in terms.items()}}

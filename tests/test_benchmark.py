@@ -44,3 +44,26 @@ def test_model_benchmark_without_tensorflow():
   assert result['measured_matmul_peak_tflops']['float32'] > 0
   assert train['peak_memory_bytes'] > 0
 
+
+
+def test_profile_benchmark_without_tensorflow(tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run(
+      [sys.executable, '-c', RUN_WITHOUT_TF, '--what=profile',
+       '--config=configs/default.py:runlocal', '--config.model.variant=tiny',
+       '--config.batch_size=2', '--config.data.crop_size=16', '--num_batches=2',
+       '--warmup=1', '--height=24', '--width=40', '--inference_batch=1',
+       f'--profile_dir={tmp_path}'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  model_stages = {'flow', 'warp', 'encoder', 'fusion', 'decoder'}
+  train, inference = result['train'], result['inference']
+  assert set(train['stages']) >= model_stages | {'loss', 'optimizer'}
+  for stage in model_stages:  # every stage of the model trains
+    assert train['stages'][stage]['backward_ms'] > 0, stage
+    assert inference['stages'][stage]['forward_ms'] > 0, stage
+  assert 'optimizer' not in inference['stages'] and 'loss' not in inference['stages']
+  # Nearly every op of the step is attributed to a named stage.
+  assert train['stages'].get('other', {'share': 0})['share'] < 0.1
+  assert list((tmp_path / 'train').rglob('*.trace.json.gz'))

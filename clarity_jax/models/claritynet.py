@@ -160,9 +160,13 @@ class ClarityNetSR(nnx.Module):
                            self.scale, **kw)
 
   def pad(self, lq: jax.Array) -> jax.Array:
-    """Edge-pads h, w up to multiples of `pad_multiple` (checks the shape too)."""
+    """Edge-pads h, w up to multiples of `pad_multiple` (checks the shape too).
+
+    h and w are compared with 1 one at a time, never with each other: jax2tf's
+    symbolic sizes (a SavedModel taking any h, w) can say h >= 1 but not h < w.
+    """
     if (lq.ndim != 5 or lq.shape[1] != self.num_frames or lq.shape[-1] != 3
-        or min(lq.shape[2:4]) < 1):
+        or lq.shape[2] < 1 or lq.shape[3] < 1):
       raise ValueError(
           f'ClarityNetSR(K={self.num_neighbors}): want lq [B, {self.num_frames}, '
           f'h, w, 3], got {tuple(lq.shape)}')
@@ -176,28 +180,35 @@ class ClarityNetSR(nnx.Module):
     b, t, h, w, c = lq.shape
     if self.flow is None:
       return lq, jnp.zeros((b, t, h, w, 2), jnp.float32)
-    flows = flow_lib.pairwise_flows(self.flow, lq, self.num_neighbors)
-    aligned = flow_lib.warp(lq.reshape(b * t, h, w, c),
-                            flows.reshape(b * t, h, w, 2))
+    with jax.named_scope('flow'):
+      flows = flow_lib.pairwise_flows(self.flow, lq, self.num_neighbors)
+    with jax.named_scope('warp'):
+      aligned = flow_lib.warp(lq.reshape(b * t, h, w, c),
+                              flows.reshape(b * t, h, w, 2))
     return aligned.reshape(b, t, h, w, c), flows
 
   def encode(self, frames: jax.Array) -> jax.Array:
     """E (eq. 4): [B, T, H, W, 3] -> [B, T, H, W, C], frames folded into batch."""
     b, t, h, w, c = frames.shape
-    feats = self.encoder(frames.reshape(b * t, h, w, c))
+    with jax.named_scope('encoder'):
+      feats = self.encoder(frames.reshape(b * t, h, w, c))
     return feats.reshape(b, t, h, w, -1)
 
   def decode(self, fused: jax.Array, lq: jax.Array) -> jax.Array:
     """G (eq. 6): fused features (padded) + the unpadded lq -> restored frame."""
     _, _, h, w, _ = lq.shape
-    residual = self.decoder(fused)[:, :self.scale * h, :self.scale * w]
-    skip = upsample_reference(lq, self.num_neighbors, self.scale)
+    with jax.named_scope('decoder'):
+      residual = self.decoder(fused)[:, :self.scale * h, :self.scale * w]
+    with jax.named_scope('skip'):
+      skip = upsample_reference(lq, self.num_neighbors, self.scale)
     return skip + residual.astype(jnp.float32)
 
   def __call__(self, lq: jax.Array) -> jax.Array:
     """lq [B, 2K+1, h, w, 3] in [0, 1] -> [B, s h, s w, 3] float32."""
     aligned, _ = self.align(self.pad(lq))
-    fused, _ = self.fusion(self.encode(aligned), self.num_neighbors)
+    feats = self.encode(aligned)
+    with jax.named_scope('fusion'):
+      fused, _ = self.fusion(feats, self.num_neighbors)
     return self.decode(fused, lq)
 
 

@@ -1,0 +1,53 @@
+"""Profiles grouped by stage: op names parsed right, and time lands where the work is."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from clarity_jax import profiling
+
+
+@pytest.mark.parametrize('op_name, expected', [
+    ('jit(step)/jvp(encoder)/conv_general_dilated', ('encoder', 'forward')),
+    ('jit(step)/transpose(jvp(decoder))/mul', ('decoder', 'backward')),
+    # The flow estimator's own warps belong to flow: the outermost stage wins.
+    ('jit(step)/jvp(flow)/warp/gather', ('flow', 'forward')),
+    ('jit(step)/optimizer/add', ('optimizer', 'forward')),
+    ('jit(step)/jvp()/reshape', ('other', 'forward')),
+    # A stage name inside another word is not that stage.
+    ('jit(step)/jvp(encoder_like)/add', ('other', 'forward')),
+])
+def test_stage_of(op_name, expected):
+  assert profiling.stage_of(op_name) == expected
+
+
+def _heavy_and_light(x, w):
+  with jax.named_scope('encoder'):
+    for _ in range(4):
+      x = jnp.tanh(x @ w)
+  with jax.named_scope('loss'):
+    return jnp.mean(x)
+
+
+def test_profile_puts_the_time_where_the_work_is(tmp_path):
+  x = jax.random.normal(jax.random.key(0), (256, 256))
+  w = jax.random.normal(jax.random.key(1), (256, 256)) / 16
+  step = jax.jit(jax.grad(_heavy_and_light, argnums=1))
+  compiled = step.lower(x, w).compile()
+  stages = profiling.op_stages(compiled.as_text())
+  assert {s for s, _ in stages.values()} >= {'encoder', 'loss'}
+  jax.block_until_ready(compiled(x, w))  # warm up outside the trace
+
+  result = profiling.profile(compiled, lambda: compiled(x, w), 3, str(tmp_path / 'trace'))
+  table = result['stages']
+  # Eight 256^3 matmuls (forward and backward) against one mean.
+  assert table['encoder']['share'] > 0.8
+  assert table['encoder']['forward_ms'] > 0 and table['encoder']['backward_ms'] > 0
+  assert sum(row['share'] for row in table.values()) == pytest.approx(1.0)
+  assert sum(row['ms'] for row in table.values()) == pytest.approx(result['op_ms_per_call'])
+  assert list((tmp_path / 'trace').rglob('*.trace.json.gz'))
+
+
+def test_missing_trace_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no \\*.trace.json.gz'):
+    profiling.trace_events(str(tmp_path))
