@@ -105,12 +105,8 @@ def train_program(config: ml_collections.ConfigDict
   from clarity_jax import train_step as ts  # pylint: disable=g-import-not-at-top
   mesh = ts.make_mesh()
   graphdef = ts.model_graphdef(config)
-  state = jax.jit(lambda: ts.init_state(config), out_shardings=ts.replicated(mesh))()
-  b, t = config.batch_size, 2 * config.num_neighbors + 1
-  c, s = config.data.crop_size, config.scale
-  shapes = {'lq': (b, t, c, c, 3), 'hr': (b, s * c, s * c, 3)}
-  if config.loss.temporal_weight > 0:
-    shapes.update(lq_next=shapes['lq'], hr_next=shapes['hr'])
+  state = ts.create_state(config, mesh)
+  shapes = ts.batch_shapes(config)
   batch = jax.jit(lambda: {k: jax.random.uniform(jax.random.key(i), v)
                            for i, (k, v) in enumerate(shapes.items())},
                   out_shardings=ts.batch_sharding(mesh))()
@@ -121,8 +117,9 @@ def train_program(config: ml_collections.ConfigDict
     holder[0], metrics = compiled(holder[0], batch, None)
     return metrics['loss']
 
-  info = {'variant': config.model.variant, 'dtype': config.model.dtype, 'batch': b,
-          'K': config.num_neighbors, 'crop': c, 'scale': s}
+  info = {'variant': config.model.variant, 'dtype': config.model.dtype,
+          'batch': config.batch_size, 'K': config.num_neighbors,
+          'crop': config.data.crop_size, 'scale': config.scale}
   return compiled, run, info
 
 

@@ -24,9 +24,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.data.crop_size > 0, 'data.crop_size',
          f'must be positive, got {config.data.crop_size!r}')
   _check(config.batch_size > 0, 'batch_size', f'must be positive, got {config.batch_size}')
-  devices = jax.device_count()
-  _check(config.batch_size % devices == 0, 'batch_size',
-         f'global batch {config.batch_size} is not divisible by the {devices} devices')
+  devices, space = jax.device_count(), config.mesh.space
+  _check(isinstance(space, int) and space >= 1 and jax.local_device_count() % space == 0,
+         'mesh.space', f'must be an integer >= 1 dividing the {jax.local_device_count()} '
+         f'devices of each host, got {space!r}')
+  groups = devices // space
+  _check(config.batch_size % groups == 0, 'batch_size',
+         f'global batch {config.batch_size} is not divisible by the {groups} '
+         + ('devices' if space == 1 else f'groups of {space} devices (config.mesh.space)'))
+  _check(config.data.crop_size % space == 0, 'data.crop_size',
+         f'{config.data.crop_size} rows do not split evenly over config.mesh.space={space}')
   _check(config.num_train_steps > 0, 'num_train_steps', 'must be positive')
   _check(config.warmup_steps >= 0, 'warmup_steps', 'must be >= 0')
   _check(0.0 <= config.ema_decay < 1.0, 'ema_decay', 'must be in [0, 1)')

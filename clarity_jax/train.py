@@ -6,6 +6,7 @@ restoring the step restores the stream position too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ from jax.experimental import multihost_utils
 
 from clarity_jax import checkpointing
 from clarity_jax import config_checks
+from clarity_jax import spatial
 from clarity_jax import train_step as ts
 from clarity_jax.data import frames
 from clarity_jax.data import pipeline
@@ -73,8 +75,9 @@ def evaluate(eval_fn, params: ts.Params, mesh, eval_batches: Iterable[dict[str, 
   picture = None
   for local in eval_batches:
     out = eval_fn(params, ts.global_batch(mesh, local))
+    scalars = jax.device_get({k: out[k] for k in ts.EVAL_SCALARS})  # one explicit fetch
     for key in ts.EVAL_SCALARS:
-      sums[key] += float(out[key])
+      sums[key] += float(scalars[key])
     count += out['output'].shape[0]
     if picture is None:
       picture = (ts.local_rows(out['bicubic']), ts.local_rows(out['output']), local['hr'])
@@ -102,12 +105,31 @@ def params_digest(params: ts.Params) -> str:
   return digest.hexdigest()
 
 
+def _parallelism(config: ml_collections.ConfigDict) -> tuple[Any, Any, Any]:
+  """(mesh, place_batch, jit_train) for config.mesh.space.
+
+  space == 1: data parallel over every device ('data' axis). space > 1: a
+  ('data', 'space') mesh whose 'space' axis splits every training crop by rows
+  (clarity_jax/spatial.py), for crops too large for one device's memory. The
+  state is replicated either way, so checkpoints do not depend on the mesh.
+  """
+  if config.mesh.space == 1:
+    mesh = ts.make_mesh()
+    return (mesh, functools.partial(ts.global_batch, mesh),
+            lambda graphdef, perceptual: ts.jit_train_step(config, graphdef, mesh, perceptual))
+  mesh = spatial.make_spatial_mesh(jax.device_count() // config.mesh.space, config.mesh.space)
+  shapes = {k: jax.ShapeDtypeStruct(v, np.float32) for k, v in ts.batch_shapes(config).items()}
+  return (mesh, functools.partial(spatial.place_batch, mesh),
+          lambda graphdef, perceptual: spatial.jit_train_step_split(
+              config, graphdef, mesh, shapes, perceptual))
+
+
 def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
                      ) -> tuple[ts.TrainState, int]:
   rep = ts.replicated(mesh)
   abstract = jax.eval_shape(lambda: ts.init_state(config))
   if ckpt.latest_step() is None:
-    return jax.jit(lambda: ts.init_state(config), out_shardings=rep)(), 0
+    return ts.create_state(config, mesh), 0
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
   state, meta = ckpt.restore(abstract)
@@ -133,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-  mesh = ts.make_mesh()
+  mesh, place_batch, jit_train = _parallelism(config)
   logging.info('Mesh %s over %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),
                jax.process_count())
 
@@ -149,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   perceptual, vgg_params = make_perceptual(config)
   if vgg_params is not None:
     vgg_params = jax.device_put(vgg_params, ts.replicated(mesh))
-  train_fn = ts.jit_train_step(config, graphdef, mesh, perceptual)
+  train_fn = jit_train(graphdef, perceptual)
   eval_fn = ts.jit_eval_step(config, graphdef, mesh)
   eval_batches = list(pipeline.create_eval_iterator(config))
   train_iter = pipeline.create_train_iterator(config, start_step=start_step)
@@ -186,8 +208,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   step = start_step
   means = None
   while step < config.num_train_steps:
-    batch = ts.global_batch(mesh, next(train_iter))
-    state, metrics = train_fn(state, batch, vgg_params)
+    batch = place_batch(next(train_iter))
+    # The batch is placed explicitly just above; any other host<->device copy in
+    # the step would be a hidden one that stalls the accelerator: refuse it.
+    with jax.transfer_guard('disallow'):
+      state, metrics = train_fn(state, batch, vgg_params)
     step += 1
     # Check the previous step's loss while this one runs: no pipeline stall.
     if previous is not None:

@@ -84,6 +84,21 @@ def init_state(config: ml_collections.ConfigDict,
       ema_params=params if config.ema_decay > 0 else None)
 
 
+def create_state(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainState:
+  """A fresh state, replicated over the mesh.
+
+  On CPU it is compiled with XLA's backend optimisation off: it runs once, and
+  its random initialisation (hundreds of small ops: threefry, erf_inv) took
+  longer to optimise than to run (tiny 12.5 s -> 1.7 s to compile, base
+  12.9 s -> 4.2 s, 2-core VM; docs/performance.md). Other backends keep their
+  defaults (not measured there).
+  """
+  init = jax.jit(lambda: init_state(config), out_shardings=replicated(mesh)).lower()
+  options = ({'xla_backend_optimization_level': 0}
+             if jax.default_backend() == 'cpu' else None)
+  return init.compile(compiler_options=options)()
+
+
 def model_graphdef(config: ml_collections.ConfigDict) -> nnx.GraphDef:
   """The model's static structure, without allocating its parameters."""
   out = []
@@ -93,6 +108,17 @@ def model_graphdef(config: ml_collections.ConfigDict) -> nnx.GraphDef:
 
 def apply_model(graphdef: nnx.GraphDef, params: Params, lq: jax.Array) -> jax.Array:
   return nnx.merge(graphdef, params)(lq)
+
+
+def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
+  """Global shapes of a training batch: LQ windows and HR centres (and the next
+  window's when the temporal loss is on)."""
+  b, t = config.batch_size, 2 * config.num_neighbors + 1
+  c, s = config.data.crop_size, config.scale
+  shapes = {'lq': (b, t, c, c, 3), 'hr': (b, s * c, s * c, 3)}
+  if config.loss.temporal_weight > 0:
+    shapes.update(lq_next=shapes['lq'], hr_next=shapes['hr'])
+  return shapes
 
 
 def bicubic_upsample(lq_centre: jax.Array, scale: int) -> jax.Array:

@@ -127,6 +127,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.grad_clip_norm = 1.0
   config.ema_decay = 0.999  # 0 disables the EMA copy
 
+  # Parallelism: the global batch is split over every device of every host. With
+  # mesh.space > 1, groups of that many devices (on one host) also split each
+  # training crop by rows, for crops too large for one device (clarity_jax/spatial.py);
+  # crop_size and the batch per group must then divide evenly.
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.space = 1
+
   # Logging, evaluation and checkpoints.
   config.log_every_steps = 100
   config.eval_every_steps = 5_000

@@ -43,6 +43,32 @@ def tiny_config(**overrides):
   return config
 
 
+# The tiny run on the command line (python -m clarity_jax.main), for subprocess tests.
+TINY_FLAGS = [
+    '--config=configs/default.py:runlocal', '--config.model.variant=tiny',
+    '--config.num_neighbors=1', '--config.data.crop_size=16', '--config.batch_size=2',
+    '--config.warmup_steps=1', '--config.log_every_steps=1', '--config.eval_every_steps=1000',
+    '--config.num_eval_batches=1', '--config.checkpoint_every_steps=2',
+]
+
+
+def final_params(workdir) -> tuple[int, dict]:
+  """(step, parameters) of a workdir's latest checkpoint, read back with orbax alone."""
+  import jax  # after XLA_FLAGS is set
+  import orbax.checkpoint as ocp
+  # Onto this process's first device, whatever mesh wrote the checkpoint.
+  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  with ocp.CheckpointManager(pathlib.Path(workdir) / 'checkpoints') as manager:
+    step = manager.latest_step()
+    saved = ocp.StandardCheckpointer().metadata(
+        pathlib.Path(workdir) / 'checkpoints' / str(step) / 'state').item_metadata
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+                          saved.tree)
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  return step, restored.state['params']
+
+
 @pytest.fixture
 def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():

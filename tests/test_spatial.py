@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
 from clarity_jax import spatial
-from conftest import REPO
+from conftest import REPO, TINY_FLAGS, final_params
 
 PRELUDE = r'''
 import sys
@@ -127,3 +128,41 @@ def test_padded_rows_and_mesh_checks():
   assert spatial.window_sharding(mesh).spec == P('data', None, 'space')
   with pytest.raises(ValueError, match='0 x 1'):
     spatial.make_spatial_mesh(0, 1, jax.devices()[:1])
+
+
+def _train(workdir, devices: int, *extra: str) -> subprocess.CompletedProcess:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  env['XLA_FLAGS'] = env.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={devices}'
+  env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
+  return subprocess.run(
+      [sys.executable, '-m', 'clarity_jax.main', f'--workdir={workdir}', *TINY_FLAGS,
+       '--config.num_train_steps=2', *extra],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_trainer_splits_crops_over_space_axis_as_one_device_would(tmp_path):
+  """config.mesh.space=4 on 8 devices ('data' 2 x 'space' 4) trains the same
+  parameters as one device: the split is a configuration change, not another model."""
+  split = _train(tmp_path / 'split', 8, '--config.mesh.space=4')
+  assert split.returncode == 0, split.stderr[-5000:]
+  assert "Mesh {'data': 2, 'space': 4}" in split.stderr
+  single = _train(tmp_path / 'single', 1)
+  assert single.returncode == 0, single.stderr[-5000:]
+  (step_a, a), (step_b, b) = final_params(tmp_path / 'split'), final_params(tmp_path / 'single')
+  assert step_a == step_b == 2
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--config.mesh.space=3'],
+     'config.mesh.space: must be an integer >= 1 dividing the 8 devices of each host, got 3'),
+    (['--config.mesh.space=8', '--config.data.crop_size=12'],
+     'config.data.crop_size: 12 rows do not split evenly over config.mesh.space=8'),
+    (['--config.mesh.space=2', '--config.batch_size=2'],
+     'config.batch_size: global batch 2 is not divisible by the 4 groups of 2 devices'),
+])
+def test_space_axis_config_errors_are_one_line(tmp_path, flags, message):
+  out = _train(tmp_path, 8, *flags)
+  assert out.returncode != 0
+  assert message in out.stderr.strip().splitlines()[-1], out.stderr[-2000:]

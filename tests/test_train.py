@@ -9,23 +9,13 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from clarity_jax import checkpointing
 from clarity_jax import config_checks
 from clarity_jax import train
 from clarity_jax import train_step as ts
-from conftest import REPO, tiny_config
-
-# The same tiny run on the command line: used by the subprocess tests.
-TINY_FLAGS = [
-    '--config=configs/default.py:runlocal', '--config.model.variant=tiny',
-    '--config.num_neighbors=1', '--config.data.crop_size=16', '--config.batch_size=2',
-    '--config.warmup_steps=1', '--config.log_every_steps=1', '--config.eval_every_steps=1000',
-    '--config.num_eval_batches=1', '--config.checkpoint_every_steps=2',
-]
-
+from conftest import REPO, TINY_FLAGS, final_params, tiny_config
 
 def _env():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
@@ -38,14 +28,6 @@ def _main(workdir, *extra, **kwargs) -> subprocess.Popen:
       [sys.executable, '-m', 'clarity_jax.main', f'--workdir={workdir}', *TINY_FLAGS, *extra],
       cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       **kwargs)
-
-
-def _final_params(workdir) -> dict:
-  """The parameters of the latest checkpoint, read back without the training code."""
-  with ocp.CheckpointManager(pathlib.Path(workdir) / 'checkpoints') as manager:
-    step = manager.latest_step()
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return step, restored.state['params']
 
 
 def _wait_for_checkpoint(workdir, step: int, proc: subprocess.Popen, timeout=300) -> None:
@@ -129,7 +111,7 @@ def reference_run(tmp_path_factory):
   proc = _main(workdir, '--config.num_train_steps=6')
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out
-  return _final_params(workdir)
+  return final_params(workdir)
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL], ids=['SIGTERM', 'SIGKILL'])
@@ -140,7 +122,7 @@ def test_resume_is_exact(tmp_path, reference_run, sig):
   _wait_for_checkpoint(tmp_path, 2, proc)
   proc.send_signal(sig)
   out, _ = proc.communicate(timeout=300)
-  interrupted_step, _ = _final_params(tmp_path)
+  interrupted_step, _ = final_params(tmp_path)
   if sig == signal.SIGTERM:
     assert proc.returncode == 0, out
     assert 'Stopped for preemption' in out
@@ -152,7 +134,7 @@ def test_resume_is_exact(tmp_path, reference_run, sig):
   assert proc.returncode == 0, out
   if interrupted_step < 6:
     assert f'at step {interrupted_step}' in out  # the 'Resumed from ...' line
-  step, params = _final_params(tmp_path)
+  step, params = final_params(tmp_path)
   assert step == 6
   _assert_same_params(params, ref_params)
 
@@ -176,7 +158,7 @@ graphdef = ts.model_graphdef(config)
 results = []
 for devices in (jax.devices()[:1], jax.devices()):
   mesh = ts.make_mesh(devices)
-  state = jax.jit(lambda: ts.init_state(config), out_shardings=ts.replicated(mesh))()
+  state = ts.create_state(config, mesh)
   step = ts.jit_train_step(config, graphdef, mesh)
   for _ in range(3):
     state, metrics = step(state, ts.global_batch(mesh, batch), None)
