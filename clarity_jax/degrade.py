@@ -17,7 +17,6 @@ import json
 import os
 from pathlib import Path
 import shutil
-import sys
 from typing import Any
 import zlib
 
@@ -31,6 +30,7 @@ from ml_collections import config_flags
 import numpy as np
 import tqdm
 
+from clarity_jax import cli_errors
 from clarity_jax.data import degradations
 from clarity_jax.data import frames
 
@@ -52,7 +52,7 @@ flags.mark_flags_as_required(['input', 'output'])
 flags.register_validator('scale', lambda s: s in (1, 2, 4), '--scale must be 1, 2 or 4')
 
 
-class OutputError(ValueError):
+class OutputError(frames.PathError):
   """The output folder cannot be used: '<path>: <what>'."""
 
 
@@ -79,9 +79,9 @@ def clip_rng(seed: int, clip: str) -> np.random.Generator:
 
 def _check_output(output: Path) -> None:
   if output.exists() and not output.is_dir():
-    raise OutputError(f'{output}: exists and is not a folder')
+    raise OutputError(output, 'exists and is not a folder')
   if output.is_dir() and any(output.iterdir()) and not (output / SIDECAR).is_file():
-    raise OutputError(f'{output}: not empty and not an earlier degrade output (no {SIDECAR}); '
+    raise OutputError(output, f'not empty and not an earlier degrade output (no {SIDECAR}); '
                       'choose a new or empty folder')
 
 
@@ -158,14 +158,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
   os.replace(tmp, path)
 
 
+@cli_errors.exit_on_error()
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   cfg = with_codec(flags.FLAGS.config.degradation, _CODEC.value)
-  try:
-    degrade_tree(Path(_INPUT.value), Path(_OUTPUT.value), _SCALE.value, _SEED.value, cfg)
-  except (frames.FrameError, OutputError) as e:
-    sys.exit(f'error: {e}')
+  degrade_tree(Path(_INPUT.value), Path(_OUTPUT.value), _SCALE.value, _SEED.value, cfg)
 
 
 if __name__ == '__main__':

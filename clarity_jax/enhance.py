@@ -31,7 +31,6 @@ import functools
 import itertools
 import os
 from pathlib import Path
-import sys
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -46,11 +45,12 @@ import tqdm
 from flax import nnx
 
 from clarity_jax import bundle as bundle_lib
+from clarity_jax import cli_errors
 from clarity_jax import video_io
 from clarity_jax.data import frames as frames_lib
 
 
-class EnhanceError(ValueError):
+class EnhanceError(frames_lib.PathError):
   """Flags or paths that cannot work together: '<flag or path>: <what>'."""
 
 
@@ -283,12 +283,12 @@ def output_kind(source: video_io.Source, output: Path) -> str:
   suffix = output.suffix.lower()
   if suffix in video_io.VIDEO_EXTENSIONS:
     if source.kind == 'clips':
-      raise EnhanceError(f'{output}: a folder of {len(source.clips)} clips needs a folder '
+      raise EnhanceError(output, f'a folder of {len(source.clips)} clips needs a folder '
                          'output, not one video')
     return 'video'
   if suffix in frames_lib.IMAGE_EXTENSIONS:
     if source.kind != 'image':
-      raise EnhanceError(f'{output}: an image output needs an image input; {source.path} '
+      raise EnhanceError(output, f'an image output needs an image input; {source.path} '
                          f'is a {source.kind} input (write to a folder or a video)')
     return 'image'
   return 'frames'
@@ -335,7 +335,7 @@ def enhance(restorer: Restorer, input_path: str | os.PathLike, output: str | os.
   source = video_io.open_source(input_path)
   kind = output_kind(source, output)
   if Path(input_path).resolve() in (output.resolve(), compare_path(output).resolve()):
-    raise EnhanceError(f'{output}: the output would replace the input')
+    raise EnhanceError(output, 'the output would replace the input')
   fps = next(iter(source.clips.values())).fps
   total = source.num_frames
   if total is not None and max_frames:
@@ -398,21 +398,18 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['bundle', 'input', 'output'])
 
 
+@cli_errors.exit_on_error()
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
   if not f['verbosity'].present:  # keep errors to their one line
     logging.set_verbosity(logging.WARNING)
-  try:
-    restorer, info = Restorer.from_bundle(f.bundle, f.dtype, tile=f.tile,
-                                          tile_overlap=f.tile_overlap, batch=f.batch)
-    summary = enhance(restorer, f.input, f.output, max_frames=f.max_frames,
-                      compare=f.compare, overwrite=f.overwrite, crf=f.crf,
-                      progress=f.progress)
-  except (EnhanceError, bundle_lib.BundleError, video_io.MediaError,
-          frames_lib.FrameError) as e:
-    sys.exit(f'error: {e}')
+  restorer, info = Restorer.from_bundle(f.bundle, f.dtype, tile=f.tile,
+                                        tile_overlap=f.tile_overlap, batch=f.batch)
+  summary = enhance(restorer, f.input, f.output, max_frames=f.max_frames,
+                    compare=f.compare, overwrite=f.overwrite, crf=f.crf,
+                    progress=f.progress)
   print(f'{summary.output}: {summary.frames} frames {summary.input_size[1]}x'
         f'{summary.input_size[0]} -> {summary.output_size[1]}x{summary.output_size[0]} '
         f'({info.model.variant} x{info.model.scale}, {summary.fps:.2f} frames/s)'

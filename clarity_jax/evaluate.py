@@ -46,7 +46,6 @@ from pathlib import Path
 import platform
 import re
 import shutil
-import sys
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -61,6 +60,7 @@ import numpy as np
 import tqdm
 
 from clarity_jax import bundle as bundle_lib
+from clarity_jax import cli_errors
 from clarity_jax import enhance
 from clarity_jax import metrics
 from clarity_jax import video_io
@@ -766,18 +766,14 @@ def run(f: Any) -> dict[str, Any]:
                   sources={'lq': f.lq, 'gt': f.gt}, progress=f.progress)
 
 
+@cli_errors.exit_on_error()
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
   if not f['verbosity'].present:  # keep errors to their one line
     logging.set_verbosity(logging.WARNING)
-  from clarity_jax import export  # pylint: disable=g-import-not-at-top
-  try:
-    report = run(f)
-  except (EvaluateError, enhance.EnhanceError, bundle_lib.BundleError,
-          frames_lib.FrameError, metrics.WeightsFileError, export.ExportError) as e:
-    sys.exit(f'error: {e}')
+  report = run(f)
   print(summary_table(report), end='')
   print(f'{f.output}: {report["protocol"]["num_frames_included"]} frames of '
         f'{report["protocol"]["num_clips"]} clips, protocol {f.protocol}', flush=True)

@@ -41,6 +41,7 @@ from absl import logging
 import cv2
 import numpy as np
 
+from clarity_jax import cli_errors
 from clarity_jax import config_files
 from clarity_jax import evaluate as evaluate_lib
 from clarity_jax import video_io
@@ -429,6 +430,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('num_pictures', 4, 'Comparison pictures.', lower_bound=0)
 
 
+@cli_errors.exit_on_error(RuntimeError)
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -469,13 +471,6 @@ def main(argv: Sequence[str]) -> None:
         flush=True)
 
 
-def _main(argv: Sequence[str]) -> None:
-  try:
-    main(argv)
-  except (RuntimeError, frames_lib.FrameError, video_io.MediaError) as e:
-    sys.exit(f'error: {e}')
-
-
 if __name__ == '__main__':
   define_flags()
-  app.run(_main)
+  app.run(main)

@@ -5,16 +5,18 @@
 The EMA copy of the parameters is exported when the run kept one (it restores
 better than the raw weights); the model config comes from the checkpoint's own
 record, so the training config file is not needed. --saved_model adds a
-TensorFlow SavedModel (jax2tf) under BUNDLE/saved_model for TF Serving, checked
-numerically against the JAX model before the bundle is moved into place.
+TensorFlow SavedModel (jax2tf) under BUNDLE/saved_model for TF Serving, taking
+any batch and any height and width that are multiples of the model's size
+multiple (bundle.json says which), checked numerically against the JAX model
+before the bundle is moved into place.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-import sys
 from typing import Any
 
 from absl import app
@@ -28,9 +30,13 @@ from etils import epath
 
 from clarity_jax import bundle
 from clarity_jax import checkpointing
+from clarity_jax import cli_errors
 from clarity_jax import train_step as ts
+from clarity_jax.data import frames
+from clarity_jax.models import claritynet
 
-class ExportError(ValueError):
+
+class ExportError(frames.PathError):
   """The workdir holds no usable checkpoint: '<path>: <what>'."""
 
 
@@ -44,13 +50,13 @@ def restore_checkpoint(workdir: str | os.PathLike, step: int | None = None
   workdir = Path(workdir)
   directory = checkpointing.checkpoint_dir(workdir)  # absolute: orbax wants it so
   if not directory.is_dir():
-    raise ExportError(f'{workdir}: no checkpoints/ folder (not a training workdir?)')
+    raise ExportError(workdir, 'no checkpoints/ folder (not a training workdir?)')
   try:
     step, meta = checkpointing.read_meta(str(workdir), step)
   except FileNotFoundError as e:
-    raise ExportError(f'{workdir}: no checkpoint found under checkpoints/') from e
+    raise ExportError(workdir, 'no checkpoint found under checkpoints/') from e
   except (ValueError, KeyError) as e:  # orbax: no such step
-    raise ExportError(f'{directory}: cannot read step {step} ({e})') from e
+    raise ExportError(directory, f'cannot read step {step} ({e})') from e
   config = ml_collections.ConfigDict(json.loads(meta['config']))
   abstract = jax.eval_shape(lambda: ts.init_state(config))
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -85,25 +91,42 @@ def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
     handler.close()
   tree = getattr(tree, 'tree', tree)
   if item not in tree:
-    raise ExportError(f'{state_dir}: no {item!r} in the checkpoint')
+    raise ExportError(state_dir, f'no {item!r} in the checkpoint')
   saved = {k: tuple(v.shape) for k, v in bundle.flat_leaves(tree[item]).items()}
   want = {k: tuple(v.shape) for k, v in bundle.flat_leaves(expected).items()}
   if saved != want:
     diff = sorted(set(saved) ^ set(want)) or sorted(k for k in saved if saved[k] != want[k])
     raise ExportError(
-        f'{state_dir}: checkpoint parameters differ from the current model code '
+        state_dir, 'checkpoint parameters differ from the current model code '
         f'({len(saved)} saved, {len(want)} expected; e.g. {diff[0]!r}); export with the '
         'clarity_jax version that trained it')
 
 
-def saved_model_extras(spec: bundle.ModelSpec, params: Any, size: int):
+# LQ sizes, in units of the size multiple, the SavedModel is checked at before the
+# bundle is moved into place: two shapes, so that a size baked in shows up.
+_CHECK_SIZES = ((2, 3), (5, 1))
+
+
+def size_multiple(model: claritynet.ClarityNetSR) -> int:
+  """What the SavedModel's height and width must be multiples of.
+
+  jax2tf traces the model once for symbolic h, w. For any h, the edge padding to
+  even sides and then to the flow pyramid's 2**levels gives nested mod/floordiv
+  sizes that JAX's symbolic shapes cannot prove non-negative (the reshape in
+  dm-pix's interpolation fails); for multiples of both, every pad is zero.
+  """
+  flow = model.flow.multiple if model.flow is not None else 1
+  return math.lcm(model.pad_multiple, flow)
+
+
+def saved_model_extras(spec: bundle.ModelSpec, params: Any):
   """An `extras` callback for save_bundle writing BUNDLE/saved_model (jax2tf).
 
-  The SavedModel takes float32 [batch, 2K+1, size, size, 3] with the batch free;
-  the spatial size is fixed because the model's shape checks compare height and
-  width, which jax2tf cannot do on symbolic sizes. Clients tile larger frames as
-  enhance does. It is checked against the JAX model on a random batch of two
-  windows; a disagreement beyond float tolerance stops the export.
+  The SavedModel takes float32 [batch, 2K+1, h, w, 3] with the batch free and h, w
+  any multiples of `size_multiple` (2**flow levels: 4 for tiny, 16 for base; 2
+  without alignment); other sizes stop with an error saying so. Clients tile
+  larger frames as enhance does. It is checked against the JAX model on random
+  windows of two sizes; a disagreement beyond float tolerance stops the export.
   """
 
   def write(tmp: Path) -> dict[str, Any]:
@@ -111,44 +134,59 @@ def saved_model_extras(spec: bundle.ModelSpec, params: Any, size: int):
     from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
     from flax import nnx  # pylint: disable=g-import-not-at-top
 
-    graphdef, _ = nnx.split(spec.create())
+    model = spec.create()
+    graphdef, _ = nnx.split(model)
+    m, t = size_multiple(model), spec.num_frames
     forward = lambda p, lq: nnx.merge(graphdef, p)(lq)
     # TF tracks variables by string keys only ('.' not '/': those name scopes).
     flat = {k.replace('/', '.'): v for k, v in bundle.flatten_params(params).items()}
     flat_forward = lambda f, lq: forward(bundle.unflatten_params(
         {k.replace('.', '/'): v for k, v in f.items()}, params), lq)
-    t = spec.num_frames
     tf_fn = jax2tf.convert(flat_forward,
-                           polymorphic_shapes=[None, f'(b, {t}, {size}, {size}, 3)'],
+                           polymorphic_shapes=[None, f'(b, {t}, {m}*h, {m}*w, 3)'],
                            with_gradient=False)
     module = tf.Module()
     module.params = {k: tf.Variable(v, trainable=False, name=k) for k, v in flat.items()}
+
+    def restore(lq: tf.Tensor) -> tf.Tensor:
+      # Checked first: XLA's own error for other sizes ('shape refinement failed')
+      # does not say what the model wants.
+      check = tf.debugging.assert_equal(
+          tf.shape(lq)[2:4] % m, 0, message=f'lq height and width must be multiples of {m}')
+      with tf.control_dependencies([check]):
+        return tf_fn(module.params, tf.identity(lq))
+
     module.restore = tf.function(
-        lambda lq: tf_fn(module.params, lq), autograph=False,
-        input_signature=[tf.TensorSpec([None, t, size, size, 3], tf.float32, name='lq')])
+        restore, autograph=False,
+        input_signature=[tf.TensorSpec([None, t, None, None, 3], tf.float32, name='lq')])
     tf.saved_model.save(module, str(tmp / 'saved_model'),
                         signatures={'serving_default': module.restore})
-    window = np.random.default_rng(0).random((2, t, size, size, 3), np.float32)
-    want = np.asarray(jax.jit(forward)(params, window))
     loaded = tf.saved_model.load(str(tmp / 'saved_model'))  # keep it: it owns the variables
-    got = loaded.restore(tf.constant(window)).numpy()
-    err = float(np.max(np.abs(got - want)))
+    rng = np.random.default_rng(0)
+    err = 0.0
+    for h, w in _CHECK_SIZES:
+      window = rng.random((2, t, h * m, w * m, 3), np.float32)
+      want = np.asarray(jax.jit(forward)(params, window))
+      got = loaded.restore(tf.constant(window)).numpy()
+      err = max(err, float(np.max(np.abs(got - want))))
+    sizes = ', '.join(f'{h * m}x{w * m}' for h, w in _CHECK_SIZES)
     if err > 1e-4:
-      raise ExportError(f'{tmp / "saved_model"}: differs from the JAX model by {err:.2e} '
-                        f'(max abs on two {size}x{size} windows)')
-    logging.info('SavedModel agrees with JAX: max abs difference %.2e', err)
+      raise ExportError(tmp / 'saved_model', f'differs from the JAX model by {err:.2e} '
+                        f'(max abs on windows of {sizes})')
+    logging.info('SavedModel agrees with JAX: max abs difference %.2e (%s)', err, sizes)
     return {'saved_model': {'path': 'saved_model', 'signature': 'serving_default',
                             'input': 'lq', 'checked_max_abs_diff': err,
-                            'input_shape': [None, t, size, size, 3]}}
+                            'input_shape': [None, t, None, None, 3],
+                            'size_multiple': m}}
 
   return write
 
 
 def export(workdir: str | os.PathLike, output: str | os.PathLike, step: int | None = None,
-           saved_model: bool = False, saved_model_size: int = 64) -> bundle.BundleInfo:
+           saved_model: bool = False) -> bundle.BundleInfo:
   params, config, step, weights = restore_checkpoint(workdir, step)
   spec = bundle.ModelSpec.from_config(config)
-  extras = saved_model_extras(spec, params, saved_model_size) if saved_model else None
+  extras = saved_model_extras(spec, params) if saved_model else None
   return bundle.save_bundle(output, spec, params, step=step, weights=weights, extras=extras)
 
 
@@ -157,23 +195,19 @@ def define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Training workdir (holds checkpoints/).')
   flags.DEFINE_string('output', None, 'Bundle folder to write.')
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
-  flags.DEFINE_bool('saved_model', False, 'Also write a TensorFlow SavedModel (jax2tf).')
-  flags.DEFINE_integer('saved_model_size', 256, 'Height and width (LQ pixels) of the '
-                       'SavedModel input: a tile, as enhance --tile; the batch size stays '
-                       'free.', lower_bound=8)
+  flags.DEFINE_bool('saved_model', False, 'Also write a TensorFlow SavedModel (jax2tf) '
+                    'taking any batch and any h, w that are multiples of its size multiple.')
   flags.mark_flags_as_required(['workdir', 'output'])
 
 
+@cli_errors.exit_on_error()
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
   if not f['verbosity'].present:  # orbax logs every file at INFO
     logging.set_verbosity(logging.WARNING)
-  try:
-    info = export(f.workdir, f.output, f.step, f.saved_model, f.saved_model_size)
-  except (ExportError, bundle.BundleError) as e:
-    sys.exit(f'error: {e}')
+  info = export(f.workdir, f.output, f.step, f.saved_model)
   print(f'{f.output}: {info.model.variant} x{info.model.scale} '
         f'K={info.model.num_neighbors}, step {info.step}, {info.weights} weights, '
         f'sha256 {info.params_sha256[:12]}', flush=True)

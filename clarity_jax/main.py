@@ -9,7 +9,6 @@ detects of the cluster (SLURM, Open MPI, TPU pods: --distributed=on).
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -17,9 +16,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from clarity_jax import cli_errors
 from clarity_jax import config_checks
 from clarity_jax import train
-from clarity_jax.data import frames
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and samples go here.')
 config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
@@ -68,16 +67,14 @@ def _init_distributed() -> None:
   jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
 
 
+@cli_errors.exit_on_error(config_checks.ConfigError, train.NonFiniteLossError)
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   _init_distributed()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  try:
-    train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
-  except (config_checks.ConfigError, frames.FrameError, train.NonFiniteLossError) as e:
-    sys.exit(f'error: {e}')
+  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
 
 
 if __name__ == '__main__':

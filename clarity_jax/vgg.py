@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from clarity_jax.data import frames
+
 # (name, in_channels, out_channels) of the conv layers, in order; Keras layer names.
 _BLOCKS = ((1, 2, 3, 64), (2, 2, 64, 128), (3, 4, 128, 256), (4, 4, 256, 512),
            (5, 4, 512, 512))
@@ -51,7 +53,7 @@ _TORCH_STD = (0.229, 0.224, 0.225)
 PREPROCESSING = ('caffe', 'torch')
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(frames.PathError):
   """A weights file is missing, unreadable or lacks the expected layers.
 
   The message starts with the file's path, so a one-line log says what to fix.
@@ -141,7 +143,7 @@ def read_array_file(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
       return {key: data[key] for key in data.files}
   except (OSError, ValueError, zipfile.BadZipFile, safetensors.SafetensorError) as e:
-    raise WeightsFileError(f'{path}: unreadable ({type(e).__name__}: {e})') from e
+    raise WeightsFileError(path, f'unreadable ({type(e).__name__}: {e})') from e
 
 
 def check_weights_path(path: str, allowed: Sequence[str]) -> None:
@@ -149,13 +151,13 @@ def check_weights_path(path: str, allowed: Sequence[str]) -> None:
   if not path:
     raise WeightsFileError(f"{path!r}: no weights file given")
   if not os.path.isfile(path):
-    raise WeightsFileError(f'{path}: no such file')
+    raise WeightsFileError(path, 'no such file')
   if path.endswith(('.pth', '.pt', '.bin', '.ckpt', '.pkl')):
     raise WeightsFileError(
-        f'{path}: a PyTorch/pickle checkpoint is never loaded (pickle can run code); '
+        path, 'a PyTorch/pickle checkpoint is never loaded (pickle can run code); '
         'convert it once to .safetensors as the module docstring shows')
   if not path.endswith(tuple(allowed)):
-    raise WeightsFileError(f'{path}: unsupported format, expected one of {allowed}')
+    raise WeightsFileError(path, f'unsupported format, expected one of {allowed}')
 
 
 def _decode(name) -> str:
@@ -198,7 +200,7 @@ def _read_keras(path: str) -> dict[str, list[np.ndarray]]:
     with h5py.File(path, 'r') as h5:
       return _keras_h5_arrays(h5, LAYER_NAMES)
   except (OSError, KeyError, zipfile.BadZipFile) as e:
-    raise WeightsFileError(f'{path}: not a readable Keras weights file ({e})') from e
+    raise WeightsFileError(path, f'not a readable Keras weights file ({e})') from e
 
 
 def _read_torchvision(path: str) -> dict[str, list[np.ndarray]]:
@@ -210,7 +212,7 @@ def _read_torchvision(path: str) -> dict[str, list[np.ndarray]]:
       w, b = f'{prefix}{index}.weight', f'{prefix}{index}.bias'
       if w in arrays and b in arrays:
         if arrays[w].ndim != 4:
-          raise WeightsFileError(f'{path}: {w} has shape {arrays[w].shape}, expected '
+          raise WeightsFileError(path, f'{w} has shape {arrays[w].shape}, expected '
                                  'a 4-D OIHW conv kernel')
         out[name] = [np.transpose(arrays[w], (2, 3, 1, 0)), arrays[b]]
         break
@@ -231,7 +233,7 @@ def load_vgg19(path: str, *, dtype: jnp.dtype = jnp.float32) -> VGG19:
     preprocessing, layers = 'caffe', _read_keras(path)
   missing = [name for name in LAYER_NAMES if name not in layers]
   if missing:
-    raise WeightsFileError(f'{path}: no weights for VGG19 layer(s) {", ".join(missing)}'
+    raise WeightsFileError(path, f'no weights for VGG19 layer(s) {", ".join(missing)}'
                            ' (is this a VGG19 weights file?)')
   # Build without initialising 20M random weights, then fill in the file's values.
   vgg = nnx.eval_shape(lambda: VGG19(preprocessing, dtype=dtype, rngs=nnx.Rngs(0)))
@@ -239,12 +241,12 @@ def load_vgg19(path: str, *, dtype: jnp.dtype = jnp.float32) -> VGG19:
     kernels = [a for a in layers[name] if a.ndim == 4]
     biases = [a for a in layers[name] if a.ndim == 1]
     if len(kernels) != 1 or len(biases) != 1:
-      raise WeightsFileError(f'{path}: layer {name} holds arrays of shapes '
+      raise WeightsFileError(path, f'layer {name} holds arrays of shapes '
                              f'{[a.shape for a in layers[name]]}, expected a kernel '
                              'and a bias')
     (kernel,), (bias,) = kernels, biases
     if kernel.shape != (3, 3, cin, cout) or bias.shape != (cout,):
-      raise WeightsFileError(f'{path}: layer {name} has kernel {kernel.shape} and bias '
+      raise WeightsFileError(path, f'layer {name} has kernel {kernel.shape} and bias '
                              f'{bias.shape}, expected {(3, 3, cin, cout)} and {(cout,)}')
     conv = getattr(vgg, name)
     conv.kernel.set_value(jnp.asarray(kernel, jnp.float32))

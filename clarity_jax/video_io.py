@@ -41,13 +41,8 @@ X264_LOOKAHEAD = 10
 DEFAULT_FPS = fractions.Fraction(25)
 
 
-class MediaError(ValueError):
+class MediaError(frames.PathError):
   """An input or output video, image or folder is unusable: '<path>: <what>'."""
-
-  def __init__(self, path: str | os.PathLike, problem: str):
-    self.path = Path(path)
-    self.problem = problem
-    super().__init__(f'{path}: {problem}')
 
 
 class FrameReader(Protocol):

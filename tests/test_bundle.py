@@ -233,15 +233,23 @@ def test_save_is_atomic_and_checks_the_parameters(saved, tmp_path):
 
 
 def test_saved_model_agrees_with_jax(trained_run, tmp_path):
-  """--saved_model: jax2tf SavedModel checked against the JAX model (TF imported here)."""
+  """--saved_model: one jax2tf SavedModel for every multiple of its size multiple,
+  checked against the JAX model at two sizes (TF imported here)."""
   tf = pytest.importorskip('tensorflow')
   workdir, config = trained_run
   out = tmp_path / 'bundle'
-  info = export.export(workdir, out, saved_model=True, saved_model_size=16)
-  assert info.extra['saved_model']['checked_max_abs_diff'] < 1e-4
+  info = export.export(workdir, out, saved_model=True)
+  saved = info.extra['saved_model']
+  m = saved['size_multiple']
+  assert saved['checked_max_abs_diff'] < 1e-4 and m == 4  # tiny: a 2-level flow pyramid
+  assert saved['input_shape'] == [None, 3, None, None, 3]
   model, _ = bundle.load_bundle(out)
-  window = np.random.default_rng(5).random((3, 3, 16, 16, 3), np.float32)
-  loaded = tf.saved_model.load(str(out / 'saved_model'))
-  got = loaded.signatures['serving_default'](lq=tf.constant(window))
-  got = next(iter(got.values())).numpy()
-  np.testing.assert_allclose(got, forward(model, window), atol=1e-4)
+  restore = tf.saved_model.load(str(out / 'saved_model')).signatures['serving_default']
+  rng = np.random.default_rng(5)
+  for batch, h, w in ((3, 4 * m, 4 * m), (1, 2 * m, 7 * m)):
+    window = rng.random((batch, 3, h, w, 3), np.float32)
+    got = next(iter(restore(lq=tf.constant(window)).values())).numpy()
+    assert got.shape == (batch, config.scale * h, config.scale * w, 3)
+    np.testing.assert_allclose(got, forward(model, window), atol=1e-4)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=f'multiples of {m}'):
+    restore(lq=tf.constant(rng.random((1, 3, 2 * m + 1, 2 * m, 3), np.float32)))

@@ -47,8 +47,12 @@ VALIDATION_PHOTOS = ('coffee', 'rocket', 'motorcycle_left', 'motorcycle_right')
 PHOTO_SPLITS = {'train': TRAIN_PHOTOS, 'validation': VALIDATION_PHOTOS}
 
 
-class SourceError(ValueError):
-  """A clip source cannot serve windows; the message starts with the offending path."""
+class SourceError(frames.PathError):
+  """A clip source cannot serve windows: '<path>: <what>'.
+
+  Where the culprit is no file of its own (a clip of a tensorflow-datasets
+  builder, the synthetic source) the message is built here, with that name first.
+  """
 
 
 class ShortClipWarning(UserWarning):
@@ -183,7 +187,7 @@ class VideoSource(_ClipSource):
   def __init__(self, root: str | os.PathLike, spec: WindowSpec, cache_dir: str = ''):
     root = pathlib.Path(root)
     if not root.is_dir():
-      raise SourceError(f'{root}: no such directory')
+      raise SourceError(root, 'no such directory')
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     others = sorted(p.name for p in root.iterdir()
                     if p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS)
@@ -191,7 +195,7 @@ class VideoSource(_ClipSource):
       logging.warning('%s: ignoring %d files that are not videos (%s): %s', root,
                       len(others), ', '.join(VIDEO_EXTENSIONS), ', '.join(others[:5]))
     if not files:
-      raise SourceError(f'{root}: no video files ({", ".join(VIDEO_EXTENSIONS)})')
+      raise SourceError(root, f'no video files ({", ".join(VIDEO_EXTENSIONS)})')
     cache = pathlib.Path(cache_dir or os.path.join(tempfile.gettempdir(),
                                                    'clarity_jax_video_cache'))
     cache.mkdir(parents=True, exist_ok=True)
@@ -220,7 +224,7 @@ def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarr
   if target.exists():
     return np.load(target, mmap_mode='r', allow_pickle=False)
   if stat.st_size == 0:
-    raise SourceError(f'{path}: empty file (0 bytes)')
+    raise SourceError(path, 'empty file (0 bytes)')
   fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f'.{path.stem}-', suffix='.npy.tmp')
   try:
     with os.fdopen(fd, 'wb') as out:
@@ -228,7 +232,7 @@ def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarr
       try:
         with av.open(str(path)) as container:
           if not container.streams.video:
-            raise SourceError(f'{path}: no video stream')
+            raise SourceError(path, 'no video stream')
           stream = container.streams.video[0]
           stream.thread_type = 'AUTO'
           for frame in container.decode(stream):
@@ -237,14 +241,14 @@ def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarr
               shape = rgb.shape
               header_size = _write_npy_header(out, (0, *shape))
             elif rgb.shape != shape:
-              raise SourceError(f'{path}: frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
+              raise SourceError(path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
                                 f'earlier frames are {shape[1]}x{shape[0]}')
             out.write(np.ascontiguousarray(rgb).tobytes())
             count += 1
       except av.error.FFmpegError as e:
-        raise SourceError(f'{path}: cannot decode video ({e})') from e
+        raise SourceError(path, f'cannot decode video ({e})') from e
       if count == 0:
-        raise SourceError(f'{path}: no decodable video frames')
+        raise SourceError(path, 'no decodable video frames')
       # NumPy pads .npy headers so axis 0 can grow in place: rewrite it with the count.
       out.seek(0)
       _write_npy_header(out, (count, *shape), header_size)

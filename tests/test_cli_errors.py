@@ -1,0 +1,38 @@
+"""cli_errors.exit_on_error: expected errors end a command with one line, bugs do not."""
+
+import pytest
+
+from clarity_jax import bundle
+from clarity_jax import cli_errors
+from clarity_jax import degrade
+from clarity_jax import enhance
+from clarity_jax import evaluate
+from clarity_jax import export
+from clarity_jax import vgg
+from clarity_jax import video_io
+from clarity_jax.data import frames
+from clarity_jax.data import sources
+
+
+@pytest.mark.parametrize('error', [
+    frames.FrameError, bundle.BundleError, evaluate.EvaluateError, enhance.EnhanceError,
+    export.ExportError, video_io.MediaError, sources.SourceError, vgg.WeightsFileError,
+    degrade.OutputError])
+def test_every_file_error_is_a_path_error_and_exits_with_its_line(error, tmp_path):
+  @cli_errors.exit_on_error()
+  def main():
+    raise error(tmp_path / 'clip.mp4', 'broken')
+
+  with pytest.raises(SystemExit) as info:
+    main()
+  assert info.value.code == f'error: {tmp_path / "clip.mp4"}: broken'  # stderr, status 1
+
+
+def test_extra_errors_exit_and_others_keep_their_traceback():
+  with pytest.raises(SystemExit) as info:
+    with cli_errors.exit_on_error(RuntimeError):
+      raise RuntimeError('train failed with exit status 2')
+  assert info.value.code == 'error: train failed with exit status 2'
+  with pytest.raises(KeyError):
+    with cli_errors.exit_on_error(RuntimeError):
+      raise KeyError('a bug')
