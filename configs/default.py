@@ -53,13 +53,19 @@ def degradation_config() -> ml_collections.ConfigDict:
   d.poisson_prob = 0.3  # share of noisy windows using Poisson instead of Gaussian
   d.poisson_scale_range = (0.05, 3.0)
   d.gray_noise_prob = 0.4
-  # Compression C: JPEG at a random quality; a real video codec (H.264 via PyAV)
-  # over the whole window some of the time.
+  # Compression C: JPEG per frame at a random quality, then (as RealBasicVSR: JPEG,
+  # then a video codec) H.264 over the whole window, at one CRF per window, for a
+  # share of the windows: real footage (CCTV, drones, dashcams, streams) is
+  # codec-compressed. CRF 18 is near transparent, 28-38 the blocking, smearing and
+  # lost texture of low-bitrate streams. The codec costs 4-5 CPU-ms per 5 x 64 x 64
+  # window it runs on (about 2 ms on average at 0.4, next to ~37 ms for the rest of
+  # the window: docs/performance.md). `clarity_jax.degrade` (evaluation sets)
+  # uses the same CRF range with the codec on every clip (--codec).
   d.jpeg_prob = 0.8
   d.jpeg_quality_range = (30, 95)
-  d.video_codec_prob = 0.0  # on for evaluation sets (clarity_jax.degrade --codec)
+  d.video_codec_prob = 0.4
   d.video_codec = 'libx264'
-  d.video_crf_range = (18, 35)
+  d.video_crf_range = (18, 38)  # inclusive, uniform over integers
   # Optional second round of blur / resize / noise / JPEG (Real-ESRGAN).
   d.second_round_prob = 0.0
   # Temporal coherence: maximum frame-to-frame drift, as a share of each range.

@@ -1,8 +1,12 @@
 """Degradation ops and windows: PIL, closed forms, noise statistics, coherence, determinism."""
 
+import ctypes
+import fractions
 import json
 import math
+import pathlib
 
+import av
 import numpy as np
 from PIL import Image
 import pytest
@@ -155,6 +159,76 @@ def test_video_codec_round_trip(photo):
     D.video_codec(window, 18, codec='vp9')
 
 
+def test_yuv420p_conversions_are_bt601_limited_range(photo):
+  """Our integer RGB <-> yuv420p: swscale's conversion (to a level), exact on greys."""
+  rgb = D.to_uint8(photo[:96, :128])
+  yuv = D.rgb_to_yuv420p(rgb)
+  assert yuv.shape == (144, 128) and yuv.dtype == np.uint8
+  ref = av.VideoFrame.from_ndarray(rgb, format='rgb24').reformat(format='yuv420p').to_ndarray()
+  assert np.abs(yuv[:96].astype(int) - ref[:96]).max() <= 2  # luma (swscale's SIMD rounds)
+  assert np.abs(yuv[96:].astype(int) - ref[96:]).mean() < 0.5  # chroma (siting differs)
+  back = D.yuv420p_to_rgb(yuv)
+  assert 10 * np.log10(255.0**2 / np.mean((back.astype(float) - rgb)**2)) > 38
+  for colour in ([0, 0, 0], [255, 255, 255], [128, 128, 128], [17, 200, 90], [250, 3, 128]):
+    flat = np.full((4, 6, 3), colour, np.uint8)
+    planes = D.rgb_to_yuv420p(flat)
+    assert len(np.unique(planes[:4])) == 1
+    out = D.yuv420p_to_rgb(planes)
+    assert np.abs(out.astype(int) - colour).max() <= (0 if len(set(colour)) == 1 else 1)
+
+
+def test_video_codec_gives_the_same_bytes_every_time(photo):
+  """Many round trips of one noisy window give one result.
+
+  With its macroblock tree, x264's AVX-512 code changed about 1 in 300 of them on the
+  development VM (as if it read memory it never wrote): this catches it about half the time.
+  """
+  rng = np.random.default_rng(1)
+  window = np.stack([photo[10 + 2 * i:74 + 2 * i, 20 + 3 * i:84 + 3 * i] for i in range(5)])
+  window = np.clip(window + rng.normal(0.0, 0.03, window.shape), 0.0, 1.0).astype(np.float32)
+  first = D.video_codec(window, 20).tobytes()
+  changed = sum(D.video_codec(window, 20).tobytes() != first for _ in range(400))
+  assert changed == 0
+
+
+def test_x264_settings_are_the_deterministic_ones():
+  """The encoder writes its settings into the stream: one thread, no macroblock tree."""
+  enc = av.CodecContext.create('libx264', 'w')
+  enc.width, enc.height, enc.pix_fmt = 16, 16, 'yuv420p'
+  enc.time_base = fractions.Fraction(1, 25)
+  enc.options = {'crf': '30', **D.X264_OPTIONS}
+  frame = av.VideoFrame.from_ndarray(np.zeros((24, 16), np.uint8), format='yuv420p')
+  stream = b''.join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
+  settings = stream[stream.index(b'options: '):].split(b'\0')[0].decode().split()
+  assert {'threads=1', 'lookahead_threads=1', 'sliced_threads=0', 'mbtree=0'} <= set(settings)
+
+
+def _libavutil() -> ctypes.CDLL | None:
+  """The libavutil PyAV loaded (its own copy in the wheel), found in this process's maps."""
+  try:
+    maps = pathlib.Path('/proc/self/maps').read_text()
+  except OSError:
+    return None
+  paths = {line.split()[-1] for line in maps.splitlines() if '/libavutil' in line}
+  ours = sorted(p for p in paths if 'opencv' not in p)  # OpenCV's wheel bundles its own
+  return ctypes.CDLL(ours[0]) if len(ours) == 1 else None
+
+
+def test_video_codec_output_does_not_depend_on_ffmpeg_simd_paths(photo):
+  """The same bytes with FFmpeg's SIMD off: no CPU-dependent swscale conversions."""
+  lib = _libavutil()
+  if lib is None:
+    pytest.skip('cannot locate the libavutil that PyAV uses')
+  window = np.stack([photo[100 + 2 * i:164 + 2 * i, 200 + i:264 + i] for i in range(5)])
+  fast = D.video_codec(window, 30)
+  lib.av_force_cpu_flags(0)
+  try:
+    plain = D.video_codec(window, 30)
+  finally:
+    lib.av_force_cpu_flags(-1)  # back to detecting the CPU
+  np.testing.assert_array_equal(fast, plain)
+
+
 # ------------------------------------------------------------------- windows
 
 
@@ -212,7 +286,7 @@ def test_window_parameters_drift_smoothly_within_their_ranges():
 
 
 def test_probabilities_switch_stages(photo):
-  off = _cfg(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)
+  off = _cfg(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, video_codec_prob=0.0)
   params = D.sample_window_params(np.random.default_rng(0), off, 3, 2)
   assert (params['blur'], params['noise'], params['jpeg'], params['second_round'],
           params['video']) == (None, None, None, None, None)

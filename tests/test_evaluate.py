@@ -378,8 +378,8 @@ def _flat(config, prefix=''):
 
 @pytest.mark.parametrize('name,deltas', [
     ('sr_only', {'degradation.blur_prob': 0.0, 'degradation.noise_prob': 0.0,
-                 'degradation.jpeg_prob': 0.0, 'degradation.resize_modes': ('bicubic',),
-                 'degradation.resize_probs': (1.0,)}),
+                 'degradation.jpeg_prob': 0.0, 'degradation.video_codec_prob': 0.0,
+                 'degradation.resize_modes': ('bicubic',), 'degradation.resize_probs': (1.0,)}),
     ('deblur_only', {'scale': 1}),
     ('single_frame', {'num_neighbors': 0}),
     ('no_alignment', {'model.use_alignment': False}),
