@@ -105,12 +105,16 @@ def train_program(config: ml_collections.ConfigDict
   from clarity_jax import train_step as ts  # pylint: disable=g-import-not-at-top
   mesh = ts.make_mesh()
   graphdef = ts.model_graphdef(config)
-  state = ts.create_state(config, mesh)
+  start = time.perf_counter()
+  state = jax.block_until_ready(ts.create_state(config, mesh))
+  init_s = time.perf_counter() - start
   shapes = ts.batch_shapes(config)
   batch = jax.jit(lambda: {k: jax.random.uniform(jax.random.key(i), v)
                            for i, (k, v) in enumerate(shapes.items())},
                   out_shardings=ts.batch_sharding(mesh))()
+  start = time.perf_counter()
   compiled = ts.jit_train_step(config, graphdef, mesh).lower(state, batch, None).compile()
+  compile_s = time.perf_counter() - start
   holder = [state]
 
   def run():
@@ -119,7 +123,8 @@ def train_program(config: ml_collections.ConfigDict
 
   info = {'variant': config.model.variant, 'dtype': config.model.dtype,
           'batch': config.batch_size, 'K': config.num_neighbors,
-          'crop': config.data.crop_size, 'scale': config.scale}
+          'crop': config.data.crop_size, 'scale': config.scale,
+          'init_s': init_s, 'compile_s': compile_s}  # start-up: init (compiled) and step
   return compiled, run, info
 
 

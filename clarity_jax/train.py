@@ -22,6 +22,7 @@ import tqdm
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
@@ -152,7 +153,7 @@ def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
   """Trains (resuming from `workdir` when it holds a checkpoint) and evaluates."""
   config_checks.validate(config)
-  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  epath.Path(workdir, 'samples').mkdir(parents=True, exist_ok=True)  # local or gs://
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
   mesh, place_batch, jit_train = _parallelism(config)

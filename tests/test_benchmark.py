@@ -43,6 +43,8 @@ def test_model_benchmark_without_tensorflow():
     assert inference[dtype]['gflops_per_frame'] > 0
   assert result['measured_matmul_peak_tflops']['float32'] > 0
   assert train['peak_memory_bytes'] > 0
+  assert train['init_s'] > 0 and train['compile_s'] > 0
+  assert train['xla_memory']['alias'] > 0  # the state is donated: updated in place
 
 
 

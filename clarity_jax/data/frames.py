@@ -17,6 +17,7 @@ import shutil
 
 from absl import logging
 import cv2
+from etils import epath
 import numpy as np
 from PIL import Image
 
@@ -29,7 +30,9 @@ class PathError(ValueError):
   """A file or folder the program cannot use: the one-line message '<path>: <what>'.
 
   PathError(path, problem) builds the message; PathError('<path>: <what>') takes a
-  ready one. The commands print it as 'error: <message>' and exit non-zero.
+  ready one (`path` is then None), as for a culprit that is no file: a flag, a
+  dataset name. The commands print it as 'error: <message>' and exit non-zero
+  (clarity_jax/cli_errors.py).
   """
 
   def __init__(self, path: str | os.PathLike, problem: str | None = None):
@@ -86,9 +89,12 @@ def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95
   """Writes float [0, 1] (or uint8) RGB as 8-bit PNG or JPEG, atomically.
 
   The bytes go to a hidden temporary name in the same folder, then os.replace:
-  a crash never leaves a half-written frame under the real name.
+  a crash never leaves a half-written frame under the real name. Object-store
+  URLs (gs://, s3://: a training workdir on GCS) take one etils.epath write, as
+  orbax's checkpoints there: an object appears whole or not at all.
   """
-  path = Path(path)
+  url = '://' in os.fspath(path)
+  path = epath.Path(path) if url else Path(path)
   ext = path.suffix.lower()
   if ext not in IMAGE_EXTENSIONS:
     raise FrameError(path, f'unsupported image extension {ext!r}; expected {IMAGE_EXTENSIONS}')
@@ -105,6 +111,12 @@ def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95
   ok, buf = cv2.imencode(ext, img, params)
   if not ok:
     raise FrameError(path, f'cannot encode as {ext}')
+  if url:
+    try:
+      path.write_bytes(buf.tobytes())
+    except OSError as e:
+      raise FrameError(path, f'cannot write ({e.strerror or e})') from e
+    return
   tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
   try:
     tmp.write_bytes(buf.tobytes())
