@@ -8,6 +8,7 @@
       [--height=180 --width=320 --inference_batch=8]
   python -m clarity_jax.benchmark --what=model --config=...   # train + inference + matmul peak
   python -m clarity_jax.benchmark --what=profile --config=... [--profile_dir=DIR]  # time per stage
+  python -m clarity_jax.benchmark --what=output --config=... [--height=540 --width=960]  # x264
 
 --what picks an entry of BENCHMARKS: a function (config, num_batches, warmup) -> dict
 of JSON-serialisable results. Each imports what it needs inside, so TensorFlow is
@@ -218,6 +219,46 @@ def model_benchmarks(config: ml_collections.ConfigDict, num_batches: int,
           'measured_matmul_peak_tflops': peaks, 'train': train, 'inference': inference}
 
 
+def output_throughput(config: ml_collections.ConfigDict, num_batches: int,
+                      warmup: int) -> dict[str, Any]:
+  """Frames/s of enhance's host-side output path at the output size (s h, s w):
+  float -> uint8 and the x264 encode of `video_io.VideoWriter` at enhance's
+  defaults. A restored video can go no faster than this, whatever the accelerator.
+
+  The frames are a photograph panning by 3 px a frame, so x264 sees real texture
+  and motion. The timed frames include the encoder's flush at the end.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  from clarity_jax import video_io  # pylint: disable=g-import-not-at-top
+  s = config.scale
+  h, w = s * _HEIGHT.value, s * _WIDTH.value
+  n = warmup + num_batches
+  photo = cv2.resize(skimage.data.astronaut(), (w + 3 * n, h), interpolation=cv2.INTER_CUBIC)
+  frames = [photo[:, 3 * i:3 * i + w].astype(np.float32) / 255.0 for i in range(n)]
+  out: dict[str, Any] = {'what': 'output', 'output': [h, w], 'frames': num_batches,
+                         'codec': 'libx264', 'crf': video_io.DEFAULT_CRF,
+                         'cores': os.cpu_count()}
+  for preset in (video_io.DEFAULT_PRESET, 'veryfast'):  # enhance's default and --preset
+    with tempfile.TemporaryDirectory() as tmp:
+      writer = video_io.VideoWriter(os.path.join(tmp, 'out.mp4'), 30, preset=preset)
+      for frame in frames[:warmup]:
+        writer.write(frame)
+      wall, cpu = time.perf_counter(), time.process_time()
+      for frame in frames[warmup:]:
+        writer.write(frame)
+      writer.close()
+      wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+      size = os.path.getsize(os.path.join(tmp, 'out.mp4'))
+    out[preset] = {'frames_per_s': num_batches / wall,
+                   'cpu_ms_per_frame': cpu / num_batches * 1e3,
+                   'kbytes_per_frame': size / n / 1e3}
+  return out
+
+
 def input_throughput(config: ml_collections.ConfigDict, num_batches: int,
                      warmup: int) -> dict[str, Any]:
   """Windows/s of the tf.data training pipeline on this host (full degradation)."""
@@ -232,6 +273,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     'inference': inference_throughput,
     'model': model_benchmarks,
     'profile': profile_stages,
+    'output': output_throughput,
 }
 
 # Dense datasheet peaks per chip, TFLOP/s: (bfloat16, float32 without TF32).

@@ -300,9 +300,9 @@ def _frame_name(source: video_io.Source, clip: str, reader: Any, index: int) -> 
   return f'{clip}/{name}' if source.kind == 'clips' else name
 
 
-def _open_writer(kind: str, path: Path, fps: Any, crf: int, overwrite: bool):
+def _open_writer(kind: str, path: Path, fps: Any, crf: int, preset: str, overwrite: bool):
   if kind == 'video':
-    return video_io.VideoWriter(path, fps, crf=crf, overwrite=overwrite)
+    return video_io.VideoWriter(path, fps, crf=crf, preset=preset, overwrite=overwrite)
   if kind == 'image':
     return video_io.ImageWriter(path, overwrite=overwrite)
   return video_io.FrameFolderWriter(path, overwrite=overwrite)
@@ -325,7 +325,8 @@ class Summary:
 
 def enhance(restorer: Restorer, input_path: str | os.PathLike, output: str | os.PathLike, *,
             max_frames: int | None = None, compare: bool = False, overwrite: bool = False,
-            crf: int = video_io.DEFAULT_CRF, progress: bool = True) -> Summary:
+            crf: int = video_io.DEFAULT_CRF, preset: str = video_io.DEFAULT_PRESET,
+            progress: bool = True) -> Summary:
   """Restores every clip of `input_path` into `output` (and its _compare twin).
 
   Inputs are opened and checked, and the output names reserved, before the first
@@ -341,9 +342,9 @@ def enhance(restorer: Restorer, input_path: str | os.PathLike, output: str | os.
   if total is not None and max_frames:
     total = sum(min(r.num_frames, max_frames) for r in source.clips.values())
   s = restorer.scale
-  writers = [_open_writer(kind, output, fps, crf, overwrite)]
+  writers = [_open_writer(kind, output, fps, crf, preset, overwrite)]
   if compare:
-    writers.append(_open_writer(kind, compare_path(output), fps, crf, overwrite))
+    writers.append(_open_writer(kind, compare_path(output), fps, crf, preset, overwrite))
   start = time.perf_counter()
   count = 0
   try:
@@ -392,6 +393,10 @@ def define_flags() -> None:
                     'Computation dtype (bfloat16 on GPU/TPU).')
   flags.DEFINE_integer('crf', video_io.DEFAULT_CRF, 'x264 quality of video outputs (lower '
                        'is better).', lower_bound=0, upper_bound=51)
+  flags.DEFINE_enum('preset', video_io.DEFAULT_PRESET, list(video_io.X264_PRESETS),
+                    'x264 speed of video outputs: faster presets make larger files at '
+                    'the same --crf (a 4K encode at medium costs ~375 CPU-ms a frame; '
+                    'benchmark --what=output).')
   flags.DEFINE_bool('overwrite', False, 'Replace an existing output (only once the new one '
                     'is complete).')
   flags.DEFINE_bool('progress', True, 'Show a progress bar.')
@@ -409,7 +414,7 @@ def main(argv: list[str]) -> None:
                                         tile_overlap=f.tile_overlap, batch=f.batch)
   summary = enhance(restorer, f.input, f.output, max_frames=f.max_frames,
                     compare=f.compare, overwrite=f.overwrite, crf=f.crf,
-                    progress=f.progress)
+                    preset=f.preset, progress=f.progress)
   print(f'{summary.output}: {summary.frames} frames {summary.input_size[1]}x'
         f'{summary.input_size[0]} -> {summary.output_size[1]}x{summary.output_size[0]} '
         f'({info.model.variant} x{info.model.scale}, {summary.fps:.2f} frames/s)'

@@ -33,6 +33,8 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.m4v', '.webm')
 # speed for file size only, never quality.
 DEFAULT_CRF = 18
 DEFAULT_PRESET = 'medium'
+X264_PRESETS = ('ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow',
+                'slower', 'veryslow')
 # x264 holds rc-lookahead frames (40 at preset medium) before emitting one: at a
 # 5120x2880 (x4 of 720p) output that alone is ~2 GB, growing over the first 40
 # frames. 10 keeps the encoder's memory small and flat at a minor cost in size.

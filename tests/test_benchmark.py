@@ -69,3 +69,18 @@ def test_profile_benchmark_without_tensorflow(tmp_path):
   # Nearly every op of the step is attributed to a named stage.
   assert train['stages'].get('other', {'share': 0})['share'] < 0.1
   assert list((tmp_path / 'train').rglob('*.trace.json.gz'))
+
+
+def test_output_benchmark_encodes_at_the_output_size():
+  out = subprocess.run(
+      [sys.executable, '-c', RUN_WITHOUT_TF, '--what=output',
+       '--config=configs/default.py', '--height=16', '--width=24', '--num_batches=3',
+       '--warmup=1'],
+      cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), capture_output=True,
+      text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result['output'] == [64, 96] and result['frames'] == 3
+  for preset in ('medium', 'veryfast'):
+    assert result[preset]['frames_per_s'] > 0 and result[preset]['cpu_ms_per_frame'] > 0
+    assert result[preset]['kbytes_per_frame'] > 0
