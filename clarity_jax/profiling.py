@@ -84,8 +84,19 @@ def op_stages(hlo_text: str) -> dict[str, tuple[str, str]]:
   return stages
 
 
+def device_op_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The complete ('X') events to count: those of the accelerators when the trace
+  has any (GPU kernels, TPU ops: device time, not the host's launches of them),
+  else all (the CPU backend runs the ops on the host)."""
+  devices = {e.get('pid') for e in events if e.get('ph') == 'M'
+             and e.get('name') == 'process_name'
+             and '/device:' in e.get('args', {}).get('name', '')}
+  return [e for e in events
+          if e.get('ph') == 'X' and (not devices or e.get('pid') in devices)]
+
+
 def trace_events(trace_dir: str) -> list[dict[str, Any]]:
-  """The complete events of the newest perfetto trace under trace_dir."""
+  """The op events (device_op_events) of the newest perfetto trace under trace_dir."""
   files = sorted(glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True),
                  key=os.path.getmtime)
   if not files:
@@ -93,8 +104,7 @@ def trace_events(trace_dir: str) -> list[dict[str, Any]]:
                             'create_perfetto_trace=True?)')
   with gzip.open(files[-1], 'rt') as f:
     data = json.load(f)
-  events = data['traceEvents'] if isinstance(data, dict) else data
-  return [e for e in events if e.get('ph') == 'X']
+  return device_op_events(data['traceEvents'] if isinstance(data, dict) else data)
 
 
 def breakdown(events: Iterable[dict[str, Any]], hlo_text: str, calls: int

@@ -51,3 +51,14 @@ def test_profile_puts_the_time_where_the_work_is(tmp_path):
 def test_missing_trace_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no \\*.trace.json.gz'):
     profiling.trace_events(str(tmp_path))
+
+
+def test_accelerator_traces_count_device_time_not_host_launches():
+  meta = lambda pid, name: {'ph': 'M', 'pid': pid, 'name': 'process_name',
+                            'args': {'name': name}}
+  op = lambda pid, dur: {'ph': 'X', 'pid': pid, 'dur': dur, 'name': 'fusion.1',
+                         'args': {'hlo_op': 'fusion.1'}}
+  gpu_trace = [meta(1, '/host:CPU'), meta(2, '/device:GPU:0'), op(1, 5.0), op(2, 40.0)]
+  assert [e['dur'] for e in profiling.device_op_events(gpu_trace)] == [40.0]
+  cpu_trace = [meta(1, '/host:CPU'), op(1, 5.0), op(1, 7.0)]
+  assert [e['dur'] for e in profiling.device_op_events(cpu_trace)] == [5.0, 7.0]
