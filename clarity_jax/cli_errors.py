@@ -1,4 +1,5 @@
-"""How the commands end on an expected error: one line on stderr, exit status 1.
+"""How the commands start and end: no stray arguments, and an expected error is
+one line on stderr with exit status 1.
 
 An expected error is the user's to fix (a missing or broken file, a bad flag or
 config field, a diverged run) and its message already says what and where; a
@@ -9,7 +10,21 @@ from collections.abc import Iterator
 import contextlib
 import sys
 
+from absl import app
+from absl import flags
+from absl import logging
+
 from clarity_jax.data import frames
+
+
+def start(argv: list[str], *, quiet: bool = False) -> None:
+  """The first line of a command's main(): refuses stray arguments, and with
+  `quiet` turns absl's INFO logs off (orbax logs every file it touches) unless
+  --verbosity was given, so that an error stays the one line it should be."""
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if quiet and not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 @contextlib.contextmanager

@@ -160,8 +160,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 @cli_errors.exit_on_error()
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli_errors.start(argv)
   cfg = with_codec(flags.FLAGS.config.degradation, _CODEC.value)
   degrade_tree(Path(_INPUT.value), Path(_OUTPUT.value), _SCALE.value, _SEED.value, cfg)
 

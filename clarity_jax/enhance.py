@@ -36,7 +36,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import cv2
 import jax
 import jax.numpy as jnp
@@ -405,11 +404,8 @@ def define_flags() -> None:
 
 @cli_errors.exit_on_error()
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli_errors.start(argv, quiet=True)
   f = flags.FLAGS
-  if not f['verbosity'].present:  # keep errors to their one line
-    logging.set_verbosity(logging.WARNING)
   restorer, info = Restorer.from_bundle(f.bundle, f.dtype, tile=f.tile,
                                         tile_overlap=f.tile_overlap, batch=f.batch)
   summary = enhance(restorer, f.input, f.output, max_frames=f.max_frames,

@@ -768,11 +768,8 @@ def run(f: Any) -> dict[str, Any]:
 
 @cli_errors.exit_on_error()
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli_errors.start(argv, quiet=True)
   f = flags.FLAGS
-  if not f['verbosity'].present:  # keep errors to their one line
-    logging.set_verbosity(logging.WARNING)
   report = run(f)
   print(summary_table(report), end='')
   print(f'{f.output}: {report["protocol"]["num_frames_included"]} frames of '

@@ -432,8 +432,7 @@ def define_flags() -> None:
 
 @cli_errors.exit_on_error(RuntimeError)
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli_errors.start(argv)
   f = flags.FLAGS
   out = Path(f.output).resolve()
   command = 'launch/experiment.sh ' + ' '.join(

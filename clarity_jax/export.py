@@ -202,11 +202,8 @@ def define_flags() -> None:
 
 @cli_errors.exit_on_error()
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli_errors.start(argv, quiet=True)
   f = flags.FLAGS
-  if not f['verbosity'].present:  # orbax logs every file at INFO
-    logging.set_verbosity(logging.WARNING)
   info = export(f.workdir, f.output, f.step, f.saved_model)
   print(f'{f.output}: {info.model.variant} x{info.model.scale} '
         f'K={info.model.num_neighbors}, step {info.step}, {info.weights} weights, '

@@ -69,8 +69,7 @@ def _init_distributed() -> None:
 
 @cli_errors.exit_on_error(config_checks.ConfigError, train.NonFiniteLossError)
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli_errors.start(argv)
   _init_distributed()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())

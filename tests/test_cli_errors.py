@@ -36,3 +36,18 @@ def test_extra_errors_exit_and_others_keep_their_traceback():
   with pytest.raises(KeyError):
     with cli_errors.exit_on_error(RuntimeError):
       raise KeyError('a bug')
+
+
+def test_start_refuses_stray_arguments_and_quiets_info_logs():
+  from absl import app, logging  # pylint: disable=g-import-not-at-top
+  with pytest.raises(app.UsageError, match=r"unexpected arguments: \['extra'\]"):
+    cli_errors.start(['prog', 'extra'])
+  before = logging.get_verbosity()
+  try:
+    logging.set_verbosity(logging.INFO)
+    cli_errors.start(['prog'])
+    assert logging.get_verbosity() == logging.INFO  # not quiet: left alone
+    cli_errors.start(['prog'], quiet=True)
+    assert logging.get_verbosity() == logging.WARNING
+  finally:
+    logging.set_verbosity(before)

@@ -5,7 +5,6 @@ import os
 import pathlib
 import shutil
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from clarity_jax.data import frames
 from clarity_jax.data import sources
 from conftest import tiny_config
+import test_video_io
 
 # ------------------------------------------------------------------ helpers
 
@@ -42,16 +42,7 @@ def frame_ids(window: np.ndarray, base: int = 0) -> list[int]:
 
 def write_video(path: pathlib.Path, video: np.ndarray, fps: int = 10) -> None:
   """Nearly lossless H.264 (4:4:4, crf 0) so decoded pixels can be compared."""
-  with av.open(str(path), 'w') as container:
-    stream = container.add_stream('libx264', rate=fps)
-    stream.width, stream.height = video.shape[2], video.shape[1]
-    stream.pix_fmt = 'yuv444p'
-    stream.options = {'crf': '0'}
-    for rgb in video:
-      for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format='rgb24')):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
+  test_video_io.write_video(path, video, fps, pix_fmt='yuv444p', crf=0)
 
 
 # ------------------------------------------------------------ window indices

@@ -28,13 +28,14 @@ def smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
   return np.stack(out)
 
 
-def write_video(path: Path, frames_u8: np.ndarray, fps=FPS, codec='libx264') -> Path:
+def write_video(path: Path, frames_u8: np.ndarray, fps=FPS, codec='libx264',
+                pix_fmt: str = 'yuv420p', crf: int = 12) -> Path:
   """Encodes with PyAV directly (the reference writer the tests trust)."""
   with av.open(str(path), 'w') as container:
     stream = container.add_stream(codec, rate=fps)
     stream.height, stream.width = frames_u8.shape[1:3]
-    stream.pix_fmt = 'yuv420p'
-    stream.options = {'crf': '12'}
+    stream.pix_fmt = pix_fmt
+    stream.options = {'crf': str(crf)}
     for f in frames_u8:
       for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
         container.mux(packet)
