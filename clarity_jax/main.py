@@ -1,80 +1,11 @@
-"""Trains ClarityNetSR: flags and config, then hands off to train.train_and_evaluate.
+"""`python -m clarity_jax.main`: train ClarityNetSR (and evaluate it periodically).
 
-  python -m clarity_jax.main --config=configs/default.py:runlocal --workdir=runs/quick
-
-Re-running with the same --workdir resumes from its latest checkpoint. On several
-hosts, every host runs the same command (see launch/); jax.distributed starts from
---coordinator_address (or JAX_COORDINATOR_ADDRESS and friends) or from what JAX
-detects of the cluster (SLURM, Open MPI, TPU pods: --distributed=on).
+The command itself is clarity_jax/cli/train.py; this module only keeps its name.
 """
 
-import os
-
 from absl import app
-from absl import flags
-from absl import logging
-import jax
-from ml_collections import config_flags
 
-from clarity_jax import cli_errors
-from clarity_jax import config_checks
-from clarity_jax import train
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and samples go here.')
-config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
-_DISTRIBUTED = flags.DEFINE_enum(
-    'distributed', 'auto', ['auto', 'on', 'off'],
-    'Multi-host start-up (jax.distributed.initialize). auto: when a coordinator is given '
-    '(flags below or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID) or a '
-    'multi-process launcher is detected (SLURM, Open MPI, GKE TPU); on: always, JAX '
-    'detecting what is not given (Cloud TPU VM pods); off: one process.')
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0 in a multi-host run '
-    '(default: $JAX_COORDINATOR_ADDRESS).')
-_NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', None, 'Processes in a multi-host run (default: $JAX_NUM_PROCESSES).')
-_PROCESS_ID = flags.DEFINE_integer(
-    'process_id', None, 'This process, 0..num_processes-1 (default: $JAX_PROCESS_ID).')
-flags.mark_flags_as_required(['config', 'workdir'])
-
-# Environment variables of the launchers JAX detects by itself (srun, mpirun, GKE).
-_LAUNCHER_SIZES = ('SLURM_STEP_NUM_TASKS', 'OMPI_COMM_WORLD_SIZE')
-_LAUNCHER_MARKS = ('TPU_WORKER_HOSTNAMES', 'TPU_PROCESS_ADDRESSES', 'MEGASCALE_COORDINATOR_ADDRESS')
-
-
-def _flag_or_env(flag: flags.FlagHolder, env: str, kind: type = str):
-  value = flag.value if flag.value is not None else os.environ.get(env) or None
-  try:
-    return None if value is None else kind(value)
-  except ValueError:
-    raise app.UsageError(f'{env}={value!r}: not an integer') from None
-
-
-def _init_distributed() -> None:
-  """Joins the other processes before anything touches a device (JAX requires it)."""
-  address = _flag_or_env(_COORDINATOR, 'JAX_COORDINATOR_ADDRESS')
-  num_processes = _flag_or_env(_NUM_PROCESSES, 'JAX_NUM_PROCESSES', int)
-  process_id = _flag_or_env(_PROCESS_ID, 'JAX_PROCESS_ID', int)
-  launched = (any(int(os.environ.get(v, '1')) > 1 for v in _LAUNCHER_SIZES)
-              or any(os.environ.get(v) for v in _LAUNCHER_MARKS))
-  explicit = (address, num_processes, process_id) != (None, None, None)
-  if _DISTRIBUTED.value == 'off' or (_DISTRIBUTED.value == 'auto' and not (explicit or launched)):
-    return
-  # CPU processes exchange gradients through gloo (the default of recent JAX, set for
-  # older ones); GPU and TPU clients do not read this.
-  if 'JAX_CPU_COLLECTIVES_IMPLEMENTATION' not in os.environ:
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
-
-
-@cli_errors.exit_on_error(config_checks.ConfigError, train.NonFiniteLossError)
-def main(argv):
-  cli_errors.start(argv)
-  _init_distributed()
-  logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
-               jax.devices())
-  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
-
+from clarity_jax.cli import train as command
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(command.main)

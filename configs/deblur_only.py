@@ -21,7 +21,7 @@ frame is the LR one, where the x4 pipeline's blur is about 4 times narrower, whi
 is the mismatch every deblur-then-upsample cascade lives with.
 """
 
-from clarity_jax import config_files
+from clarity_jax import config as config_files
 
 
 def get_config(arg: str | None = None):

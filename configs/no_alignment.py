@@ -4,7 +4,7 @@ Neighbours reach the encoder and the attention fusion unaligned: what alignment
 adds on moving footage (and how much ghosting its absence causes).
 """
 
-from clarity_jax import config_files
+from clarity_jax import config as config_files
 
 
 def get_config(arg: str | None = None):

@@ -4,7 +4,7 @@ What the temporal/spatial attention adds over treating every aligned neighbour
 as equally reliable (occlusions and flow errors then leak into the output).
 """
 
-from clarity_jax import config_files
+from clarity_jax import config as config_files
 
 
 def get_config(arg: str | None = None):

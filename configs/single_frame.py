@@ -4,7 +4,7 @@ Against the default (K = 2, five frames) it measures what aligned multi-frame
 fusion adds: detail recovered from neighbours and less flicker/ghosting.
 """
 
-from clarity_jax import config_files
+from clarity_jax import config as config_files
 
 
 def get_config(arg: str | None = None):

@@ -11,7 +11,7 @@ evaluator `--bundle=DEBLUR_BUNDLE+SR_BUNDLE` (bundles of configs/deblur_only.py 
 of this config, each trained for its own stage; see configs/deblur_only.py).
 """
 
-from clarity_jax import config_files
+from clarity_jax import config as config_files
 
 
 def get_config(arg: str | None = None):

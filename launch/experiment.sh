@@ -18,4 +18,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-exec "${PYTHON:-python}" -m clarity_jax.experiment "$@"
+exec "${PYTHON:-python}" launch/experiment.py "$@"

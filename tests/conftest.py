@@ -17,7 +17,7 @@ SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 
 def load_config(arg: str = 'runlocal'):
-  from clarity_jax import config_files  # after XLA_FLAGS is set
+  from clarity_jax import config as config_files  # after XLA_FLAGS is set
   return config_files.get_config(REPO / 'configs' / 'default.py', arg)
 
 

@@ -15,7 +15,7 @@ import sys
 sys.modules['tensorflow'] = None
 sys.modules['tensorflow_datasets'] = None
 from absl import app
-from clarity_jax import benchmark
+from clarity_jax.tools import benchmark
 sys.argv = ['benchmark'] + sys.argv[1:]
 app.run(benchmark.main)
 '''

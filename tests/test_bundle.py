@@ -15,10 +15,10 @@ import pytest
 import safetensors.numpy
 from flax import nnx
 
-from clarity_jax import bundle
-from clarity_jax import export
-from clarity_jax import train
-from clarity_jax import train_step as ts
+from clarity_jax.inference import bundle
+from clarity_jax.inference import export
+from clarity_jax.train import loop as train
+from clarity_jax.train import step as ts
 from conftest import REPO, tiny_config
 from test_enhance import random_params
 

@@ -2,14 +2,14 @@
 
 import pytest
 
-from clarity_jax import bundle
-from clarity_jax import cli_errors
-from clarity_jax import degrade
-from clarity_jax import enhance
-from clarity_jax import evaluate
-from clarity_jax import export
-from clarity_jax import vgg
-from clarity_jax import video_io
+from clarity_jax.inference import bundle
+from clarity_jax.cli import common as cli_errors
+from clarity_jax.tools import degrade
+from clarity_jax.inference import enhance
+from clarity_jax.evaluation import evaluate
+from clarity_jax.inference import export
+from clarity_jax.models import vgg
+from clarity_jax.data import video_io
 from clarity_jax.data import frames
 from clarity_jax.data import sources
 

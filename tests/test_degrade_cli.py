@@ -12,7 +12,7 @@ from PIL import Image
 import pytest
 from skimage import data as skdata
 
-from clarity_jax import degrade
+from clarity_jax.tools import degrade
 from clarity_jax.data import degradations
 from clarity_jax.data import frames
 from conftest import REPO, load_config

@@ -19,9 +19,9 @@ from flax import nnx
 from PIL import Image
 import skimage.data
 
-from clarity_jax import bundle
-from clarity_jax import enhance
-from clarity_jax import video_io
+from clarity_jax.inference import bundle
+from clarity_jax.inference import enhance
+from clarity_jax.data import video_io
 from clarity_jax.data import frames
 from conftest import REPO
 from test_video_io import decode_all, smooth_frames, write_video

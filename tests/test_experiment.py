@@ -6,8 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from clarity_jax import experiment
 from clarity_jax.data import sources
+
+from conftest import REPO
+sys.path.insert(0, str(REPO / 'launch'))
+import experiment  # launch/experiment.py
 
 
 def test_render_clip_gives_consecutive_distinct_frames():

@@ -17,8 +17,8 @@ import time
 import jax
 import numpy as np
 
-from clarity_jax import checkpointing
-from clarity_jax import train_step as ts
+from clarity_jax.train import checkpoints as checkpointing
+from clarity_jax.train import step as ts
 from conftest import REPO, tiny_config
 
 SCRIPT = REPO / 'launch' / 'local_multiprocess.sh'

@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from clarity_jax import config_checks
+from clarity_jax import config as config_checks
 from clarity_jax.data import frames
 from clarity_jax.data import pipeline
+from clarity_jax import errors
 from conftest import REPO, tiny_config
 
 
@@ -105,7 +106,7 @@ def test_resuming_at_step_n_continues_the_stream():
 
 
 def test_global_batch_must_divide_over_hosts():
-  with pytest.raises(config_checks.ConfigError, match=r'^config.batch_size: .*3 processes'):
+  with pytest.raises(errors.ConfigError, match=r'^config.batch_size: .*3 processes'):
     pipeline.create_train_iterator(small(batch_size=4), process_index=0, process_count=3)
 
 

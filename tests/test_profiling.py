@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from clarity_jax import profiling
+from clarity_jax.tools import profiling
 
 
 @pytest.mark.parametrize('op_name, expected', [

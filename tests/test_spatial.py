@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from clarity_jax import spatial
+from clarity_jax.inference import spatial
 from conftest import REPO, TINY_FLAGS, final_params
 
 PRELUDE = r'''
@@ -20,7 +20,7 @@ import jax, numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 from conftest import tiny_config
-from clarity_jax import spatial, train_step as ts
+from clarity_jax.inference import spatial, train_step as ts
 assert jax.device_count() == 8, jax.devices()
 config = tiny_config()  # tiny variant, K = 1, x4, flow pyramid of 2 levels
 graphdef, state = nnx.split(ts.create_model(config, config.seed))

@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from clarity_jax import checkpointing
-from clarity_jax import config_checks
-from clarity_jax import train
-from clarity_jax import train_step as ts
+from clarity_jax.train import checkpoints as checkpointing
+from clarity_jax import config as config_checks
+from clarity_jax.train import loop as train
+from clarity_jax.train import step as ts
 from conftest import REPO, TINY_FLAGS, final_params, tiny_config
 
 def _env():
@@ -51,7 +51,7 @@ def _wait_for_checkpoint(workdir, step: int, proc: subprocess.Popen, timeout=300
     ('batch_size', 0, 'config.batch_size: must be positive'),
 ])
 def test_config_errors_name_the_field(field, value, message):
-  with pytest.raises(config_checks.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     config_checks.validate(tiny_config(**{field: value}))
 
 
@@ -144,7 +144,8 @@ import os, sys
 sys.path.insert(0, sys.argv[1] + '/tests')
 import jax, numpy as np
 from conftest import tiny_config
-from clarity_jax import config_checks, train_step as ts
+from clarity_jax import config as config_checks, train_step as ts
+from clarity_jax import errors
 assert jax.device_count() == 8, jax.devices()
 config = tiny_config(batch_size=8, ema_decay=0.99)
 config.loss.temporal_weight = 0.1
@@ -172,7 +173,7 @@ print('max param difference 1 vs 8 devices', worst)
 assert worst < 1e-5, worst
 try:
   config_checks.validate(tiny_config(batch_size=4))
-except config_checks.ConfigError as e:
+except errors.ConfigError as e:
   print('ERR', e)
 '''
 

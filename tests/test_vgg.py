@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clarity_jax import vgg as vgg_lib
+from clarity_jax.models import vgg as vgg_lib
 
 keras = pytest.importorskip('keras')
 h5py = pytest.importorskip('h5py')

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from clarity_jax import video_io
+from clarity_jax.data import video_io
 from clarity_jax.data import frames
 
 FPS = fractions.Fraction(30000, 1001)

@@ -21,24 +21,11 @@ from etils import epath
 import numpy as np
 from PIL import Image
 
+from clarity_jax.errors import PathError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # Files that may sit beside frames without being one (e.g. degrade's sidecar).
 _QUIET_EXTENSIONS = ('.json', '.txt', '.md')
-
-
-class PathError(ValueError):
-  """A file or folder the program cannot use: the one-line message '<path>: <what>'.
-
-  PathError(path, problem) builds the message; PathError('<path>: <what>') takes a
-  ready one (`path` is then None), as for a culprit that is no file: a flag, a
-  dataset name. The commands print it as 'error: <message>' and exit non-zero
-  (clarity_jax/cli_errors.py).
-  """
-
-  def __init__(self, path: str | os.PathLike, problem: str | None = None):
-    self.path = Path(path) if problem is not None else None
-    self.problem = problem
-    super().__init__(str(path) if problem is None else f'{path}: {problem}')
 
 
 class FrameError(PathError):

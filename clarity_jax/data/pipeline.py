@@ -28,9 +28,10 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from clarity_jax import config_checks
+from clarity_jax import config as config_checks
 from clarity_jax.data import degradations
 from clarity_jax.data import sources
+from clarity_jax import errors
 
 try:  # tf.data runs on the host: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], 'GPU')
@@ -45,7 +46,7 @@ EVAL_SEED = 2026_11_23
 def host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
   """config.batch_size (global) split over the hosts; an error when it does not divide."""
   if config.batch_size % process_count:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f'config.batch_size: global batch {config.batch_size} is not divisible by '
         f'{process_count} processes')
   return config.batch_size // process_count

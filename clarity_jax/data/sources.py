@@ -35,6 +35,7 @@ import numpy as np
 from absl import logging
 
 from clarity_jax.data import frames
+from clarity_jax import errors
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.webm')
 
@@ -47,7 +48,7 @@ VALIDATION_PHOTOS = ('coffee', 'rocket', 'motorcycle_left', 'motorcycle_right')
 PHOTO_SPLITS = {'train': TRAIN_PHOTOS, 'validation': VALIDATION_PHOTOS}
 
 
-class SourceError(frames.PathError):
+class SourceError(errors.PathError):
   """A clip source cannot serve windows: '<path>: <what>'.
 
   Where the culprit is no file of its own (a clip of a tensorflow-datasets

@@ -12,7 +12,7 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from clarity_jax import vgg as vgg_lib
+from clarity_jax.models import vgg as vgg_lib
 
 
 def charbonnier(pred: jax.Array, target: jax.Array, eps: float = 1e-3) -> jax.Array:

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from clarity_jax.data import frames
+from clarity_jax import errors
 
 # (name, in_channels, out_channels) of the conv layers, in order; Keras layer names.
 _BLOCKS = ((1, 2, 3, 64), (2, 2, 64, 128), (3, 4, 128, 256), (4, 4, 256, 512),
@@ -53,7 +54,7 @@ _TORCH_STD = (0.229, 0.224, 0.225)
 PREPROCESSING = ('caffe', 'torch')
 
 
-class WeightsFileError(frames.PathError):
+class WeightsFileError(errors.PathError):
   """A weights file is missing, unreadable or lacks the expected layers.
 
   The message starts with the file's path, so a one-line log says what to fix.

@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from clarity_jax import losses
+from clarity_jax.train import losses
 from clarity_jax import metrics
 from clarity_jax.models import claritynet
 

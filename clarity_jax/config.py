@@ -1,15 +1,42 @@
-"""Fail fast, in one line naming the field, before any compile or data loading."""
+"""Configs: loaded by path, and checked before anything compiles or reads data.
+
+configs/ is a folder of files, not a package. ml_collections' config_flags loads
+them for the command line; variants under configs/, launch/experiment.py and the
+tests need the same outside of flag parsing. `validate` fails fast, in one line
+naming the field.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import types
 
 import jax
 import ml_collections
 
+from clarity_jax.errors import ConfigError
 
-class ConfigError(ValueError):
-  """A config field holds a value the run cannot use."""
+
+def load_module(path: str | os.PathLike) -> types.ModuleType:
+  name = 'clarity_config_' + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or spec.loader is None:
+    raise FileNotFoundError(f'{path}: not a Python config file')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of the config file at `path`."""
+  return load_module(path).get_config(arg)
+
+
+def sibling_config(here: str, arg: str | None, name: str = 'default.py'
+                   ) -> ml_collections.ConfigDict:
+  """The config `name` beside the file `here` (a variant's base config)."""
+  return get_config(os.path.join(os.path.dirname(os.path.abspath(here)), name), arg)
 
 
 def _check(ok: bool, field: str, message: str) -> None:
@@ -18,6 +45,7 @@ def _check(ok: bool, field: str, message: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError on the first field the run cannot use."""
   _check(config.scale in (1, 2, 4), 'scale', f'must be 1, 2 or 4, got {config.scale!r}')
   _check(isinstance(config.num_neighbors, int) and config.num_neighbors >= 0,
          'num_neighbors', f'K must be an integer >= 0, got {config.num_neighbors!r}')

@@ -41,10 +41,10 @@ from absl import logging
 import cv2
 import numpy as np
 
-from clarity_jax import cli_errors
-from clarity_jax import config_files
-from clarity_jax import evaluate as evaluate_lib
-from clarity_jax import video_io
+from clarity_jax.cli import common as cli_errors
+from clarity_jax import config as config_files
+from clarity_jax.evaluation import evaluate as evaluate_lib
+from clarity_jax.data import video_io
 from clarity_jax.data import frames as frames_lib
 from clarity_jax.data import sources
 

@@ -31,6 +31,7 @@ from flax import nnx
 
 from clarity_jax.data import frames
 from clarity_jax.models import claritynet
+from clarity_jax import errors
 
 FORMAT = 'clarity_jax.bundle'
 FORMAT_VERSION = 1
@@ -45,7 +46,7 @@ INPUT_NORMALISATION = {
 }
 
 
-class BundleError(frames.PathError):
+class BundleError(errors.PathError):
   """A bundle is missing, of another format or version, or corrupt: '<path>: <what>'."""
 
 

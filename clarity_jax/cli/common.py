@@ -13,8 +13,8 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+from clarity_jax import errors
 
-from clarity_jax.data import frames
 
 
 def start(argv: list[str], *, quiet: bool = False) -> None:
@@ -35,5 +35,5 @@ def exit_on_error(*also: type[Exception]) -> Iterator[None]:
   """
   try:
     yield
-  except (frames.PathError, *also) as e:
+  except (errors.PathError, errors.ConfigError, *also) as e:
     sys.exit(f'error: {e}')

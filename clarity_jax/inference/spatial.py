@@ -29,7 +29,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from clarity_jax import train_step as ts
+from clarity_jax.train import step as ts
 
 if TYPE_CHECKING:  # only for hints: ml_collections is not needed to run this module
   import ml_collections

@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from clarity_jax.data import frames
+from clarity_jax import errors
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.m4v', '.webm')
 # x264 quality for restored video: 18 is visually lossless for most content, so
@@ -43,7 +44,7 @@ X264_LOOKAHEAD = 10
 DEFAULT_FPS = fractions.Fraction(25)
 
 
-class MediaError(frames.PathError):
+class MediaError(errors.PathError):
   """An input or output video, image or folder is unusable: '<path>: <what>'."""
 
 

@@ -26,12 +26,13 @@ from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from clarity_jax import checkpointing
-from clarity_jax import config_checks
-from clarity_jax import spatial
-from clarity_jax import train_step as ts
+from clarity_jax.train import checkpoints as checkpointing
+from clarity_jax import config as config_checks
+from clarity_jax.inference import spatial
+from clarity_jax.train import step as ts
 from clarity_jax.data import frames
 from clarity_jax.data import pipeline
+from clarity_jax import errors
 
 
 class NonFiniteLossError(RuntimeError):
@@ -41,7 +42,8 @@ class NonFiniteLossError(RuntimeError):
 def make_perceptual(config: ml_collections.ConfigDict
                     ) -> tuple[ts.PerceptualFn | None, ts.Params | None]:
   """The frozen VGG19 perceptual term, or (None, None) when no weights are configured."""
-  from clarity_jax import losses, vgg  # pylint: disable=g-import-not-at-top
+  from clarity_jax.models import vgg  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import losses  # pylint: disable=g-import-not-at-top
   if config.loss.perceptual_weight <= 0:
     return None, None
   if not config.loss.vgg_weights:
@@ -137,11 +139,11 @@ def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
   saved = ml_collections.ConfigDict(json.loads(meta['config']))
   for field in ('scale', 'num_neighbors'):
     if saved[field] != config[field]:
-      raise config_checks.ConfigError(
+      raise errors.ConfigError(
           f'config.{field}: {config[field]} differs from {saved[field]} in the checkpoint '
           f'under {ckpt.directory}; use a new --workdir')
   if saved.model.variant != config.model.variant:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f'config.model.variant: {config.model.variant} differs from {saved.model.variant} '
         f'in the checkpoint under {ckpt.directory}; use a new --workdir')
   step = int(meta['step'])

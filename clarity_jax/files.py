@@ -1,0 +1,96 @@
+"""What every reader and writer of footage shares: the file kinds, 8-bit pixels,
+and writes that never leave a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+import importlib.metadata
+import os
+from pathlib import Path
+import shutil
+
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# Containers PyAV (FFmpeg) reads and writes; lower case, with the dot.
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.m4v', '.webm')
+
+
+def package_version() -> str:
+  """The installed clarity_jax version, recorded in every output's sidecar."""
+  try:
+    return importlib.metadata.version('clarity_jax')
+  except importlib.metadata.PackageNotFoundError:
+    return 'unknown'
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+  """float [0, 1] (NaN to 0, clipped, rounded half up) or uint8 -> uint8.
+
+  In place on one float32 copy: at 4K each temporary would be 100 MB.
+  """
+  frame = np.asarray(frame)
+  if frame.dtype == np.uint8:
+    return frame
+  x = np.nan_to_num(frame.astype(np.float32, copy=True), copy=False)
+  np.clip(x, 0.0, 1.0, out=x)
+  x *= 255.0
+  x += 0.5
+  return x.astype(np.uint8)
+
+
+def temp_sibling(path: Path, tag: str = 'tmp') -> Path:
+  """A hidden name beside `path`, unique to this process: same folder, so that
+  os.replace onto `path` is an atomic rename."""
+  return path.with_name(f'.{path.name}.{tag}-{os.getpid()}')
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+  """Yields a temporary sibling of `path` to write; on success it replaces `path`
+  in one rename, on any error it is removed and `path` is left as it was."""
+  path = Path(path)
+  tmp = temp_sibling(path)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    remove(tmp)
+    raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes a text file atomically (see atomic_path)."""
+  with atomic_path(path) as tmp:
+    tmp.write_text(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes a binary file atomically (see atomic_path)."""
+  with atomic_path(path) as tmp:
+    tmp.write_bytes(data)
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+  """Renames a finished folder to its final name, replacing an earlier one.
+
+  The old folder is renamed aside before the new one moves in, so at every moment
+  `final` is either the complete old folder or the complete new one.
+  """
+  if final.exists() and any(final.iterdir()):
+    old = temp_sibling(final, 'old')
+    os.replace(final, old)
+    os.replace(tmp, final)
+    remove(old)
+  else:  # rename(2) replaces an empty folder
+    os.replace(tmp, final)
+
+
+def remove(path: Path) -> None:
+  """Removes a file, link or folder tree if it exists."""
+  if path.is_dir() and not path.is_symlink():
+    shutil.rmtree(path)
+  elif path.exists() or path.is_symlink():
+    path.unlink()

@@ -1,0 +1,314 @@
+"""Throughput benchmarks, printed as one JSON object on stdout.
+
+  python -m clarity_jax.benchmark --what=input --config=configs/default.py \\
+      [--num_batches=N] [--config.data.num_parallel_calls=2]
+  python -m clarity_jax.benchmark --what=train --config=configs/default.py:variant=base \\
+      [--config.model.dtype=bfloat16]
+  python -m clarity_jax.benchmark --what=inference --config=configs/default.py:variant=base \\
+      [--height=180 --width=320 --inference_batch=8]
+  python -m clarity_jax.benchmark --what=model --config=...   # train + inference + matmul peak
+  python -m clarity_jax.benchmark --what=profile --config=... [--profile_dir=DIR]  # time per stage
+  python -m clarity_jax.benchmark --what=output --config=... [--height=540 --width=960]  # x264
+
+--what picks an entry of BENCHMARKS: a function (config, num_batches, warmup) -> dict
+of JSON-serialisable results. Each imports what it needs inside, so TensorFlow is
+imported only for --what=input and the others run where TensorFlow is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+import ml_collections
+from ml_collections import config_flags
+
+
+def _flops(compiled: Any) -> float:
+  """FLOPs of one call of a compiled program, from XLA's cost analysis."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+    cost = cost[0]
+  return float(cost.get('flops', 0.0))
+
+
+def _timed(fn: Callable[[], Any], steps: int, warmup: int) -> float:
+  """Seconds per call, after warmup calls; waits for the device each time."""
+  import jax  # pylint: disable=g-import-not-at-top
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
+def device_info() -> dict[str, Any]:
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  kind = device.device_kind
+  peak = next((v for k, v in PEAK_TFLOPS.items() if k.lower() in kind.lower()), None)
+  return {'platform': device.platform, 'device_kind': kind,
+          'device_count': jax.device_count(), 'process_count': jax.process_count(),
+          'jax_version': jax.__version__,
+          'datasheet_peak_tflops_bf16': peak[0] if peak else None,
+          'datasheet_peak_tflops_fp32': peak[1] if peak else None}
+
+
+def peak_memory_bytes() -> int | None:
+  """Peak device memory on accelerators; peak resident memory of this process on CPU."""
+  import jax  # pylint: disable=g-import-not-at-top
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return int(stats['peak_bytes_in_use'])
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def matmul_peak(dtype: str, n: int | None = None, steps: int = 10) -> float:
+  """Measured TFLOP/s of a large square matmul: the chip's practical peak, on the spot."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n = n or (8192 if jax.default_backend() != 'cpu' else 1024)
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  f = jax.jit(lambda x, y: x @ y)
+  seconds = _timed(lambda: f(a, b), steps, 2)
+  return 2 * n ** 3 / seconds / 1e12
+
+
+def compiled_memory(compiled: Any) -> dict[str, int]:
+  """XLA's buffer assignment for one compiled program, in bytes.
+
+  Device-independent given the program: what donation (`alias`: outputs written
+  into donated inputs) and bfloat16 (`temp`: activations kept for the backward
+  pass) buy shows here even on a CPU.
+  """
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return {}
+  return {k: int(getattr(stats, f'{k}_size_in_bytes'))
+          for k in ('argument', 'output', 'alias', 'temp')}
+
+
+def train_program(config: ml_collections.ConfigDict
+                  ) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
+  """The compiled train step on a synthetic batch made on the device.
+
+  Returns (compiled, run, info): run() performs one step (the state is donated
+  and carried over between calls) and returns the loss.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
+  mesh = ts.make_mesh()
+  graphdef = ts.model_graphdef(config)
+  start = time.perf_counter()
+  state = jax.block_until_ready(ts.create_state(config, mesh))
+  init_s = time.perf_counter() - start
+  shapes = ts.batch_shapes(config)
+  batch = jax.jit(lambda: {k: jax.random.uniform(jax.random.key(i), v)
+                           for i, (k, v) in enumerate(shapes.items())},
+                  out_shardings=ts.batch_sharding(mesh))()
+  start = time.perf_counter()
+  compiled = ts.jit_train_step(config, graphdef, mesh).lower(state, batch, None).compile()
+  compile_s = time.perf_counter() - start
+  holder = [state]
+
+  def run():
+    holder[0], metrics = compiled(holder[0], batch, None)
+    return metrics['loss']
+
+  info = {'variant': config.model.variant, 'dtype': config.model.dtype,
+          'batch': config.batch_size, 'K': config.num_neighbors,
+          'crop': config.data.crop_size, 'scale': config.scale,
+          'init_s': init_s, 'compile_s': compile_s}  # start-up: init (compiled) and step
+  return compiled, run, info
+
+
+def train_throughput(config: ml_collections.ConfigDict, num_batches: int,
+                     warmup: int) -> dict[str, Any]:
+  """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device."""
+  compiled, run, info = train_program(config)
+  flops = _flops(compiled)
+  seconds = _timed(run, num_batches, warmup)
+  return {'what': 'train', **info,
+          'step_ms': seconds * 1e3, 'windows_per_s': info['batch'] / seconds,
+          'gflops_per_step': flops / 1e9, 'achieved_tflops': flops / seconds / 1e12,
+          'peak_memory_bytes': peak_memory_bytes(), 'xla_memory': compiled_memory(compiled)}
+
+
+def inference_program(config: ml_collections.ConfigDict, dtype: str
+                      ) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
+  """The compiled forward pass on --inference_batch windows of --height x --width.
+
+  Returns (compiled, run, info) as train_program.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from clarity_jax.models import claritynet  # pylint: disable=g-import-not-at-top
+  h, w, b = _HEIGHT.value, _WIDTH.value, _INFERENCE_BATCH.value
+  t = 2 * config.num_neighbors + 1
+  lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
+  model = claritynet.create_model(
+      config.model.variant, scale=config.scale, num_neighbors=config.num_neighbors,
+      use_alignment=config.model.use_alignment, use_attention=config.model.use_attention,
+      dtype=dtype, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  compiled = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, lq).compile()
+  info = {'variant': config.model.variant, 'dtype': dtype, 'batch': b,
+          'K': config.num_neighbors, 'scale': config.scale, 'input': [h, w],
+          'output': [config.scale * h, config.scale * w]}
+  return compiled, lambda: compiled(params, lq), info
+
+
+def inference_throughput(config: ml_collections.ConfigDict, num_batches: int, warmup: int,
+                         dtypes: tuple[str, ...] = ('float32', 'bfloat16')) -> dict[str, Any]:
+  """Frames/s of the model alone, (h, w) -> (s h, s w), in float32 and bfloat16."""
+  out: dict[str, Any] = {'what': 'inference'}
+  for dtype in dtypes:
+    compiled, run, info = inference_program(config, dtype)
+    out.update({k: v for k, v in info.items() if k != 'dtype'})
+    b = info['batch']
+    seconds = _timed(run, num_batches, warmup)
+    flops = _flops(compiled)
+    out[dtype] = {'frames_per_s': b / seconds, 'ms_per_frame': seconds / b * 1e3,
+                  'gflops_per_frame': flops / b / 1e9,
+                  'achieved_tflops': flops / seconds / 1e12,
+                  'xla_memory': compiled_memory(compiled)}
+  out['peak_memory_bytes'] = peak_memory_bytes()
+  return out
+
+
+def profile_stages(config: ml_collections.ConfigDict, num_batches: int,
+                   warmup: int) -> dict[str, Any]:
+  """Op time per model stage (flow, warp, encoder, ...) of the train step and of
+  inference in config.model.dtype, from jax.profiler traces (clarity_jax.profiling).
+  The traces stay under --profile_dir for TensorBoard's profile plugin."""
+  import os  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from clarity_jax.tools import profiling  # pylint: disable=g-import-not-at-top
+  root = _PROFILE_DIR.value or tempfile.mkdtemp(prefix='clarity_profile_')
+  out: dict[str, Any] = {'what': 'profile', 'date': time.strftime('%Y-%m-%d'),
+                         'device': device_info()}
+  for name, (compiled, run, info) in (
+      ('train', train_program(config)),
+      ('inference', inference_program(config, config.model.dtype))):
+    seconds = _timed(run, num_batches, warmup)
+    out[name] = {**info, 'ms_per_call': seconds * 1e3,
+                 **profiling.profile(compiled, run, num_batches, os.path.join(root, name))}
+  return out
+
+
+def model_benchmarks(config: ml_collections.ConfigDict, num_batches: int,
+                     warmup: int) -> dict[str, Any]:
+  """Everything that runs without TensorFlow: device, matmul peak, train, inference."""
+  info = device_info()
+  peaks = {d: matmul_peak(d) for d in ('bfloat16', 'float32')}
+  train = train_throughput(config, num_batches, warmup)
+  inference = inference_throughput(config, num_batches, warmup)
+  compute = 'bfloat16' if config.model.dtype == 'bfloat16' else 'float32'
+  train['share_of_measured_peak'] = train['achieved_tflops'] / peaks[compute]
+  for dtype in ('float32', 'bfloat16'):
+    inference[dtype]['share_of_measured_peak'] = (
+        inference[dtype]['achieved_tflops'] / peaks[dtype])
+  return {'what': 'model', 'date': time.strftime('%Y-%m-%d'), 'device': info,
+          'measured_matmul_peak_tflops': peaks, 'train': train, 'inference': inference}
+
+
+def output_throughput(config: ml_collections.ConfigDict, num_batches: int,
+                      warmup: int) -> dict[str, Any]:
+  """Frames/s of enhance's host-side output path at the output size (s h, s w):
+  float -> uint8 and the x264 encode of `video_io.VideoWriter` at enhance's
+  defaults. A restored video can go no faster than this, whatever the accelerator.
+
+  The frames are a photograph panning by 3 px a frame, so x264 sees real texture
+  and motion. The timed frames include the encoder's flush at the end.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  s = config.scale
+  h, w = s * _HEIGHT.value, s * _WIDTH.value
+  n = warmup + num_batches
+  photo = cv2.resize(skimage.data.astronaut(), (w + 3 * n, h), interpolation=cv2.INTER_CUBIC)
+  frames = [photo[:, 3 * i:3 * i + w].astype(np.float32) / 255.0 for i in range(n)]
+  out: dict[str, Any] = {'what': 'output', 'output': [h, w], 'frames': num_batches,
+                         'codec': 'libx264', 'crf': video_io.DEFAULT_CRF,
+                         'cores': os.cpu_count()}
+  for preset in (video_io.DEFAULT_PRESET, 'veryfast'):  # enhance's default and --preset
+    with tempfile.TemporaryDirectory() as tmp:
+      writer = video_io.VideoWriter(os.path.join(tmp, 'out.mp4'), 30, preset=preset)
+      for frame in frames[:warmup]:
+        writer.write(frame)
+      wall, cpu = time.perf_counter(), time.process_time()
+      for frame in frames[warmup:]:
+        writer.write(frame)
+      writer.close()
+      wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+      size = os.path.getsize(os.path.join(tmp, 'out.mp4'))
+    out[preset] = {'frames_per_s': num_batches / wall,
+                   'cpu_ms_per_frame': cpu / num_batches * 1e3,
+                   'kbytes_per_frame': size / n / 1e3}
+  return out
+
+
+def input_throughput(config: ml_collections.ConfigDict, num_batches: int,
+                     warmup: int) -> dict[str, Any]:
+  """Windows/s of the tf.data training pipeline on this host (full degradation)."""
+  from clarity_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.measure_throughput(config, num_batches, warmup)
+
+
+Benchmark = Callable[[ml_collections.ConfigDict, int, int], dict[str, Any]]
+BENCHMARKS: dict[str, Benchmark] = {
+    'input': input_throughput,
+    'train': train_throughput,
+    'inference': inference_throughput,
+    'model': model_benchmarks,
+    'profile': profile_stages,
+    'output': output_throughput,
+}
+
+# Dense datasheet peaks per chip, TFLOP/s: (bfloat16, float32 without TF32).
+PEAK_TFLOPS: dict[str, tuple[float, float | None]] = {
+    'H200': (989.0, 67.0),
+    'H100': (989.0, 67.0),
+    'A100': (312.0, 19.5),
+    'TPU v4': (275.0, None),
+    'TPU v5 lite': (197.0, None),  # v5e
+    'TPU v5p': (459.0, None),
+    'TPU v5': (459.0, None),
+}
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
+                                          lock_config=True)
+_WHAT = flags.DEFINE_enum('what', 'input', list(BENCHMARKS), 'What to benchmark.')
+_NUM_BATCHES = flags.DEFINE_integer('num_batches', 20, 'Batches (or steps) to time.',
+                                    lower_bound=1)
+_HEIGHT = flags.DEFINE_integer('height', 180, 'Inference input height (LQ).')
+_WIDTH = flags.DEFINE_integer('width', 320, 'Inference input width (LQ).')
+_INFERENCE_BATCH = flags.DEFINE_integer('inference_batch', 4, 'Windows per inference call.')
+_PROFILE_DIR = flags.DEFINE_string('profile_dir', '', '--what=profile: where the traces go '
+                                   '(default: a new temporary folder).')
+_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed batches (or steps) first.',
+                               lower_bound=0)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _CONFIG.value is None:
+    raise app.UsageError('--config is required, e.g. --config=configs/default.py')
+  result = BENCHMARKS[_WHAT.value](_CONFIG.value, _NUM_BATCHES.value, _WARMUP.value)
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

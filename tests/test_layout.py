@@ -1,0 +1,118 @@
+"""The package's layering, read from the imports of its source files.
+
+cli -> {train, inference, evaluation, tools} -> {models, data, sharding, metrics}
+-> {errors, files, config}. Only data/ imports TensorFlow (the lent accelerator
+machines have none), and inference/saved_model.py when a SavedModel is asked for; data never imports models; models and train never reach into
+data's modules; nothing imports cli but the `python -m clarity_jax.<command>` shims.
+"""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'clarity_jax'
+COMMANDS = ('main', 'degrade', 'export', 'enhance', 'evaluate', 'benchmark')
+# Layer of each top-level part: a module imports its own part or lower layers only.
+# train < inference < evaluation follows the data flow (export reads checkpoints,
+# evaluation restores with the inference engine).
+LAYERS = {
+    'errors': 0, 'files': 0, 'config': 1,
+    'models': 2, 'data': 2, 'sharding': 2, 'metrics': 2,
+    'train': 3, 'inference': 4, 'evaluation': 5, 'tools': 5,
+    'cli': 6, **{c: 7 for c in COMMANDS},
+}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, pathlib.Path]:
+  out = {}
+  for path in sorted(PACKAGE.rglob('*.py')):
+    parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+    out['.'.join(p for p in parts if p != '__init__')] = path
+  return out
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  """Every module a file imports, at any depth (lazy imports count)."""
+  names = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names.add(node.module)
+      if node.module.startswith('clarity_jax'):
+        names.update(f'{node.module}.{a.name}' for a in node.names)
+  return names
+
+
+def _part(module: str) -> str:
+  return module.split('.')[1] if '.' in module else ''
+
+
+MODULES = _modules()
+
+
+def _internal_imports(module: str) -> set[str]:
+  return {n for n in _imports(MODULES[module])
+          if n.startswith('clarity_jax.') and n in MODULES}
+
+
+@pytest.mark.parametrize('module', sorted(MODULES))
+def test_module_imports_only_lower_layers(module):
+  part = _part(module)
+  if part not in LAYERS:
+    assert module == 'clarity_jax', f'{module}: not a part of the layout; add it to LAYERS'
+    return
+  for name in _internal_imports(module):
+    other = _part(name)
+    assert LAYERS[other] <= LAYERS[part], f'{module} imports {name} ({other} is above {part})'
+    if other != part and part not in COMMANDS:
+      assert LAYERS[other] < LAYERS[part], (
+          f'{module} imports {name}: {part} and {other} are on the same layer')
+
+
+@pytest.mark.parametrize('module', sorted(MODULES))
+def test_only_data_imports_tensorflow(module):
+  tf = {n for n in _imports(MODULES[module]) if n.split('.')[0] in ('tensorflow',
+                                                                     'tensorflow_datasets')}
+  if _part(module) == 'data' or module == 'clarity_jax.inference.saved_model':
+    return  # the SavedModel export (jax2tf) imports TensorFlow when asked for
+  assert not tf, f'{module} imports {sorted(tf)}: only clarity_jax.data may'
+
+
+@pytest.mark.parametrize('module', [m for m in sorted(MODULES)
+                                    if _part(m) in ('models', 'train')])
+def test_models_and_train_use_data_only_through_its_package(module):
+  inside = {n for n in _internal_imports(module)
+            if n.startswith('clarity_jax.data.')}
+  assert not inside, f'{module} reaches into {sorted(inside)}; use clarity_jax.data'
+
+
+@pytest.mark.parametrize('module', [m for m in sorted(MODULES) if _part(m) == 'data'])
+def test_data_never_imports_models(module):
+  assert not {n for n in _internal_imports(module) if _part(n) in ('models', 'train')}
+
+
+def test_nothing_but_the_command_shims_imports_cli():
+  for module in MODULES:
+    if _part(module) in ('cli', *COMMANDS):
+      continue
+    assert not {n for n in _internal_imports(module) if _part(n) == 'cli'}, module
+
+
+def test_no_module_is_over_400_lines():
+  long = {m: n for m, p in MODULES.items()
+          if (n := len(p.read_text().splitlines())) > MAX_LINES}
+  assert not long, f'modules over {MAX_LINES} lines: {long}'
+
+
+def test_everything_but_data_imports_without_tensorflow():
+  """What the accelerator machines run imports with TensorFlow blocked."""
+  modules = [m for m in MODULES if _part(m) not in ('data', 'cli', *COMMANDS)]
+  code = ("import sys; sys.modules['tensorflow'] = None; "
+          "sys.modules['tensorflow_datasets'] = None; "
+          + '; '.join(f'import {m}' for m in modules))
+  subprocess.run([sys.executable, '-c', code], check=True)
