@@ -1,4 +1,8 @@
-"""Shared test fixtures: tiny configs and a quiet TensorFlow."""
+"""Shared fixtures: tiny configs, checkpoint reading, reference media and weights.
+
+Tests mirror the package (tests/data, tests/models, ...) and take what they share
+from these fixtures; nothing imports this file.
+"""
 
 import os
 import pathlib
@@ -10,39 +14,19 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ['XLA_FLAGS'] = ' '.join(
     [os.environ.get('XLA_FLAGS', ''), '--xla_backend_optimization_level=0']).strip()
 
+import av
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 
-
-def load_config(arg: str = 'runlocal'):
-  from clarity_jax import config as config_files  # after XLA_FLAGS is set
-  return config_files.get_config(REPO / 'configs' / 'default.py', arg)
-
-
-def tiny_config(**overrides):
-  """The runlocal config shrunk further: a step takes well under a second on CPU."""
-  config = load_config('runlocal')
-  config.model.variant = 'tiny'
-  config.num_neighbors = 1
-  config.data.crop_size = 16
-  config.batch_size = 2
-  config.num_train_steps = 4
-  config.warmup_steps = 1
-  config.log_every_steps = 2
-  config.eval_every_steps = 4
-  config.num_eval_batches = 1
-  config.checkpoint_every_steps = 2
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
+# The runlocal config shrunk further: a step takes well under a second on CPU.
+TINY = {
+    'model.variant': 'tiny', 'num_neighbors': 1, 'data.crop_size': 16, 'batch_size': 2,
+    'num_train_steps': 4, 'warmup_steps': 1, 'log_every_steps': 2, 'eval_every_steps': 4,
+    'num_eval_batches': 1, 'checkpoint_every_steps': 2,
+}
 # The tiny run on the command line (python -m clarity_jax.main), for subprocess tests.
 TINY_FLAGS = [
     '--config=configs/default.py:runlocal', '--config.model.variant=tiny',
@@ -52,21 +36,53 @@ TINY_FLAGS = [
 ]
 
 
-def final_params(workdir) -> tuple[int, dict]:
-  """(step, parameters) of a workdir's latest checkpoint, read back with orbax alone."""
-  import jax  # after XLA_FLAGS is set
-  import orbax.checkpoint as ocp
-  # Onto this process's first device, whatever mesh wrote the checkpoint.
-  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  with ocp.CheckpointManager(pathlib.Path(workdir) / 'checkpoints') as manager:
-    step = manager.latest_step()
-    saved = ocp.StandardCheckpointer().metadata(
-        pathlib.Path(workdir) / 'checkpoints' / str(step) / 'state').item_metadata
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
-                          saved.tree)
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-  return step, restored.state['params']
+def _load_config(arg: str = 'runlocal'):
+  from clarity_jax import config as config_lib  # after XLA_FLAGS is set
+  return config_lib.get_config(REPO / 'configs' / 'default.py', arg)
+
+
+def _tiny_config(**overrides):
+  config = _load_config('runlocal')
+  for key, value in {**TINY, **{k.replace('__', '.'): v for k, v in overrides.items()}}.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope='session')
+def repo() -> pathlib.Path:
+  return REPO
+
+
+@pytest.fixture(scope='session')
+def load_config():
+  """load_config(arg='runlocal'): configs/default.py with a config argument."""
+  return _load_config
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+  """tiny_config(**overrides): runlocal shrunk for tests; 'a.b' fields as a__b=value
+  or through the returned ConfigDict."""
+  return _tiny_config
+
+
+@pytest.fixture(scope='session')
+def tiny_flags() -> list[str]:
+  return list(TINY_FLAGS)
+
+
+@pytest.fixture(scope='session')
+def final_params():
+  """final_params(workdir) -> (step, params) of a workdir's latest checkpoint."""
+  def read(workdir):
+    from clarity_jax.train import checkpoints  # after XLA_FLAGS is set
+    params, _, step, _ = checkpoints.restore_params(workdir, weights='raw')
+    return step, params
+  return read
 
 
 @pytest.fixture
@@ -74,3 +90,125 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip('../shared/data is not present beside the checkout')
   return SHARED_DATA
+
+
+# ------------------------------------------------------------------------ media
+
+def _smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+  """[n, h, w, 3] uint8 moving gradients: content H.264 keeps well (PSNR > 35 dB)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+  tint = rng.uniform(-0.1, 0.1, 3)  # colour varies slowly: 4:2:0 chroma keeps it
+  out = []
+  for t in range(n):
+    luma = 0.5 + 0.35 * np.sin(xx / 9 + yy / 13 + 0.3 * t)
+    img = luma[..., None] + tint + 0.05 * np.sin(yy / 17 + t)[..., None]
+    out.append((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+  return np.stack(out)
+
+
+def _write_video(path: pathlib.Path, frames_u8: np.ndarray, fps=None, codec='libx264',
+                 pix_fmt: str = 'yuv420p', crf: int = 12) -> pathlib.Path:
+  """Encodes with PyAV directly (the reference writer the tests trust)."""
+  import fractions  # pylint: disable=g-import-not-at-top
+  fps = fractions.Fraction(30000, 1001) if fps is None else fps
+  with av.open(str(path), 'w') as container:
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = frames_u8.shape[1:3]
+    stream.pix_fmt = pix_fmt
+    stream.options = {'crf': str(crf)}
+    for f in frames_u8:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path
+
+
+def _decode_all(path: pathlib.Path):
+  """(frames [n, h, w, 3] uint8, (average rate, codec name, pixel format))."""
+  with av.open(str(path)) as container:
+    stream = container.streams.video[0]
+    out = np.stack([f.to_ndarray(format='rgb24') for f in container.decode(stream)])
+    info = (stream.average_rate, stream.codec_context.name, stream.codec_context.pix_fmt)
+  return out, info
+
+
+@pytest.fixture(scope='session')
+def smooth_frames():
+  return _smooth_frames
+
+
+@pytest.fixture(scope='session')
+def write_video():
+  """write_video(path, frames_u8, fps=30000/1001, codec, pix_fmt, crf) -> path."""
+  return _write_video
+
+
+@pytest.fixture(scope='session')
+def decode_all():
+  return _decode_all
+
+
+# ---------------------------------------------------------------------- weights
+
+def _random_params(spec, seed: int = 0):
+  """(graphdef, params) of a bundle.ModelSpec with LeCun-normal kernels drawn by NumPy.
+
+  The same distribution as Flax's initialisers, without compiling one XLA
+  program per initialiser (~10 s on a busy 2-core machine).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  graphdef, state = nnx.split(nnx.eval_shape(spec.create))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, x):
+    name = str(getattr(path[-1], 'key', path[-1]))
+    if name == 'kernel':
+      return (rng.standard_normal(x.shape) / np.sqrt(np.prod(x.shape[:-1]))).astype(x.dtype)
+    if name == 'bias':
+      return np.zeros(x.shape, x.dtype)
+    return np.ones(x.shape, x.dtype)  # the attention's log temperature
+
+  return graphdef, jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(state))
+
+
+# torchvision VGG16 `features` conv layers: (index, in, out).
+VGG16_CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256),
+               (12, 256, 256), (14, 256, 256), (17, 256, 512), (19, 512, 512),
+               (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512))
+
+
+def _random_lpips_weights(net: str, seed: int) -> dict[str, np.ndarray]:
+  """Random weights in the key layout of `lpips.LPIPS(net=...).state_dict()`."""
+  rng = np.random.default_rng(seed)
+  if net == 'vgg':
+    convs = [(idx, cin, cout, 3) for idx, cin, cout in VGG16_CONVS]
+    taps = [64, 128, 256, 512, 512]
+  else:
+    convs = [(0, 3, 64, 11), (3, 64, 192, 5), (6, 192, 384, 3), (8, 384, 256, 3),
+             (10, 256, 256, 3)]
+    taps = [64, 192, 384, 256, 256]
+  out = {}
+  for idx, cin, cout, k in convs:
+    # The slice number in the key is irrelevant to the loader (torchvision index).
+    out[f'net.slice1.{idx}.weight'] = (rng.standard_normal((cout, cin, k, k))
+                                       * np.sqrt(2 / (cin * k * k))).astype(np.float32)
+    out[f'net.slice1.{idx}.bias'] = rng.normal(0, 0.05, cout).astype(np.float32)
+  for k, c in enumerate(taps):
+    out[f'lin{k}.model.1.weight'] = rng.uniform(0, 1, (1, c, 1, 1)).astype(np.float32)
+  out['scaling_layer.shift'] = np.array([-.030, -.088, -.188], np.float32)
+  return out
+
+
+@pytest.fixture(scope='session')
+def random_params():
+  """random_params(spec, seed=0) -> (graphdef, params) of a bundle.ModelSpec."""
+  return _random_params
+
+
+@pytest.fixture(scope='session')
+def random_lpips_weights():
+  """random_lpips_weights(net, seed) -> LPIPS state dict of random arrays."""
+  return _random_lpips_weights

@@ -7,7 +7,7 @@ from clarity_jax.cli import common as cli_errors
 from clarity_jax.tools import degrade
 from clarity_jax.inference import enhance
 from clarity_jax.evaluation import evaluate
-from clarity_jax.inference import export
+from clarity_jax.train import checkpoints
 from clarity_jax.models import vgg
 from clarity_jax.data import video_io
 from clarity_jax.data import frames
@@ -16,7 +16,7 @@ from clarity_jax.data import sources
 
 @pytest.mark.parametrize('error', [
     frames.FrameError, bundle.BundleError, evaluate.EvaluateError, enhance.EnhanceError,
-    export.ExportError, video_io.MediaError, sources.SourceError, vgg.WeightsFileError,
+    checkpoints.CheckpointError, video_io.MediaError, sources.SourceError, vgg.WeightsFileError,
     degrade.OutputError])
 def test_every_file_error_is_a_path_error_and_exits_with_its_line(error, tmp_path):
   @cli_errors.exit_on_error()

@@ -220,9 +220,9 @@ def _load_stage(path: str, kind: str, restorer_kw: dict[str, Any]
                       'use_attention': spec.use_attention, 'step': info.step,
                       'weights': info.weights, 'params_sha256': info.params_sha256}
   # A training workdir: its latest checkpoint, read as export reads it.
-  from clarity_jax.inference import export  # pylint: disable=g-import-not-at-top  (orbax: only here)
-  from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
-  params, config, step, weights = export.restore_checkpoint(path)
+  from clarity_jax.train import checkpoints  # pylint: disable=g-import-not-at-top  (orbax: only here)
+  from clarity_jax.train import state as ts  # pylint: disable=g-import-not-at-top
+  params, config, step, weights = checkpoints.restore_params(path)
   restorer_kw.pop('dtype')  # computation dtype of a checkpoint: its config's
   restorer = enhance.Restorer(ts.model_graphdef(config), params, scale=config.scale,
                               num_neighbors=config.num_neighbors, **restorer_kw)

@@ -31,6 +31,7 @@ from flax import nnx
 
 from clarity_jax.data import frames
 from clarity_jax.models import claritynet
+from clarity_jax.train import checkpoints
 from clarity_jax import errors
 
 FORMAT = 'clarity_jax.bundle'
@@ -95,31 +96,16 @@ def package_version() -> str:
     return 'unknown'
 
 
-def _key_name(key: Any) -> str:
-  for attr in ('key', 'idx', 'name'):  # DictKey, SequenceKey, GetAttrKey
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def flat_leaves(tree: Any) -> dict[str, Any]:
-  """{'a/b/c': leaf} of any pytree (arrays, ShapeDtypeStructs, orbax metadata)."""
-  if isinstance(tree, nnx.State):
-    tree = nnx.to_pure_dict(tree)
-  return {'/'.join(_key_name(k) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def flatten_params(params: Any) -> dict[str, np.ndarray]:
   """Nested params (pure dict or nnx.State) -> {'a/b/c': array} for safetensors."""
   # np.ascontiguousarray would turn 0-d arrays (attention temperatures) into 1-d.
-  return {k: np.asarray(jax.device_get(v), order='C') for k, v in flat_leaves(params).items()}
+  return {k: np.asarray(jax.device_get(v), order='C') for k, v in checkpoints.flat_leaves(params).items()}
 
 
 def unflatten_params(flat: dict[str, Any], like: Any) -> Any:
   """The inverse of flatten_params, shaped like `like` (e.g. the abstract params)."""
   return jax.tree_util.tree_map_with_path(
-      lambda p, _: flat['/'.join(_key_name(k) for k in p)], like)
+      lambda p, _: flat[checkpoints.leaf_name(p)], like)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -263,7 +249,7 @@ def load_bundle(path: str | os.PathLike, dtype: str = 'float32'
 
 def _check_params(path: Path, flat: dict[str, np.ndarray], abstract: Any,
                   spec: ModelSpec) -> None:
-  expected = flat_leaves(abstract)
+  expected = checkpoints.flat_leaves(abstract)
   missing = sorted(set(expected) - set(flat))
   extra = sorted(set(flat) - set(expected))
   what = f'model {spec.variant} x{spec.scale} K={spec.num_neighbors}'

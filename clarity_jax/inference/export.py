@@ -37,72 +37,6 @@ from clarity_jax.models import claritynet
 from clarity_jax import errors
 
 
-class ExportError(errors.PathError):
-  """The workdir holds no usable checkpoint: '<path>: <what>'."""
-
-
-def restore_checkpoint(workdir: str | os.PathLike, step: int | None = None
-                       ) -> tuple[Any, ml_collections.ConfigDict, int, str]:
-  """(params, config, step, 'ema' | 'raw') of a checkpoint, without the optimizer.
-
-  Only the parameter subtrees are read (an orbax partial restore), so exporting a
-  large model does not also load its two Adam moments.
-  """
-  workdir = Path(workdir)
-  directory = checkpointing.checkpoint_dir(workdir)  # absolute: orbax wants it so
-  if not directory.is_dir():
-    raise ExportError(workdir, 'no checkpoints/ folder (not a training workdir?)')
-  try:
-    step, meta = checkpointing.read_meta(str(workdir), step)
-  except FileNotFoundError as e:
-    raise ExportError(workdir, 'no checkpoint found under checkpoints/') from e
-  except (ValueError, KeyError) as e:  # orbax: no such step
-    raise ExportError(directory, f'cannot read step {step} ({e})') from e
-  config = ml_collections.ConfigDict(json.loads(meta['config']))
-  abstract = jax.eval_shape(lambda: ts.init_state(config))
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  to_abstract = lambda tree: jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-  target = {'params': to_abstract(abstract.params)}
-  weights = 'raw'
-  if abstract.ema_params is not None:
-    target = {'ema_params': to_abstract(abstract.ema_params)}
-    weights = 'ema'
-  _check_saved_params(directory / str(step) / 'state', weights + '_params' if weights == 'ema'
-                      else 'params', abstract.params)
-  with ocp.CheckpointManager(directory) as manager:
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))
-  params = restored.state['ema_params' if weights == 'ema' else 'params']
-  return jax.device_get(params), config, int(step), weights
-
-
-def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
-  """The checkpoint's parameter names and shapes must be the current model's.
-
-  A partial restore would silently drop parameters the current model code no
-  longer has (e.g. a checkpoint from before a layer lost its bias): the bundle
-  would then compute something else than the run that was trained.
-  """
-  handler = ocp.PyTreeCheckpointHandler()
-  try:
-    tree = handler.metadata(epath.Path(state_dir))
-  finally:
-    handler.close()
-  tree = getattr(tree, 'tree', tree)
-  if item not in tree:
-    raise ExportError(state_dir, f'no {item!r} in the checkpoint')
-  saved = {k: tuple(v.shape) for k, v in bundle.flat_leaves(tree[item]).items()}
-  want = {k: tuple(v.shape) for k, v in bundle.flat_leaves(expected).items()}
-  if saved != want:
-    diff = sorted(set(saved) ^ set(want)) or sorted(k for k in saved if saved[k] != want[k])
-    raise ExportError(
-        state_dir, 'checkpoint parameters differ from the current model code '
-        f'({len(saved)} saved, {len(want)} expected; e.g. {diff[0]!r}); export with the '
-        'clarity_jax version that trained it')
-
-
 # LQ sizes, in units of the size multiple, the SavedModel is checked at before the
 # bundle is moved into place: two shapes, so that a size baked in shows up.
 _CHECK_SIZES = ((2, 3), (5, 1))
@@ -172,7 +106,7 @@ def saved_model_extras(spec: bundle.ModelSpec, params: Any):
       err = max(err, float(np.max(np.abs(got - want))))
     sizes = ', '.join(f'{h * m}x{w * m}' for h, w in _CHECK_SIZES)
     if err > 1e-4:
-      raise ExportError(tmp / 'saved_model', f'differs from the JAX model by {err:.2e} '
+      raise bundle.BundleError(tmp / 'saved_model', f'differs from the JAX model by {err:.2e} '
                         f'(max abs on windows of {sizes})')
     logging.info('SavedModel agrees with JAX: max abs difference %.2e (%s)', err, sizes)
     return {'saved_model': {'path': 'saved_model', 'signature': 'serving_default',
@@ -185,7 +119,7 @@ def saved_model_extras(spec: bundle.ModelSpec, params: Any):
 
 def export(workdir: str | os.PathLike, output: str | os.PathLike, step: int | None = None,
            saved_model: bool = False) -> bundle.BundleInfo:
-  params, config, step, weights = restore_checkpoint(workdir, step)
+  params, config, step, weights = checkpointing.restore_params(workdir, step)
   spec = bundle.ModelSpec.from_config(config)
   extras = saved_model_extras(spec, params) if saved_model else None
   return bundle.save_bundle(output, spec, params, step=step, weights=weights, extras=extras)

@@ -103,16 +103,18 @@ def train_program(config: ml_collections.ConfigDict
   and carried over between calls) and returns the loss.
   """
   import jax  # pylint: disable=g-import-not-at-top
+  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
-  mesh = ts.make_mesh()
-  graphdef = ts.model_graphdef(config)
+  mesh = sharding.make_mesh(config.mesh.space)
+  graphdef = state_lib.model_graphdef(config)
   start = time.perf_counter()
-  state = jax.block_until_ready(ts.create_state(config, mesh))
+  state = jax.block_until_ready(state_lib.create_state(config, mesh))
   init_s = time.perf_counter() - start
   shapes = ts.batch_shapes(config)
   batch = jax.jit(lambda: {k: jax.random.uniform(jax.random.key(i), v)
                            for i, (k, v) in enumerate(shapes.items())},
-                  out_shardings=ts.batch_sharding(mesh))()
+                  out_shardings=sharding.batch_shardings(mesh, shapes))()
   start = time.perf_counter()
   compiled = ts.jit_train_step(config, graphdef, mesh).lower(state, batch, None).compile()
   compile_s = time.perf_counter() - start

@@ -10,7 +10,9 @@ mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 import signal
 import threading
 from typing import Any
@@ -20,6 +22,10 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from flax import nnx
+
+from clarity_jax import errors
+from clarity_jax.train import state as state_lib
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
@@ -111,3 +117,94 @@ def read_meta(workdir: str, step: int | None = None) -> tuple[int, dict]:
       raise FileNotFoundError(f'{directory}: no checkpoint found')
     meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
   return step, meta
+
+
+class CheckpointError(errors.PathError):
+  """The workdir holds no usable checkpoint: '<path>: <what>'."""
+
+
+def restore_params(workdir: str | os.PathLike, step: int | None = None, *,
+                   weights: str = 'eval') -> tuple[Any, ml_collections.ConfigDict, int, str]:
+  """(params, config, step, 'ema' | 'raw') of a checkpoint, without the optimizer.
+
+  weights='eval' reads the EMA copy when the run kept one (it restores better:
+  export and evaluate use it), 'raw' the trained parameters themselves. Only
+  that subtree is read (an orbax partial restore), so exporting a large model
+  does not also load its two Adam moments. The one reader of checkpoints outside
+  the training loop: export, evaluate and the tests all use it.
+  """
+  if weights not in ('eval', 'raw'):
+    raise ValueError(f"restore_params: weights must be 'eval' or 'raw', got {weights!r}")
+  want_ema = weights == 'eval'
+  workdir = Path(workdir)
+  directory = checkpoint_dir(workdir)  # absolute: orbax wants it so
+  if not directory.is_dir():
+    raise CheckpointError(workdir, 'no checkpoints/ folder (not a training workdir?)')
+  try:
+    step, meta = read_meta(str(workdir), step)
+  except FileNotFoundError as e:
+    raise CheckpointError(workdir, 'no checkpoint found under checkpoints/') from e
+  except (ValueError, KeyError) as e:  # orbax: no such step
+    raise CheckpointError(directory, f'cannot read step {step} ({e})') from e
+  config = ml_collections.ConfigDict(json.loads(meta['config']))
+  abstract = jax.eval_shape(lambda: state_lib.init_state(config))
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  to_abstract = lambda tree: jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+  target = {'params': to_abstract(abstract.params)}
+  weights = 'raw'
+  if want_ema and abstract.ema_params is not None:
+    target = {'ema_params': to_abstract(abstract.ema_params)}
+    weights = 'ema'
+  _check_saved_params(directory / str(step) / 'state', weights + '_params' if weights == 'ema'
+                      else 'params', abstract.params)
+  with ocp.CheckpointManager(directory) as manager:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))
+  params = restored.state['ema_params' if weights == 'ema' else 'params']
+  return jax.device_get(params), config, int(step), weights
+
+
+def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
+  """The checkpoint's parameter names and shapes must be the current model's.
+
+  A partial restore would silently drop parameters the current model code no
+  longer has (e.g. a checkpoint from before a layer lost its bias): the bundle
+  would then compute something else than the run that was trained.
+  """
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    tree = handler.metadata(epath.Path(state_dir))
+  finally:
+    handler.close()
+  tree = getattr(tree, 'tree', tree)
+  if item not in tree:
+    raise CheckpointError(state_dir, f'no {item!r} in the checkpoint')
+  saved = {k: tuple(v.shape) for k, v in flat_leaves(tree[item]).items()}
+  want = {k: tuple(v.shape) for k, v in flat_leaves(expected).items()}
+  if saved != want:
+    diff = sorted(set(saved) ^ set(want)) or sorted(k for k in saved if saved[k] != want[k])
+    raise CheckpointError(
+        state_dir, 'checkpoint parameters differ from the current model code '
+        f'({len(saved)} saved, {len(want)} expected; e.g. {diff[0]!r}); export with the '
+        'clarity_jax version that trained it')
+
+
+def _key_name(key: Any) -> str:
+  for attr in ('key', 'idx', 'name'):  # DictKey, SequenceKey, GetAttrKey
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def leaf_name(path: tuple[Any, ...]) -> str:
+  """'a/b/c': a parameter's name in checkpoints and bundles alike."""
+  return '/'.join(_key_name(k) for k in path)
+
+
+def flat_leaves(tree: Any) -> dict[str, Any]:
+  """{'a/b/c': leaf} of any pytree (arrays, ShapeDtypeStructs, orbax metadata)."""
+  if isinstance(tree, nnx.State):
+    tree = nnx.to_pure_dict(tree)
+  return {leaf_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}

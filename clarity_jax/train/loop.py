@@ -6,7 +6,6 @@ restoring the step restores the stream position too.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -26,13 +25,13 @@ from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from clarity_jax.train import checkpoints as checkpointing
-from clarity_jax import config as config_checks
-from clarity_jax.inference import spatial
-from clarity_jax.train import step as ts
-from clarity_jax.data import frames
-from clarity_jax.data import pipeline
+from clarity_jax import config as config_lib
+from clarity_jax import data
 from clarity_jax import errors
+from clarity_jax import sharding
+from clarity_jax.train import checkpoints
+from clarity_jax.train import state as state_lib
+from clarity_jax.train import step as ts
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,7 +39,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def make_perceptual(config: ml_collections.ConfigDict
-                    ) -> tuple[ts.PerceptualFn | None, ts.Params | None]:
+                    ) -> tuple[ts.PerceptualFn | None, state_lib.Params | None]:
   """The frozen VGG19 perceptual term, or (None, None) when no weights are configured."""
   from clarity_jax.models import vgg  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import losses  # pylint: disable=g-import-not-at-top
@@ -69,7 +68,7 @@ def _sample_grid(lq_bicubic: np.ndarray, output: np.ndarray, hr: np.ndarray,
   return np.clip(np.concatenate(rows, axis=0), 0.0, 1.0)
 
 
-def evaluate(eval_fn, params: ts.Params, mesh, eval_batches: Iterable[dict[str, Any]]
+def evaluate(eval_fn, params: state_lib.Params, mesh, eval_batches: Iterable[dict[str, Any]]
              ) -> tuple[dict[str, float], tuple[np.ndarray, ...] | None]:
   """Mean validation metrics over held-out windows, and this host's first batch of
   (bicubic, restored, ground truth) images for pictures."""
@@ -77,13 +76,13 @@ def evaluate(eval_fn, params: ts.Params, mesh, eval_batches: Iterable[dict[str, 
   count = 0
   picture = None
   for local in eval_batches:
-    out = eval_fn(params, ts.global_batch(mesh, local))
+    out = eval_fn(params, sharding.global_batch(mesh, local, by_rows=False))
     scalars = jax.device_get({k: out[k] for k in ts.EVAL_SCALARS})  # one explicit fetch
     for key in ts.EVAL_SCALARS:
       sums[key] += float(scalars[key])
     count += out['output'].shape[0]
     if picture is None:
-      picture = (ts.local_rows(out['bicubic']), ts.local_rows(out['output']), local['hr'])
+      picture = (sharding.local_rows(out['bicubic']), sharding.local_rows(out['output']), local['hr'])
   return {k: v / max(count, 1) for k, v in sums.items()}, picture
 
 
@@ -96,7 +95,7 @@ def _check_finite(metrics: dict[str, Any], step: int) -> None:
         'of this state is written. Lower config.learning_rate or check the data.')
 
 
-def params_digest(params: ts.Params) -> str:
+def params_digest(params: state_lib.Params) -> str:
   """sha256 of this host's copy of the replicated parameters (leaves in tree order).
 
   Replicated weights must be bit-identical on every host; one that drifted would
@@ -108,31 +107,12 @@ def params_digest(params: ts.Params) -> str:
   return digest.hexdigest()
 
 
-def _parallelism(config: ml_collections.ConfigDict) -> tuple[Any, Any, Any]:
-  """(mesh, place_batch, jit_train) for config.mesh.space.
-
-  space == 1: data parallel over every device ('data' axis). space > 1: a
-  ('data', 'space') mesh whose 'space' axis splits every training crop by rows
-  (clarity_jax/spatial.py), for crops too large for one device's memory. The
-  state is replicated either way, so checkpoints do not depend on the mesh.
-  """
-  if config.mesh.space == 1:
-    mesh = ts.make_mesh()
-    return (mesh, functools.partial(ts.global_batch, mesh),
-            lambda graphdef, perceptual: ts.jit_train_step(config, graphdef, mesh, perceptual))
-  mesh = spatial.make_spatial_mesh(jax.device_count() // config.mesh.space, config.mesh.space)
-  shapes = {k: jax.ShapeDtypeStruct(v, np.float32) for k, v in ts.batch_shapes(config).items()}
-  return (mesh, functools.partial(spatial.place_batch, mesh),
-          lambda graphdef, perceptual: spatial.jit_train_step_split(
-              config, graphdef, mesh, shapes, perceptual))
-
-
-def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
-                     ) -> tuple[ts.TrainState, int]:
-  rep = ts.replicated(mesh)
-  abstract = jax.eval_shape(lambda: ts.init_state(config))
+def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh
+                     ) -> tuple[state_lib.TrainState, int]:
+  rep = sharding.replicated(mesh)
+  abstract = jax.eval_shape(lambda: state_lib.init_state(config))
   if ckpt.latest_step() is None:
-    return ts.create_state(config, mesh), 0
+    return state_lib.create_state(config, mesh), 0
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
   state, meta = ckpt.restore(abstract)
@@ -152,18 +132,18 @@ def _restore_or_init(config, ckpt: checkpointing.Checkpointer, mesh
   return state, step
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
   """Trains (resuming from `workdir` when it holds a checkpoint) and evaluates."""
-  config_checks.validate(config)
+  config_lib.validate(config)
   epath.Path(workdir, 'samples').mkdir(parents=True, exist_ok=True)  # local or gs://
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-  mesh, place_batch, jit_train = _parallelism(config)
+  mesh = sharding.make_mesh(config.mesh.space)
   logging.info('Mesh %s over %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),
                jax.process_count())
 
-  graphdef = ts.model_graphdef(config)
-  ckpt = checkpointing.Checkpointer(workdir, config)
+  graphdef = state_lib.model_graphdef(config)
+  ckpt = checkpoints.Checkpointer(workdir, config)
   state, start_step = _restore_or_init(config, ckpt, mesh)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('ClarityNetSR %s: %.3fM parameters, scale %d, K=%d.', config.model.variant,
@@ -173,11 +153,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
 
   perceptual, vgg_params = make_perceptual(config)
   if vgg_params is not None:
-    vgg_params = jax.device_put(vgg_params, ts.replicated(mesh))
-  train_fn = jit_train(graphdef, perceptual)
+    vgg_params = jax.device_put(vgg_params, sharding.replicated(mesh))
+  train_fn = ts.jit_train_step(config, graphdef, mesh, perceptual)
   eval_fn = ts.jit_eval_step(config, graphdef, mesh)
-  eval_batches = list(pipeline.create_eval_iterator(config))
-  train_iter = pipeline.create_train_iterator(config, start_step=start_step)
+  eval_batches = list(data.create_eval_iterator(config))
+  train_iter = data.create_train_iterator(config, start_step=start_step)
 
   def save(step: int, metrics: dict[str, Any] | None) -> None:
     if metrics is not None:
@@ -198,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     if picture is not None and is_chief:
       grid = _sample_grid(*picture, n=config.num_sample_images)
       writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
-      frames.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
+      data.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
     return means
 
   report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
@@ -211,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   step = start_step
   means = None
   while step < config.num_train_steps:
-    batch = place_batch(next(train_iter))
+    batch = sharding.global_batch(mesh, next(train_iter))
     # The batch is placed explicitly just above; any other host<->device copy in
     # the step would be a hidden one that stalls the accelerator: refuse it.
     with jax.transfer_guard('disallow'):

@@ -1,109 +1,30 @@
 """The sharded train and eval steps: pure functions of (TrainState, batch).
 
 TensorFlow-free on purpose: the benchmark and the GPU machine import this module
-without the input pipeline. The model is split once into a static graph definition
-and a plain nested dict of parameters, so the state is an ordinary pytree that jit,
-optax and orbax all take as is.
+without the input pipeline. One jitted step serves every mesh: windows over
+'data', and crop rows over 'space' when config.mesh.space > 1 (sharding.py).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-from clarity_jax.train import losses
 from clarity_jax import metrics
-from clarity_jax.models import claritynet
+from clarity_jax import sharding
+from clarity_jax.train import losses
+from clarity_jax.train.state import Params, TrainState, learning_rate_schedule, make_optimizer
 
-Params = Any  # nested dict of arrays
 Batch = dict[str, jax.Array]
 # (vgg_params, pred, target) -> scalar: the perceptual term with the frozen VGG's
 # parameters passed in (replicated, never donated or trained).
 PerceptualFn = Callable[[Params, jax.Array, jax.Array], jax.Array]
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Params
-  opt_state: optax.OptState
-  ema_params: Params | None  # None when config.ema_decay == 0
-
-  @property
-  def eval_params(self) -> Params:
-    """EMA weights when kept (they evaluate and export better), else the raw ones."""
-    return self.params if self.ema_params is None else self.ema_params
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warmup to config.learning_rate, then cosine decay (DESIGN.md eq. 7)."""
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0,
-      peak_value=config.learning_rate,
-      warmup_steps=config.warmup_steps,
-      decay_steps=max(config.num_train_steps, config.warmup_steps + 1),
-      end_value=config.learning_rate * config.end_learning_rate_factor)
-
-
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  # Weight decay on kernels only: decaying biases or attention temperatures
-  # only hurts.
-  def decay_mask(params):
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
-
-  return optax.chain(
-      optax.clip_by_global_norm(config.grad_clip_norm),
-      optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.99,
-                  weight_decay=config.weight_decay, mask=decay_mask))
-
-
-def create_model(config: ml_collections.ConfigDict, seed: int) -> nnx.Module:
-  return claritynet.model_from_config(config, nnx.Rngs(seed))
-
-
-def init_state(config: ml_collections.ConfigDict,
-               graphdef_out: list | None = None) -> TrainState:
-  """A fresh state; pure, so it can run under jax.eval_shape or jit."""
-  graphdef, state = nnx.split(create_model(config, config.seed))
-  if graphdef_out is not None:
-    graphdef_out.append(graphdef)
-  params = nnx.to_pure_dict(state)
-  return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      opt_state=make_optimizer(config).init(params),
-      ema_params=params if config.ema_decay > 0 else None)
-
-
-def create_state(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainState:
-  """A fresh state, replicated over the mesh.
-
-  On CPU it is compiled with XLA's backend optimisation off: it runs once, and
-  its random initialisation (hundreds of small ops: threefry, erf_inv) took
-  longer to optimise than to run (tiny 12.5 s -> 1.7 s to compile, base
-  12.9 s -> 4.2 s, 2-core VM; docs/performance.md). Other backends keep their
-  defaults (not measured there).
-  """
-  init = jax.jit(lambda: init_state(config), out_shardings=replicated(mesh)).lower()
-  options = ({'xla_backend_optimization_level': 0}
-             if jax.default_backend() == 'cpu' else None)
-  return init.compile(compiler_options=options)()
-
-
-def model_graphdef(config: ml_collections.ConfigDict) -> nnx.GraphDef:
-  """The model's static structure, without allocating its parameters."""
-  out = []
-  jax.eval_shape(lambda: init_state(config, out))
-  return out[0]
 
 
 def apply_model(graphdef: nnx.GraphDef, params: Params, lq: jax.Array) -> jax.Array:
@@ -198,63 +119,30 @@ def eval_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
 EVAL_SCALARS = ('psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim')
 
 
-# ---- Sharding -----------------------------------------------------------------
-
-def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-  """Data parallel over every device of every host: one 'data' axis."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(devices, ('data',))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over 'data'; everything else whole."""
-  return NamedSharding(mesh, P('data'))
-
-
-def global_batch(mesh: Mesh, local_batch: dict[str, Any]) -> Batch:
-  """Each host's numpy batch becomes one slice of a global jax.Array."""
-  sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, v)
-          for k, v in local_batch.items()}
-
-
 def jit_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, mesh: Mesh,
                    perceptual: PerceptualFn | None = None
                    ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """train_step compiled over the mesh: step(state, batch, vgg_params).
 
-  The state's buffers are donated (updated in place); the batch is split over the
-  'data' axis and gradients are all-reduced by XLA.
+  The state's buffers are donated (updated in place); windows are split over
+  'data' and their rows over 'space' (sharding.batch_shardings), and XLA sums
+  the gradients over both axes.
   """
-  rep = replicated(mesh)
+  rep = sharding.replicated(mesh)
 
   def step(state, batch, vgg_params):
     return train_step(config, graphdef, state, batch, perceptual, vgg_params)
 
-  return jax.jit(step, in_shardings=(rep, batch_sharding(mesh), rep),
+  return jax.jit(step, in_shardings=(rep, sharding.batch_shardings(mesh, batch_shapes(config)),
+                                     rep),
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
 def jit_eval_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
                   mesh: Mesh) -> Callable[..., dict[str, jax.Array]]:
-  """eval_step over the mesh: metric sums replicated, images left split by batch."""
-  bs, rep = batch_sharding(mesh), replicated(mesh)
+  """eval_step over the mesh: metric sums replicated, images left split by batch
+  (validation frames are not split by rows: sharding.global_batch(by_rows=False))."""
+  bs, rep = sharding.data_sharding(mesh), sharding.replicated(mesh)
   out_shardings = {**{k: rep for k in EVAL_SCALARS}, 'output': bs, 'bicubic': bs}
   return jax.jit(lambda params, batch: eval_step(config, graphdef, params, batch),
                  in_shardings=(rep, bs), out_shardings=out_shardings)
-
-
-def local_rows(x: jax.Array) -> np.ndarray:
-  """This host's rows of a batch-sharded global array, in batch order."""
-  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
-  seen, rows = set(), []
-  for shard in shards:
-    start = shard.index[0].start or 0
-    if start not in seen:  # replicas along other axes hold the same rows
-      seen.add(start)
-      rows.append(np.asarray(shard.data))
-  return np.concatenate(rows, axis=0)

@@ -1,0 +1,96 @@
+"""The one device mesh: windows over 'data', frame rows over 'space'.
+
+Training, evaluation and split inference all run on a ('data', 'space') mesh.
+space = 1 is plain data parallelism (every device takes its share of the global
+batch); space > 1 also splits every frame by rows, for crops or frames too large
+for one device: XLA's SPMD partitioner then exchanges the halo rows that a
+convolution, pooling or resize window needs across a shard border. Only the
+height is split: frames are wider than tall, and one axis keeps every shard's halo
+to two borders. Parameters and optimizer state are replicated either way, so
+checkpoints do not depend on the mesh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA = 'data'
+SPACE = 'space'
+
+
+def make_mesh(num_space: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A (len(devices) / num_space, num_space) mesh of axes ('data', 'space').
+
+  jax.make_mesh orders the devices for the interconnect: neighbouring 'space'
+  shards, which exchange halos, sit on neighbouring chips.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if not isinstance(num_space, int) or num_space < 1 or len(devices) % num_space:
+    raise ValueError(f'make_mesh: {num_space!r} space shards do not divide the '
+                     f'{len(devices)} devices')
+  return jax.make_mesh((len(devices) // num_space, num_space), (DATA, SPACE),
+                       axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+
+
+def check_mesh(mesh: Mesh) -> None:
+  if tuple(mesh.axis_names) != (DATA, SPACE):
+    raise ValueError(f'want a mesh with axes ({DATA!r}, {SPACE!r}) (sharding.make_mesh), '
+                     f'got {mesh.axis_names}')
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def window_sharding(mesh: Mesh) -> NamedSharding:
+  """LQ windows [B, T, h, w, 3]: B over 'data', h over 'space'."""
+  return NamedSharding(mesh, P(DATA, None, SPACE))
+
+
+def frame_sharding(mesh: Mesh) -> NamedSharding:
+  """Frames [B, H, W, 3]: B over 'data', H over 'space'."""
+  return NamedSharding(mesh, P(DATA, SPACE))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Split by batch over 'data' only, whole along 'space' (evaluation batches)."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+  """Windows (5-d) and frames (4-d) split by rows; anything else by batch only."""
+  return {5: window_sharding, 4: frame_sharding}.get(ndim, data_sharding)(mesh)
+
+
+def batch_shardings(mesh: Mesh, batch: Mapping[str, Any]) -> dict[str, NamedSharding]:
+  """Per key of a batch (arrays or shapes): its sharding."""
+  return {k: batch_sharding(mesh, len(v) if isinstance(v, tuple) else np.ndim(v))
+          for k, v in batch.items()}
+
+
+def global_batch(mesh: Mesh, local_batch: Mapping[str, np.ndarray], *,
+                 by_rows: bool = True) -> dict[str, jax.Array]:
+  """Each host's numpy batch (its rows of the global batch, whole frames) becomes its
+  slice of one global array per key: split by rows too (training crops, whose height
+  must divide by the 'space' size) or, with by_rows=False, by batch only."""
+  shardings = (batch_shardings(mesh, local_batch) if by_rows
+               else dict.fromkeys(local_batch, data_sharding(mesh)))
+  return {k: jax.make_array_from_process_local_data(shardings[k], v)
+          for k, v in local_batch.items()}
+
+
+def local_rows(x: jax.Array) -> np.ndarray:
+  """This host's rows of an array split over 'data' only, in batch order."""
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  seen, rows = set(), []
+  for shard in shards:
+    start = shard.index[0].start or 0
+    if start not in seen:  # replicas along 'space' hold the same rows
+      seen.add(start)
+      rows.append(np.asarray(shard.data))
+  return np.concatenate(rows, axis=0)
