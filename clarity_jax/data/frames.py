@@ -162,6 +162,12 @@ def list_clips(root: str | os.PathLike) -> dict[str, list[Path]]:
   return clips
 
 
+def is_one_clip(clips: dict[str, list[Path]], root: str | os.PathLike) -> bool:
+  """Whether list_clips(root) found ROOT itself to be one clip folder of frames (its
+  outputs then keep that layout) rather than a folder of clip folders."""
+  return len(clips) == 1 and next(iter(clips.values()))[0].parent == Path(root)
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
   """(height, width) from the file header alone (PIL reads no pixels for this)."""
   path = Path(path)

@@ -197,7 +197,7 @@ def open_source(path: str | os.PathLike) -> Source:
   if path.is_dir():
     clips = frames.list_clips(path)
     readers = {name: FrameSequenceReader(name, paths) for name, paths in clips.items()}
-    single = len(clips) == 1 and next(iter(clips.values()))[0].parent == path
+    single = frames.is_one_clip(clips, path)
     return Source(path, 'frames' if single else 'clips', readers)
   suffix = path.suffix.lower()
   if suffix in VIDEO_EXTENSIONS:

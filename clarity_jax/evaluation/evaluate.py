@@ -107,10 +107,6 @@ class Clip:
   gt_size: tuple[int, int]  # as stored; scored on its top-left scale * lq_size
 
 
-def _single(clips: dict[str, list[Path]], root: Path) -> bool:
-  return len(clips) == 1 and next(iter(clips.values()))[0].parent == root
-
-
 def pair_clips(lq_root: str | os.PathLike, gt_root: str | os.PathLike, *,
                scale: int | None = None, max_frames: int | None = None
                ) -> tuple[int, list[Clip]]:
@@ -125,7 +121,7 @@ def pair_clips(lq_root: str | os.PathLike, gt_root: str | os.PathLike, *,
   lq_root, gt_root = Path(lq_root), Path(gt_root)
   lq_clips = frames_lib.list_clips(lq_root)
   gt_clips = frames_lib.list_clips(gt_root)
-  if _single(lq_clips, lq_root) and _single(gt_clips, gt_root):
+  if frames_lib.is_one_clip(lq_clips, lq_root) and frames_lib.is_one_clip(gt_clips, gt_root):
     # Two single-clip folders: paired whatever their names.
     gt_clips = {next(iter(lq_clips)): next(iter(gt_clips.values()))}
   extra = sorted(set(gt_clips) - set(lq_clips))

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from clarity_jax.models import bicubic
 from clarity_jax.models import flow as flow_lib
 from clarity_jax.models import fusion as fusion_lib
 
@@ -213,12 +214,8 @@ class ClarityNetSR(nnx.Module):
 
 
 def upsample_reference(lq: jax.Array, ref_index: int, scale: int) -> jax.Array:
-  """The global skip: the reference frame, bicubic-upsampled, in float32."""
-  ref = lq[:, ref_index].astype(jnp.float32)
-  if scale == 1:
-    return ref
-  b, h, w, c = ref.shape
-  return jax.image.resize(ref, (b, scale * h, scale * w, c), 'cubic')
+  """The global skip: the reference frame, bicubic-upsampled (bicubic.py), in float32."""
+  return bicubic.upsample(lq[:, ref_index], scale)
 
 
 def _check_task(scale: int, num_neighbors: int) -> None:

@@ -121,7 +121,7 @@ def degrade_tree(input_root: Path, output: Path, scale: int, seed: int,
   """Writes the degraded copy of input_root and its sidecar; returns the sidecar."""
   clips = frames.list_clips(input_root)
   sizes = {name: frames.check_clip_sizes(name, paths) for name, paths in clips.items()}
-  single = len(clips) == 1 and next(iter(clips.values()))[0].parent == input_root
+  single = frames.is_one_clip(clips, input_root)
   _check_output(output)
   output.mkdir(parents=True, exist_ok=True)
   sidecar = {

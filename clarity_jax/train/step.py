@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 
 from clarity_jax import metrics
 from clarity_jax import sharding
+from clarity_jax.models import bicubic as bicubic_lib
 from clarity_jax.train import losses
 from clarity_jax.train.state import Params, TrainState, learning_rate_schedule, make_optimizer
 
@@ -40,12 +41,6 @@ def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
   if config.loss.temporal_weight > 0:
     shapes.update(lq_next=shapes['lq'], hr_next=shapes['hr'])
   return shapes
-
-
-def bicubic_upsample(lq_centre: jax.Array, scale: int) -> jax.Array:
-  """The baseline every restoration must beat: bicubic upsampling of the LQ centre."""
-  b, h, w, c = lq_centre.shape
-  return jax.image.resize(lq_centre, (b, h * scale, w * scale, c), 'bicubic')
 
 
 def compute_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
@@ -104,7 +99,7 @@ def eval_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
   border cropped) of the model and of bicubic upsampling, plus the images for pictures."""
   k = config.num_neighbors
   out = jnp.clip(apply_model(graphdef, params, batch['lq']), 0.0, 1.0)
-  bicubic = jnp.clip(bicubic_upsample(batch['lq'][:, k], config.scale), 0.0, 1.0)
+  bicubic = jnp.clip(bicubic_lib.upsample(batch['lq'][:, k], config.scale), 0.0, 1.0)
   crop = config.scale
   return {
       'psnr': jnp.sum(metrics.psnr(out, batch['hr'], crop_border=crop, quantize=True)),
