@@ -39,6 +39,21 @@ def sibling_config(here: str, arg: str | None, name: str = 'default.py'
   return get_config(os.path.join(os.path.dirname(os.path.abspath(here)), name), arg)
 
 
+def override(config: ml_collections.ConfigDict, fields: dict[str, object]
+             ) -> ml_collections.ConfigDict:
+  """Sets dotted fields ('data.crop_size': 16) in place, as --config.FIELD=VALUE
+  does on the command line (an unknown field is an error there too); returns
+  `config`."""
+  for key, value in fields.items():
+    node = config
+    for part in key.split('.'):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        raise ConfigError(f'config.{key}: no such field')
+      parent, node = node, node[part]
+    parent[key.split('.')[-1]] = value
+  return config
+
+
 def _check(ok: bool, field: str, message: str) -> None:
   if not ok:
     raise ConfigError(f'config.{field}: {message}')

@@ -1,11 +1,11 @@
 """`python -m clarity_jax.degrade`: build degraded evaluation sets from sharp footage (eq. 1).
 
-The command itself is clarity_jax/tools/degrade.py; this module only keeps its name.
+The command itself is clarity_jax/cli/degrade.py; this module only keeps its name.
 """
 
 from absl import app
 
-from clarity_jax.tools import degrade as command
+from clarity_jax.cli import degrade as command
 
 if __name__ == '__main__':
   app.run(command.main)

@@ -1,12 +1,11 @@
 """`python -m clarity_jax.enhance`: restore a video, a folder of frames or an image.
 
-The command itself is clarity_jax/inference/enhance.py; this module only keeps its name.
+The command itself is clarity_jax/cli/enhance.py; this module only keeps its name.
 """
 
 from absl import app
 
-from clarity_jax.inference import enhance as command
+from clarity_jax.cli import enhance as command
 
 if __name__ == '__main__':
-  command.define_flags()
   app.run(command.main)

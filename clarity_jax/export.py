@@ -1,12 +1,11 @@
 """`python -m clarity_jax.export`: training checkpoint -> inference bundle.
 
-The command itself is clarity_jax/inference/export.py; this module only keeps its name.
+The command itself is clarity_jax/cli/export.py; this module only keeps its name.
 """
 
 from absl import app
 
-from clarity_jax.inference import export as command
+from clarity_jax.cli import export as command
 
 if __name__ == '__main__':
-  command.define_flags()
   app.run(command.main)

@@ -94,9 +94,9 @@ def ssim(pred, gt, *, crop_border: int = 0, y_channel: bool = False,
 # ----------------------------------------------------------------- temporal consistency
 
 # OpenCV Farneback parameters of the tOF of TecoGAN (Chu et al. 2020), as used by
-# FMA-Net (CVPR 2024) for the tOF in DESIGN.md: pyramid scale 0.5, 3 levels, 15x15
-# averaging window, 3 iterations, 5-pixel polynomial neighbourhood, its Gaussian
-# sigma 1.2, no flags.
+# FMA-Net (CVPR 2024) for its published tOF (docs/evaluation.md): pyramid scale 0.5,
+# 3 levels, 15x15 averaging window, 3 iterations, 5-pixel polynomial neighbourhood,
+# its Gaussian sigma 1.2, no flags.
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
                  poly_sigma=1.2, flags=0)
 

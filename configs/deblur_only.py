@@ -21,10 +21,10 @@ frame is the LR one, where the x4 pipeline's blur is about 4 times narrower, whi
 is the mismatch every deblur-then-upsample cascade lives with.
 """
 
-from clarity_jax import config as config_files
+from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_files.sibling_config(__file__, arg)
+  config = config_lib.sibling_config(__file__, arg)
   config.scale = 1
   return config

@@ -4,10 +4,10 @@ Neighbours reach the encoder and the attention fusion unaligned: what alignment
 adds on moving footage (and how much ghosting its absence causes).
 """
 
-from clarity_jax import config as config_files
+from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_files.sibling_config(__file__, arg)
+  config = config_lib.sibling_config(__file__, arg)
   config.model.use_alignment = False
   return config

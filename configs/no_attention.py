@@ -4,10 +4,10 @@ What the temporal/spatial attention adds over treating every aligned neighbour
 as equally reliable (occlusions and flow errors then leak into the output).
 """
 
-from clarity_jax import config as config_files
+from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_files.sibling_config(__file__, arg)
+  config = config_lib.sibling_config(__file__, arg)
   config.model.use_attention = False
   return config

@@ -4,10 +4,10 @@ Against the default (K = 2, five frames) it measures what aligned multi-frame
 fusion adds: detail recovered from neighbours and less flicker/ghosting.
 """
 
-from clarity_jax import config as config_files
+from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_files.sibling_config(__file__, arg)
+  config = config_lib.sibling_config(__file__, arg)
   config.num_neighbors = 0
   return config

@@ -11,11 +11,11 @@ evaluator `--bundle=DEBLUR_BUNDLE+SR_BUNDLE` (bundles of configs/deblur_only.py 
 of this config, each trained for its own stage; see configs/deblur_only.py).
 """
 
-from clarity_jax import config as config_files
+from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_files.sibling_config(__file__, arg)
+  config = config_lib.sibling_config(__file__, arg)
   d = config.degradation
   d.blur_prob = 0.0
   d.noise_prob = 0.0

@@ -5,17 +5,17 @@
 One command, every stage a program of the project run as a user would run it:
 
   1. held-out set: the validation photographs (never trained on) rendered as whole
-     clips by the synthetic camera, plus the first frames of ../shared/data/video
-     clips when present (area-downscaled to a CPU-sized HR frame); then
+     clips by the synthetic camera, plus the first frames of the videos in
+     --video_dir when given (area-downscaled to a CPU-sized HR frame); then
      `clarity_jax.degrade --scale=4 --seed=0` (blur, noise, JPEG, H.264);
   2. training, same data, steps, batch and crop for all: the joint model
      (configs/default.py) and the baselines (configs/sr_only.py, deblur_only.py,
      single_frame.py, no_alignment.py, no_attention.py);
   3. `clarity_jax.export` of each; 4. one `clarity_jax.evaluate` run scoring them all
      (and bicubic, deblur-only + bicubic and the two-stage deblur -> SR cascade);
-  5. docs/results.md: the tables, the protocol, the budget, the machine, the date, a
-     check of each claim of the paper against the numbers, and the pictures (copied
-     to docs/results/).
+  5. docs/results.md (launch/experiment_docs.py): the tables, the protocol, the
+     budget, the machine, the date, a check of each claim of the paper against the
+     numbers, and the pictures (copied to docs/results/).
 
 Stages whose outputs exist are reused (training resumes from its checkpoints), so
 an interrupted experiment is finished by running the same command again.
@@ -41,15 +41,18 @@ from absl import logging
 import cv2
 import numpy as np
 
-from clarity_jax.cli import common as cli_errors
 from clarity_jax import config as config_files
-from clarity_jax.evaluation import evaluate as evaluate_lib
-from clarity_jax.data import video_io
+from clarity_jax import errors
+from clarity_jax import files
+from clarity_jax.cli import common
 from clarity_jax.data import frames as frames_lib
 from clarity_jax.data import sources
+from clarity_jax.data import synthetic
+from clarity_jax.data import video_io
+from clarity_jax.evaluation import report as report_lib
+import experiment_docs  # launch/experiment_docs.py, beside this file
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_VIDEO = REPO.parent / 'shared' / 'data' / 'video'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +86,7 @@ SEED_TWIN = 'joint (seed 1)'
 def render_clip(photo: np.ndarray, num_frames: int, size: int,
                 rng: np.random.Generator) -> np.ndarray:
   """num_frames consecutive frames [T, size, size, 3] of one photograph seen by the
-  synthetic camera of sources.SyntheticSource.
+  synthetic camera of data/synthetic.py (SyntheticSource).
 
   The source serves windows centred on a random frame and reflected at the clip's
   edges; a window of 2T - 1 frames of a T-frame clip holds all T frames in order
@@ -95,7 +98,7 @@ def render_clip(photo: np.ndarray, num_frames: int, size: int,
   spec = sources.WindowSpec(num_frames=2 * n - 1, crop=size)
   with warnings.catch_warnings():
     warnings.simplefilter('ignore', sources.ShortClipWarning)
-    source = sources.SyntheticSource({'photo': photo}, spec, frames_per_clip=n)
+    source = synthetic.SyntheticSource({'photo': photo}, spec, frames_per_clip=n)
   window = source.sample(rng)
   offsets = np.arange(2 * n - 1) - (n - 1)
   for centre in range(n):
@@ -113,9 +116,9 @@ def render_clip(photo: np.ndarray, num_frames: int, size: int,
 def write_photo_clips(hr_root: Path, num_frames: int, size: int, seed: int) -> list[str]:
   """The validation photographs as clips HR_ROOT/<photo>/00000000.png..."""
   names = []
-  for name in sources.VALIDATION_PHOTOS:
+  for name in synthetic.VALIDATION_PHOTOS:
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    clip = render_clip(sources.load_photo(name), num_frames, size, rng)
+    clip = render_clip(synthetic.load_photo(name), num_frames, size, rng)
     _write_clip(hr_root / name, clip)
     names.append(name)
   return names
@@ -126,7 +129,7 @@ def write_video_clips(hr_root: Path, video_dir: Path, num_frames: int,
   """The first frames of each video, area-downscaled to size = (w, h): sharp HR."""
   names = []
   videos = sorted(p for p in video_dir.iterdir()
-                  if p.suffix.lower() in video_io.VIDEO_EXTENSIONS)[:max_videos]
+                  if p.suffix.lower() in files.VIDEO_EXTENSIONS)[:max_videos]
   for path in videos:
     clip = []
     for frame in video_io.VideoReader(path):
@@ -147,24 +150,28 @@ def _write_clip(folder: Path, clip: np.ndarray) -> None:
     frames_lib.write_image(folder / f'{t:08d}.png', frame)
 
 
-def build_heldout(root: Path, *, num_frames: int, size: int, video_size: tuple[int, int],
-                  max_videos: int, scale: int, seed: int = 0) -> dict[str, Any]:
-  """root/hr and root/lq (clarity_jax.degrade of root/hr); reused when complete."""
+def build_heldout(root: Path, *, num_frames: int, size: int, video_dir: Path | None,
+                  video_size: tuple[int, int], max_videos: int, scale: int,
+                  seed: int = 0) -> dict[str, Any]:
+  """root/hr and root/lq (clarity_jax.degrade of root/hr); reused when complete.
+
+  video_dir: videos whose first frames make real clips; None for none.
+  """
   record_path = root / 'heldout.json'
   if record_path.is_file() and (root / 'lq' / 'degradation.json').is_file():
     return json.loads(record_path.read_text())
   shutil.rmtree(root, ignore_errors=True)
   hr = root / 'hr'
   photos = write_photo_clips(hr, num_frames, size, seed)
-  videos = (write_video_clips(hr, SHARED_VIDEO, num_frames, video_size, max_videos)
-            if SHARED_VIDEO.is_dir() and max_videos else [])
+  videos = (write_video_clips(hr, video_dir, num_frames, video_size, max_videos)
+            if video_dir is not None and max_videos else [])
   _run('degrade', [sys.executable, '-m', 'clarity_jax.degrade', f'--input={hr}',
                    f'--output={root / "lq"}', f'--scale={scale}', f'--seed={seed}'])
   record = {'photos': photos, 'videos': videos, 'num_frames': num_frames,
             'photo_size': [size, size], 'video_size': [video_size[1], video_size[0]],
             'scale': scale, 'seed': seed,
-            'video_dir': str(SHARED_VIDEO) if videos else None}
-  record_path.write_text(json.dumps(record, indent=1) + '\n')
+            'video_dir': str(video_dir) if videos else None}
+  files.write_text(record_path, json.dumps(record, indent=1) + '\n')
   return record
 
 
@@ -204,9 +211,7 @@ class Stages:
       return record['seconds']
     seconds = _run(name, command)
     self.done[name] = {'command': command, 'seconds': seconds}
-    tmp = self.path.with_name(f'.{self.path.name}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(self.done, indent=1) + '\n')
-    os.replace(tmp, self.path)
+    files.write_text(self.path, json.dumps(self.done, indent=1) + '\n')
     return seconds
 
 
@@ -302,109 +307,6 @@ def claims(report: dict[str, Any]) -> list[str]:
   return lines
 
 
-def write_docs(report: dict[str, Any], eval_dir: Path, docs: Path, *, budget: dict[str, Any],
-               heldout: dict[str, Any], timings: dict[str, float], command: str) -> None:
-  """docs/results.md and docs/results/*.png, each replaced atomically."""
-  pictures = docs.with_suffix('')  # docs/results.md -> docs/results/
-  tmp_pictures = pictures.with_name(f'.{pictures.name}.tmp-{os.getpid()}')
-  shutil.rmtree(tmp_pictures, ignore_errors=True)
-  tmp_pictures.mkdir(parents=True)
-  for pic in report['pictures']:
-    shutil.copy(eval_dir / pic['file'], tmp_pictures / Path(pic['file']).name)
-  prefix = f'{pictures.name}/'
-  report = dict(report, pictures=[dict(p, file=Path(p['file']).name) for p in report['pictures']])
-  clip_frames = heldout['num_frames']
-  total_train = sum(v for k, v in timings.items() if k.startswith('train'))
-  lines = [
-      '# Results: the joint model against its baselines',
-      '',
-      f'Written by `{command}` on {report["date"]}; machine: {report["machine"]}. '
-      'Every number below comes from that run (metrics.json of the evaluation holds '
-      'them per frame).',
-      '',
-      '## Budget',
-      '',
-      f'- Every network: ClarityNetSR `{budget["variant"]}` variant, {budget["steps"]} '
-      f'training steps of batch {budget["batch_size"]} windows (LQ crops '
-      f'{budget["crop_size"]}x{budget["crop_size"]}, K={budget["num_neighbors"]} unless the '
-      f'baseline changes it), peak learning rate {budget["learning_rate"]:g} after '
-      f'{budget["warmup_steps"]} warmup steps, the `runlocal` settings of '
-      'configs/default.py otherwise (AdamW, cosine decay, no EMA); same data '
-      '(skimage training photographs animated by the synthetic camera, degraded on the '
-      'fly by eq. (1)), same seed. Baselines differ only in their config deltas.',
-      f'- Training time: {total_train / 60:.1f} min in all ('
-      + ', '.join(f'{k[6:]} {v / 60:.1f}' for k, v in timings.items()
-                  if k.startswith('train')) + ' min); evaluation '
-      f'{timings.get("evaluate", 0) / 60:.1f} min.',
-      '- This is a CPU-sized budget: a few minutes per network instead of the days of '
-      'GPU training behind the published numbers of DESIGN.md. It tests whether the '
-      'claims show up early in training, not the final quality.',
-      '',
-      '## Held-out set',
-      '',
-      f'- {len(heldout["photos"])} clips rendered from the validation photographs '
-      f'({", ".join(heldout["photos"])}: never seen in training) by the synthetic camera, '
-      f'{clip_frames} frames of {heldout["photo_size"][1]}x{heldout["photo_size"][0]}.',
-      (f'- {len(heldout["videos"])} real clips: the first {clip_frames} frames of '
-       f'{", ".join(v[6:] for v in heldout["videos"])} from ../shared/data/video, '
-       f'area-downscaled to {heldout["video_size"][1]}x{heldout["video_size"][0]}.'
-       if heldout['videos'] else '- No real clips (../shared/data/video absent).'),
-      f'- LQ: `python -m clarity_jax.degrade --scale={heldout["scale"]} '
-      f'--seed={heldout["seed"]}` (blur, noise, JPEG and H.264 over each whole clip; the '
-      'exact parameters are in its degradation.json).',
-      '',
-      '## Protocol',
-      '',
-      evaluate_lib.protocol_markdown(report),
-      '## Mean over clips',
-      '',
-      evaluate_lib.summary_table(report),
-      '## What the numbers say about the claims',
-      '',
-      *claims(report),
-      '',
-      '## PSNR (dB) per clip',
-      '',
-      evaluate_lib.clip_table(report, 'psnr', 2),
-      '## SSIM per clip',
-      '',
-      evaluate_lib.clip_table(report, 'ssim', 4),
-      '## tOF per clip (lower is better)',
-      '',
-      evaluate_lib.clip_table(report, 'tof', 3),
-      '## Pictures',
-      '',
-      'Columns: ' + ' | '.join(report['pictures'][0]['columns'] if report['pictures'] else [])
-      + f'; below each frame, its most detailed region (red box, largest ground-truth '
-      f'gradient energy) zoomed {evaluate_lib.ZOOM}x, nearest neighbour.',
-      '',
-      *[f'![{pic["clip"]} {pic["frame"]}]({prefix}{pic["file"]})\n'
-        for pic in report['pictures']],
-      '## Reproduce, and compare with the literature',
-      '',
-      f'- `{command}` (add `--steps=N` for another budget; stages already done are '
-      'reused).',
-      '- REDS4 with the published protocols: put clips 000, 011, 015, 020 of '
-      '`train_blur_bicubic/X4` under LQ_ROOT and of `train_sharp` under GT_ROOT, then '
-      '`python -m clarity_jax.evaluate --bundle=BUNDLE --lq=LQ_ROOT --gt=GT_ROOT '
-      '--output=DIR --protocol=basicsr` (all frames: EDVR, BasicVSR++) and again with '
-      '`--protocol=fmanet` (first and last frame dropped: FMA-Net); RGB figures go '
-      'beside the table in DESIGN.md.',
-      '',
-  ]
-  text = '\n'.join(lines)
-  text = text.replace('\n\n\n', '\n\n')
-  docs.parent.mkdir(parents=True, exist_ok=True)
-  old = pictures.with_name(f'.{pictures.name}.old-{os.getpid()}')
-  if pictures.exists():
-    os.replace(pictures, old)
-  os.replace(tmp_pictures, pictures)
-  shutil.rmtree(old, ignore_errors=True)
-  tmp = docs.with_name(f'.{docs.name}.{os.getpid()}.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, docs)
-
-
 # ---------------------------------------------------------------------- CLI
 
 def define_flags() -> None:
@@ -425,16 +327,21 @@ def define_flags() -> None:
                        lower_bound=32)
   flags.DEFINE_list('video_size', ['320', '180'], 'HR width,height of the video clips '
                     '(multiples of 4).')
-  flags.DEFINE_integer('max_videos', 5, 'Real clips from ../shared/data/video (0: none).',
+  flags.DEFINE_string('video_dir', '', 'Folder of videos whose first frames become real '
+                      'held-out clips (default: none).')
+  flags.DEFINE_integer('max_videos', 5, 'Real clips from --video_dir at most (0: none).',
                        lower_bound=0)
   flags.DEFINE_integer('num_pictures', 4, 'Comparison pictures.', lower_bound=0)
 
 
-@cli_errors.exit_on_error(RuntimeError)
-def main(argv: Sequence[str]) -> None:
-  cli_errors.start(argv)
+@common.exit_on_error(RuntimeError)
+def main(argv: list[str]) -> None:
+  common.start(argv)
   f = flags.FLAGS
   out = Path(f.output).resolve()
+  video_dir = Path(f.video_dir) if f.video_dir else None  # as given: the write-up names it
+  if video_dir is not None and not video_dir.is_dir():
+    raise errors.PathError(video_dir, 'no such folder (--video_dir)')
   command = 'launch/experiment.sh ' + ' '.join(
       a for a in sys.argv[1:] if not a.startswith(('--output', '--docs')))
   budget = {'variant': f.variant, 'steps': f.steps, 'batch_size': f.batch_size,
@@ -442,7 +349,7 @@ def main(argv: Sequence[str]) -> None:
   timings: dict[str, float] = {}
   start = time.perf_counter()
   heldout = build_heldout(out / 'heldout', num_frames=f.frames, size=f.hr_size,
-                          video_size=tuple(int(v) for v in f.video_size),
+                          video_dir=video_dir, video_size=tuple(int(v) for v in f.video_size),
                           max_videos=f.max_videos, scale=4)
   stages = Stages(out / 'stages.json')
   bundles = {}
@@ -463,9 +370,10 @@ def main(argv: Sequence[str]) -> None:
       '--names=' + ','.join(n for _, n in methods),
       f'--lq={out / "heldout" / "lq"}', f'--gt={out / "heldout" / "hr"}',
       f'--output={eval_dir}', f'--num_pictures={f.num_pictures}', '--progress=false'])
-  report = json.loads((eval_dir / evaluate_lib.METRICS_FILE).read_text())
-  write_docs(report, eval_dir, Path(f.docs), budget=resolved_budget(budget),
-             heldout=heldout, timings=timings, command=command.strip())
+  report = json.loads((eval_dir / report_lib.METRICS_FILE).read_text())
+  experiment_docs.write_docs(report, eval_dir, Path(f.docs), budget=resolved_budget(budget),
+                             heldout=heldout, timings=timings, command=command.strip(),
+                             claims=claims(report))
   print(f'[experiment] {f.docs} written after {(time.perf_counter() - start) / 60:.1f} min',
         flush=True)
 

@@ -42,14 +42,9 @@ def _load_config(arg: str = 'runlocal'):
 
 
 def _tiny_config(**overrides):
-  config = _load_config('runlocal')
-  for key, value in {**TINY, **{k.replace('__', '.'): v for k, v in overrides.items()}}.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  from clarity_jax import config as config_lib  # after XLA_FLAGS is set
+  return config_lib.override(_load_config('runlocal'), {
+      **TINY, **{k.replace('__', '.'): v for k, v in overrides.items()}})
 
 
 @pytest.fixture(scope='session')
@@ -68,6 +63,13 @@ def tiny_config():
   """tiny_config(**overrides): runlocal shrunk for tests; 'a.b' fields as a__b=value
   or through the returned ConfigDict."""
   return _tiny_config
+
+
+@pytest.fixture(scope='session')
+def tiny_overrides() -> dict:
+  """The 'a.b' -> value overrides that make runlocal tiny, for subprocess scripts
+  (apply them with clarity_jax.config.override)."""
+  return dict(TINY)
 
 
 @pytest.fixture(scope='session')
@@ -93,6 +95,13 @@ def shared_data() -> pathlib.Path:
 
 
 # ------------------------------------------------------------------------ media
+
+@pytest.fixture(scope='session')
+def photo() -> np.ndarray:
+  """A real photograph (skimage.data.astronaut, 512x512), float32 in [0, 1]."""
+  from skimage import data as skdata  # pylint: disable=g-import-not-at-top
+  return skdata.astronaut().astype(np.float32) / 255.0
+
 
 def _smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
   """[n, h, w, 3] uint8 moving gradients: content H.264 keeps well (PSNR > 35 dB)."""

@@ -1,5 +1,5 @@
-"""How the commands start and end: no stray arguments, and an expected error is
-one line on stderr with exit status 1.
+"""How every command starts and ends: no stray arguments, and an expected error
+is one line on stderr with exit status 1.
 
 An expected error is the user's to fix (a missing or broken file, a bad flag or
 config field, a diverged run) and its message already says what and where; a
@@ -9,12 +9,13 @@ traceback would only bury that line. Anything else is a bug and keeps its traceb
 from collections.abc import Iterator
 import contextlib
 import sys
+from typing import NamedTuple
 
 from absl import app
 from absl import flags
 from absl import logging
-from clarity_jax import errors
 
+from clarity_jax import errors
 
 
 def start(argv: list[str], *, quiet: bool = False) -> None:
@@ -29,7 +30,8 @@ def start(argv: list[str], *, quiet: bool = False) -> None:
 
 @contextlib.contextmanager
 def exit_on_error(*also: type[Exception]) -> Iterator[None]:
-  """Turns a PathError, or one of `also`, into 'error: <message>' and exit status 1.
+  """Turns a PathError, a ConfigError or one of `also` into 'error: <message>' and
+  exit status 1.
 
   A decorator of a command's main() (or a `with` block around its work).
   """
@@ -37,3 +39,32 @@ def exit_on_error(*also: type[Exception]) -> Iterator[None]:
     yield
   except (errors.PathError, errors.ConfigError, *also) as e:
     sys.exit(f'error: {e}')
+
+
+class RestorerFlags(NamedTuple):
+  """The flags of every command that restores with a model (enhance, evaluate)."""
+  tile: flags.FlagHolder[int]
+  tile_overlap: flags.FlagHolder[int]
+  batch: flags.FlagHolder[int]
+  dtype: flags.FlagHolder[str]
+  progress: flags.FlagHolder[bool]
+
+
+def define_restorer_flags() -> RestorerFlags:
+  """Defines them once for all such commands: the same name means the same thing,
+  with the same default, wherever it appears."""
+  return RestorerFlags(
+      tile=flags.DEFINE_integer(
+          'tile', 256, 'Tile size in LQ pixels: larger frames are restored in '
+          'overlapping tiles blended without seams, so memory does not grow with the '
+          'frame; 0: whole frames.', lower_bound=0),
+      tile_overlap=flags.DEFINE_integer(
+          'tile_overlap', 16, 'Overlap of neighbouring tiles in LQ pixels (cross-faded).',
+          lower_bound=0),
+      batch=flags.DEFINE_integer('batch', 4, 'Windows restored per model call.',
+                                 lower_bound=1),
+      dtype=flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                              'Computation dtype of bundles (bfloat16 on GPU/TPU; a '
+                              "training workdir computes in its config's)."),
+      progress=flags.DEFINE_bool('progress', True, 'Show a progress bar.'))
+

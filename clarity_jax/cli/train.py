@@ -1,4 +1,4 @@
-"""Trains ClarityNetSR: flags and config, then hands off to train.train_and_evaluate.
+"""Trains ClarityNetSR: flags and config, then hands off to train/loop.train_and_evaluate.
 
   python -m clarity_jax.main --config=configs/default.py:runlocal --workdir=runs/quick
 
@@ -16,9 +16,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from clarity_jax.cli import common as cli_errors
-from clarity_jax import config as config_checks
-from clarity_jax.train import loop as train
+from clarity_jax.cli import common
+from clarity_jax.train import loop
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and samples go here.')
 config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
@@ -67,14 +66,10 @@ def _init_distributed() -> None:
   jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
 
 
-@cli_errors.exit_on_error(train.NonFiniteLossError)
-def main(argv):
-  cli_errors.start(argv)
+@common.exit_on_error(loop.NonFiniteLossError)
+def main(argv: list[str]) -> None:
+  common.start(argv)
   _init_distributed()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
-
-
-if __name__ == '__main__':
-  app.run(main)
+  loop.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)

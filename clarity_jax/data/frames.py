@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import os
 from pathlib import Path
 import re
-import shutil
 
 from absl import logging
 import cv2
@@ -21,9 +20,9 @@ from etils import epath
 import numpy as np
 from PIL import Image
 
+from clarity_jax import files
 from clarity_jax.errors import PathError
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # Files that may sit beside frames without being one (e.g. degrade's sidecar).
 _QUIET_EXTENSIONS = ('.json', '.txt', '.md')
 
@@ -75,23 +74,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95) -> None:
   """Writes float [0, 1] (or uint8) RGB as 8-bit PNG or JPEG, atomically.
 
-  The bytes go to a hidden temporary name in the same folder, then os.replace:
-  a crash never leaves a half-written frame under the real name. Object-store
-  URLs (gs://, s3://: a training workdir on GCS) take one etils.epath write, as
-  orbax's checkpoints there: an object appears whole or not at all.
+  The bytes go to a hidden temporary name in the same folder, then os.replace
+  (files.write_bytes): a crash never leaves a half-written frame under the real
+  name. Object-store URLs (gs://, s3://: a training workdir on GCS) take one
+  etils.epath write, as orbax's checkpoints there: an object appears whole or
+  not at all.
   """
   url = '://' in os.fspath(path)
   path = epath.Path(path) if url else Path(path)
   ext = path.suffix.lower()
-  if ext not in IMAGE_EXTENSIONS:
-    raise FrameError(path, f'unsupported image extension {ext!r}; expected {IMAGE_EXTENSIONS}')
+  if ext not in files.IMAGE_EXTENSIONS:
+    raise FrameError(path, f'unsupported image extension {ext!r}; expected '
+                     f'{files.IMAGE_EXTENSIONS}')
   img = np.asarray(img)
   if img.ndim == 3 and img.shape[-1] == 1:
     img = img[..., 0]
   if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] == 3)):
     raise FrameError(path, f'expected an [H, W, 3] or [H, W] image, got shape {img.shape}')
-  if img.dtype != np.uint8:
-    img = (np.clip(np.nan_to_num(img.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  img = files.to_uint8(img)
   if img.ndim == 3:
     img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
   params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in ('.jpg', '.jpeg') else []
@@ -104,12 +104,9 @@ def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95
     except OSError as e:
       raise FrameError(path, f'cannot write ({e.strerror or e})') from e
     return
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
   try:
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    files.write_bytes(path, buf.tobytes())
   except OSError as e:
-    tmp.unlink(missing_ok=True)
     raise FrameError(path, f'cannot write ({e.strerror or e})') from e
 
 
@@ -119,7 +116,7 @@ def natural_key(name: str) -> tuple:
 
 
 def _is_frame(p: Path) -> bool:
-  return p.is_file() and not p.name.startswith('.') and p.suffix.lower() in IMAGE_EXTENSIONS
+  return p.is_file() and not p.name.startswith('.') and p.suffix.lower() in files.IMAGE_EXTENSIONS
 
 
 def _frames_in(folder: Path) -> list[Path]:
@@ -152,12 +149,13 @@ def list_clips(root: str | os.PathLike) -> dict[str, list[Path]]:
   if own_frames:
     return {root.name: own_frames}
   if not subdirs:
-    raise FrameError(root, f'no frames and no clip folders (frames: {", ".join(IMAGE_EXTENSIONS)})')
+    raise FrameError(root, 'no frames and no clip folders '
+                     f'(frames: {", ".join(files.IMAGE_EXTENSIONS)})')
   clips = {}
   for d in subdirs:
     frames = _frames_in(d)
     if not frames:
-      raise FrameError(d, f'clip folder has no frames ({", ".join(IMAGE_EXTENSIONS)})')
+      raise FrameError(d, f'clip folder has no frames ({", ".join(files.IMAGE_EXTENSIONS)})')
     clips[d.name] = frames
   return clips
 
@@ -194,18 +192,3 @@ def check_clip_sizes(clip_name: str, paths: Sequence[str | os.PathLike]) -> tupl
       raise FrameError(p, f'size {size[1]}x{size[0]} differs from {first[1]}x{first[0]} of '
                        f'{Path(paths[0]).name}, the first frame of clip {clip_name!r}')
   return first
-
-
-def replace_folder(tmp: Path, final: Path) -> None:
-  """Renames a finished folder to its final name, replacing an earlier one.
-
-  The old folder is renamed aside before the new one moves in, so at every moment
-  `final` is either the complete old folder or the complete new one.
-  """
-  if final.exists() and any(final.iterdir()):
-    old = final.with_name(f'.{final.name}.old-{os.getpid()}')
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old)
-  else:
-    os.replace(tmp, final)

@@ -4,7 +4,7 @@ Every kernel is a deterministic function of explicit parameters (a dict with a
 'type'), so a window's per-frame kernels can drift smoothly and be written to a
 JSON sidecar and rebuilt bit for bit. `sample_kernel_params` draws those
 parameters from an np.random.Generator within the ranges of
-configs/default.py `degradation_config()`; `kernel_param_ranges` exposes the
+degradation_config.get_config(); `kernel_param_ranges` exposes the
 ranges so degradations.py can make them drift from frame to frame.
 
 All kernels are odd-sized, sum to 1 and have their centre of mass on the centre
@@ -251,9 +251,3 @@ def make_kernel(params: Mapping[str, Any]) -> np.ndarray:
   if kernel_type == 'sinc':
     return sinc_kernel(**p)
   raise ValueError(f'unknown kernel type {kernel_type!r}; expected one of {KERNEL_TYPES}')
-
-
-def random_kernel(rng: np.random.Generator, cfg: Any) -> tuple[np.ndarray, dict[str, Any]]:
-  """A kernel drawn from the config's families, with the parameters that rebuild it."""
-  params = sample_kernel_params(rng, cfg)
-  return make_kernel(params), params

@@ -28,7 +28,6 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from clarity_jax import config as config_checks
 from clarity_jax.data import degradations
 from clarity_jax.data import sources
 from clarity_jax import errors

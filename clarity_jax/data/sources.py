@@ -7,7 +7,8 @@ state: the same rng state always gives the same window, in any order, on any hos
 
 Kinds (config.data.source):
   synthetic      skimage.data photographs animated by a synthetic camera and an
-                 independently moving object (embedded, offline, the default);
+                 independently moving object (embedded, offline, the default;
+                 synthetic.py);
   frame_folders  ROOT/<clip>/*.png|jpg (REDS, GoPro, Vimeo-90K, Vid4), read per window;
   video          a folder of video files, decoded once into uint8 .npy memmaps;
   tfds           the `clarity_frame_folders` tensorflow-datasets builder.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import functools
 import hashlib
 import os
 import pathlib
@@ -36,16 +36,7 @@ from absl import logging
 
 from clarity_jax.data import frames
 from clarity_jax import errors
-
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.webm')
-
-# Fixed split of the embedded photographs: validation (and evaluation) scenes are never
-# used for training. Both stereo views of the motorcycle stay on the same side.
-TRAIN_PHOTOS = ('astronaut', 'chelsea', 'brick', 'grass', 'gravel', 'camera', 'coins',
-                'clock', 'immunohistochemistry', 'moon', 'hubble_deep_field', 'text',
-                'page')
-VALIDATION_PHOTOS = ('coffee', 'rocket', 'motorcycle_left', 'motorcycle_right')
-PHOTO_SPLITS = {'train': TRAIN_PHOTOS, 'validation': VALIDATION_PHOTOS}
+from clarity_jax import files
 
 
 class SourceError(errors.PathError):
@@ -189,20 +180,20 @@ class VideoSource(_ClipSource):
     root = pathlib.Path(root)
     if not root.is_dir():
       raise SourceError(root, 'no such directory')
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in files.VIDEO_EXTENSIONS)
     others = sorted(p.name for p in root.iterdir()
-                    if p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS)
+                    if p.is_file() and p.suffix.lower() not in files.VIDEO_EXTENSIONS)
     if others:
       logging.warning('%s: ignoring %d files that are not videos (%s): %s', root,
-                      len(others), ', '.join(VIDEO_EXTENSIONS), ', '.join(others[:5]))
-    if not files:
-      raise SourceError(root, f'no video files ({", ".join(VIDEO_EXTENSIONS)})')
+                      len(others), ', '.join(files.VIDEO_EXTENSIONS), ', '.join(others[:5]))
+    if not videos:
+      raise SourceError(root, f'no video files ({", ".join(files.VIDEO_EXTENSIONS)})')
     cache = pathlib.Path(cache_dir or os.path.join(tempfile.gettempdir(),
                                                    'clarity_jax_video_cache'))
     cache.mkdir(parents=True, exist_ok=True)
-    self._clips = [decode_video_cached(f, cache) for f in files]
-    super().__init__(spec, [f.stem for f in files], [len(a) for a in self._clips],
-                     [a.shape[1:3] for a in self._clips], [str(f) for f in files])
+    self._clips = [decode_video_cached(f, cache) for f in videos]
+    super().__init__(spec, [f.stem for f in videos], [len(a) for a in self._clips],
+                     [a.shape[1:3] for a in self._clips], [str(f) for f in videos])
 
   def _read(self, clip: int, indices: np.ndarray, y: int, x: int) -> np.ndarray:
     c = self.spec.crop
@@ -215,7 +206,8 @@ def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarr
   """All frames of a video as a read-only uint8 memmap [N, H, W, 3] (RGB).
 
   Decodes once: the .npy is streamed to a temporary name (frames are not all held in
-  memory) and renamed into place, so an interrupted decode leaves nothing half-written.
+  memory) and renamed into place (files.atomic_path), so an interrupted decode leaves
+  nothing half-written.
   """
   import av  # pylint: disable=g-import-not-at-top
 
@@ -226,38 +218,31 @@ def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarr
     return np.load(target, mmap_mode='r', allow_pickle=False)
   if stat.st_size == 0:
     raise SourceError(path, 'empty file (0 bytes)')
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f'.{path.stem}-', suffix='.npy.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as out:
-      count, shape = 0, None
-      try:
-        with av.open(str(path)) as container:
-          if not container.streams.video:
-            raise SourceError(path, 'no video stream')
-          stream = container.streams.video[0]
-          stream.thread_type = 'AUTO'
-          for frame in container.decode(stream):
-            rgb = frame.to_ndarray(format='rgb24')
-            if shape is None:
-              shape = rgb.shape
-              header_size = _write_npy_header(out, (0, *shape))
-            elif rgb.shape != shape:
-              raise SourceError(path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
-                                f'earlier frames are {shape[1]}x{shape[0]}')
-            out.write(np.ascontiguousarray(rgb).tobytes())
-            count += 1
-      except av.error.FFmpegError as e:
-        raise SourceError(path, f'cannot decode video ({e})') from e
-      if count == 0:
-        raise SourceError(path, 'no decodable video frames')
-      # NumPy pads .npy headers so axis 0 can grow in place: rewrite it with the count.
-      out.seek(0)
-      _write_npy_header(out, (count, *shape), header_size)
-    os.replace(tmp, target)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with files.atomic_path(target) as tmp, open(tmp, 'wb') as out:
+    count, shape = 0, None
+    try:
+      with av.open(str(path)) as container:
+        if not container.streams.video:
+          raise SourceError(path, 'no video stream')
+        stream = container.streams.video[0]
+        stream.thread_type = 'AUTO'
+        for frame in container.decode(stream):
+          rgb = frame.to_ndarray(format='rgb24')
+          if shape is None:
+            shape = rgb.shape
+            header_size = _write_npy_header(out, (0, *shape))
+          elif rgb.shape != shape:
+            raise SourceError(path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
+                              f'earlier frames are {shape[1]}x{shape[0]}')
+          out.write(np.ascontiguousarray(rgb).tobytes())
+          count += 1
+    except av.error.FFmpegError as e:
+      raise SourceError(path, f'cannot decode video ({e})') from e
+    if count == 0:
+      raise SourceError(path, 'no decodable video frames')
+    # NumPy pads .npy headers so axis 0 can grow in place: rewrite it with the count.
+    out.seek(0)
+    _write_npy_header(out, (count, *shape), header_size)
   return np.load(target, mmap_mode='r', allow_pickle=False)
 
 
@@ -328,213 +313,6 @@ def _decode_frame(data: bytes, where: str) -> np.ndarray:
   return frames._to_float_rgb(img, where)  # pylint: disable=protected-access
 
 
-# ---------------------------------------------------------------------------------
-# Still photographs animated by a synthetic camera and an independently moving object.
-
-
-@functools.cache
-def load_photo(name: str) -> np.ndarray:
-  """An skimage.data photograph as float32 RGB [H, W, 3] in [0, 1] (gray -> RGB)."""
-  import skimage.data  # pylint: disable=g-import-not-at-top
-  if name in ('motorcycle_left', 'motorcycle_right'):
-    img = skimage.data.stereo_motorcycle()[0 if name == 'motorcycle_left' else 1]
-  else:
-    img = getattr(skimage.data, name)()
-  if img.ndim == 2:
-    img = np.repeat(img[..., None], 3, axis=-1)
-  img = np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255.0
-  img.setflags(write=False)
-  return img
-
-
-def load_photos(split: str) -> dict[str, np.ndarray]:
-  """The photographs of one split ('train' or 'validation') of `PHOTO_SPLITS`."""
-  if split not in PHOTO_SPLITS:
-    raise ValueError(f'unknown photo split {split!r}; one of {list(PHOTO_SPLITS)}')
-  return {name: load_photo(name) for name in PHOTO_SPLITS[split]}
-
-
-@dataclasses.dataclass(frozen=True)
-class SmoothPath:
-  """offset + velocity * t + sum_k amp_k sin(2 pi freq_k t / length + phase_k), per channel.
-
-  Low-frequency sinusoids over a drift: smooth, bounded, and exactly evaluable at any
-  frame, so a window renders without simulating the frames before it.
-  """
-  offset: np.ndarray  # [D]
-  velocity: np.ndarray  # [D], per frame
-  amp: np.ndarray  # [N, D]
-  freq: np.ndarray  # [N, D], cycles per clip
-  phase: np.ndarray  # [N, D]
-  length: int
-
-  def __call__(self, t: np.ndarray) -> np.ndarray:
-    """Values at frames t (relative to the clip centre): [len(t), D]."""
-    t = np.asarray(t, np.float64)[:, None, None]
-    waves = self.amp * np.sin(2 * np.pi * self.freq * t / self.length + self.phase)
-    return self.offset + self.velocity * t[:, 0] + waves.sum(axis=1)
-
-  @classmethod
-  def random(cls, rng: np.random.Generator, length: int, offset, speed, amp,
-             freq=(0.2, 2.0), terms: int = 2) -> 'SmoothPath':
-    offset = np.asarray(offset, np.float64)
-    d = offset.size
-    return cls(offset=offset,
-               velocity=rng.uniform(-1, 1, d) * np.asarray(speed, np.float64),
-               amp=rng.uniform(0, 1, (terms, d)) * np.asarray(amp, np.float64) / terms,
-               freq=rng.uniform(*freq, (terms, d)),
-               phase=rng.uniform(0, 2 * np.pi, (terms, d)),
-               length=length)
-
-
-def _rotation(theta: float) -> np.ndarray:
-  c, s = np.cos(theta), np.sin(theta)
-  return np.array([[c, -s], [s, c]])
-
-
-class SyntheticSource(Source):
-  """Photographs seen by a moving camera, with an independently moving object.
-
-  Camera: a smooth path of pan (a random drift up to `max_pan` HR px/frame plus
-  shake), slower rotation and zoom; the view maps crop pixels to photo pixels. The
-  zoom only ever shrinks (1 to about 1.25 photo pixels per output pixel), so frames
-  stay as sharp as the photograph. Object: a soft-edged ellipse of texture from a
-  (possibly different) photograph, moving through the scene at 2-5 px/frame with its
-  own rotation: its image motion differs from the background's by construction, so
-  motion is never global. Only the window's frames are rendered, straight at the
-  crop size, by cv2.warpAffine (bicubic: sharp, and 6x faster than Lanczos4 at
-  256 px); a clip of `frames_per_clip` frames exists only as its paths.
-  """
-
-  max_pan = 4.0  # HR pixels per frame
-  object_speed = (2.0, 5.0)  # HR pixels per frame, relative to the scene
-  edge_px = 2.0  # width of the object's soft edge
-
-  def __init__(self, photos: dict[str, np.ndarray], spec: WindowSpec,
-               frames_per_clip: int):
-    super().__init__(spec)
-    if not photos:
-      raise SourceError('synthetic: no photographs')
-    if frames_per_clip < 1:
-      raise ValueError(f'frames_per_clip must be >= 1, got {frames_per_clip}')
-    self.names = list(photos)
-    self.photos = [photos[n] for n in self.names]
-    self.frames_per_clip = frames_per_clip
-    fits = [min(p.shape[:2]) >= spec.crop for p in self.photos]
-    if not any(fits):
-      raise SourceError(f'synthetic: every photograph ({", ".join(self.names)}) is smaller '
-                        f'than the {spec.crop}x{spec.crop} HR crop')
-    if frames_per_clip < spec.num_frames:
-      warnings.warn(f'synthetic: clips of {frames_per_clip} frames are shorter than the '
-                    f'{spec.num_frames}-frame window; windows reflect at clip edges',
-                    ShortClipWarning, stacklevel=2)
-
-  def sample(self, rng: np.random.Generator) -> np.ndarray:
-    return self.sample_with_masks(rng)[0]
-
-  def sample_with_masks(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The window and the object's soft mask per frame [T, crop, crop] (1 = object)."""
-    c, length = self.spec.crop, self.frames_per_clip
-    centre = int(rng.integers(length))
-    t_abs = reflect_indices(centre + self.spec.offsets, length)
-    t = t_abs - (length - 1) / 2  # paths are centred on the clip's middle frame
-
-    # Camera: pan (drift + shake) in photo px, then slower rotation (rad) and log zoom.
-    pan = SmoothPath.random(rng, length, offset=(0.0, 0.0), speed=self.max_pan,
-                            amp=4.0, freq=(0.2, 3.0))(t)
-    turn = SmoothPath.random(rng, length, offset=(rng.uniform(-0.15, 0.15), 0.0),
-                             speed=(0.003, 0.003), amp=(0.02, 0.03), freq=(0.1, 1.0))(t)
-    camera = np.concatenate([pan, turn], axis=1)
-    log_zoom = camera[:, 3] - camera[:, 3].min() + rng.uniform(0.0, 0.2)
-    views = np.stack([_view(z, theta, shift, c) for z, theta, shift
-                      in zip(log_zoom, camera[:, 2], camera[:, :2])])  # [T, 2, 3]
-    corners = np.array([[0, c - 1, 0, c - 1], [0, 0, c - 1, c - 1], [1, 1, 1, 1]])
-    footprint = views @ corners  # [T, 2, 4]: photo (x, y) of each frame's crop corners
-    lo, hi = footprint.min(axis=(0, 2)), footprint.max(axis=(0, 2))
-    extent = hi - lo  # photo pixels the window's views cover
-
-    fits = [i for i, p in enumerate(self.photos)
-            if p.shape[1] - 1 >= extent[0] and p.shape[0] - 1 >= extent[1]]
-    if not fits:  # motion too large for every photo: reflect at the photo border
-      fits = list(range(len(self.photos)))
-    photo = self.photos[fits[int(rng.integers(len(fits)))]]
-    room = np.maximum(np.array([photo.shape[1] - 1, photo.shape[0] - 1]) - extent, 0)
-    views[:, :, 2] += rng.uniform(0, 1, 2) * room - lo  # a random place in the photo
-
-    # Object: ellipse semi-axes in scene px, texture centre, scene trajectory.
-    texture = self.photos[int(rng.integers(len(self.photos)))]
-    axes = rng.uniform(0.12, 0.3, 2) * c
-    tex_centre = self._textured_point(rng, texture, int(axes.max()))
-    heading = rng.uniform(0, 2 * np.pi)
-    speed = rng.uniform(*self.object_speed)
-    obj_path = SmoothPath.random(rng, length, offset=(0.0, 0.0, rng.uniform(-np.pi, np.pi)),
-                                 speed=(0.0, 0.0, 0.02), amp=(1.0, 1.0, 0.05),
-                                 freq=(0.2, 1.5))
-    obj = obj_path(t)
-    obj[:, :2] += speed * np.outer(t, [np.cos(heading), np.sin(heading)])
-    # Place the object at a random point of the central half of the view at the centre
-    # frame, wherever the camera looks then.
-    j0 = (len(t) - 1) // 2  # offset 0: the centre frame
-    anchor = views[j0] @ np.array([*rng.uniform(0.25, 0.75, 2) * (c - 1), 1.0])
-    obj[:, :2] += anchor - obj[j0, :2]
-
-    out = np.empty((len(t), c, c, 3), np.float32)
-    masks = np.zeros((len(t), c, c), np.float32)
-    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-    # Scene px from the object's centre beyond which its mask is 0 (views only shrink
-    # the scene, so this bounds its extent in crop px too): the object layer and its
-    # mask are computed in that box only, a fraction of the frame.
-    reach = axes.max() * (1.0 + 0.5 * self.edge_px / axes.min()) + 2.0
-    for j, view in enumerate(views):
-      out[j] = cv2.warpAffine(photo, view, (c, c), flags=flags,
-                              borderMode=cv2.BORDER_REFLECT_101)
-      # crop px -> object-local px: undo the object's position and rotation.
-      to_local = _rotation(-obj[j, 2]) @ np.concatenate(
-          [view[:, :2], (view[:, 2] - obj[j, :2])[:, None]], axis=1)
-      cx, cy = cv2.invertAffineTransform(to_local)[:, 2]  # object centre, crop px
-      x0, x1 = (int(np.clip(v, 0, c)) for v in (np.floor(cx - reach), np.ceil(cx + reach)))
-      y0, y1 = (int(np.clip(v, 0, c)) for v in (np.floor(cy - reach), np.ceil(cy + reach)))
-      if x1 <= x0 or y1 <= y0:
-        continue  # the object is out of view in this frame
-      box = to_local.copy()
-      box[:, 2] += to_local[:, :2] @ np.array([x0, y0])  # box px -> object-local px
-      ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
-      lx = box[0, 0] * xs + box[0, 1] * ys + box[0, 2]
-      ly = box[1, 0] * xs + box[1, 1] * ys + box[1, 2]
-      rho = np.sqrt((lx / axes[0]) ** 2 + (ly / axes[1]) ** 2)
-      mask = np.clip(0.5 - (rho - 1.0) * axes.min() / self.edge_px, 0.0, 1.0)
-      box[:, 2] += tex_centre  # box px -> texture px
-      layer = cv2.warpAffine(texture, box, (x1 - x0, y1 - y0), flags=flags,
-                             borderMode=cv2.BORDER_REFLECT_101)
-      region = out[j, y0:y1, x0:x1]
-      region += mask[..., None] * (layer - region)
-      masks[j, y0:y1, x0:x1] = mask
-    np.clip(out, 0.0, 1.0, out=out)  # bicubic overshoots at edges
-    return out, masks
-
-  @staticmethod
-  def _textured_point(rng: np.random.Generator, photo: np.ndarray, radius: int,
-                      candidates: int = 4) -> np.ndarray:
-    """(x, y) of the most textured of a few random patches: objects are not flat blobs
-    (a patch of night sky would move without showing it)."""
-    h, w = photo.shape[:2]
-    xs = rng.uniform(min(radius, w / 2), max(w - radius, w / 2), candidates)
-    ys = rng.uniform(min(radius, h / 2), max(h - radius, h / 2), candidates)
-    r = max(radius // 2, 1)
-    spread = [photo[max(int(y) - r, 0):int(y) + r, max(int(x) - r, 0):int(x) + r].std()
-              for x, y in zip(xs, ys)]
-    best = int(np.argmax(spread))
-    return np.array([xs[best], ys[best]])
-
-
-def _view(log_zoom: float, theta: float, shift: np.ndarray, crop: int) -> np.ndarray:
-  """2x3 affine, crop pixel -> photo pixel: the crop centre lands on `shift`, rotated
-  by theta and covering exp(log_zoom) photo pixels per crop pixel."""
-  linear = np.exp(log_zoom) * _rotation(theta)
-  centre = np.full(2, (crop - 1) / 2)
-  return np.concatenate([linear, (shift - linear @ centre)[:, None]], axis=1)
-
-
 def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
                 split: str = 'train') -> Source:
   """The source of `split` ('train' or 'validation') that `config.data` describes.
@@ -542,13 +320,16 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
   Validation reads config.data.val_path with the same kind of source as training
   (frame folders when training is 'synthetic'; for 'tfds', the builder's
   'validation' split under that data_dir), or, when val_path is empty, the
-  held-out photographs (VALIDATION_PHOTOS).
+  held-out photographs (synthetic.VALIDATION_PHOTOS).
   """
+  # synthetic.py builds on this module's Source: imported here, not at the top.
+  from clarity_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   data = config.data
   kind = data.source
   if split == 'validation':
     if not data.val_path:
-      return SyntheticSource(load_photos('validation'), spec, data.frames_per_clip)
+      return synthetic.SyntheticSource(synthetic.load_photos('validation'), spec,
+                                       data.frames_per_clip)
     path = data.val_path
   elif split == 'train':
     path = data.path
@@ -556,7 +337,8 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
     raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
   if kind == 'synthetic':
     if split == 'train':
-      return SyntheticSource(load_photos('train'), spec, data.frames_per_clip)
+      return synthetic.SyntheticSource(synthetic.load_photos('train'), spec,
+                                       data.frames_per_clip)
     return FrameFolderSource(path, spec)
   if kind == 'frame_folders':
     return FrameFolderSource(path, spec)

@@ -22,7 +22,6 @@ Frame sizes are checked per clip while building (one line naming the odd file).
 
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Iterator
 
@@ -30,6 +29,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from clarity_jax import files
 from clarity_jax.data import frames
 
 _STORED_AS_IS = ('.png', '.jpg', '.jpeg')
@@ -103,7 +103,7 @@ def _stored(path: pathlib.Path) -> pathlib.Path | np.ndarray:
   """A path (tfds stores the file's bytes) or, for formats tf.image cannot decode, pixels."""
   if path.suffix.lower() in _STORED_AS_IS:
     return path
-  return (frames.read_image(path) * 255.0 + 0.5).astype(np.uint8)
+  return files.to_uint8(frames.read_image(path))
 
 
 def _clip_tree(root: pathlib.Path) -> dict[str, list[pathlib.Path]]:
@@ -156,12 +156,3 @@ def _generic(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
 
 
 _LISTERS = {'reds': _reds, 'gopro': _gopro, 'vimeo90k': _vimeo90k, 'generic': _generic}
-
-
-def prepare(manual_dir: str | os.PathLike, data_dir: str | os.PathLike,
-            config: str = 'generic') -> tfds.core.DatasetBuilder:
-  """Builds (once) the dataset of `manual_dir` under `data_dir`; returns the builder."""
-  builder = ClarityFrameFolders(config=config, data_dir=os.fspath(data_dir))
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder

@@ -18,17 +18,16 @@ import dataclasses
 import fractions
 import os
 from pathlib import Path
-import shutil
 from typing import Iterator, Protocol
 
 from absl import logging
 import av
 import numpy as np
 
-from clarity_jax.data import frames
 from clarity_jax import errors
+from clarity_jax import files
+from clarity_jax.data import frames
 
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.m4v', '.webm')
 # x264 quality for restored video: 18 is visually lossless for most content, so
 # the codec does not undo what the restoration added; `preset` trades encoding
 # speed for file size only, never quality.
@@ -58,20 +57,6 @@ class FrameReader(Protocol):
 
   def __iter__(self) -> Iterator[np.ndarray]:
     ...
-
-
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-  """float [0, 1] (clipped, rounded) or uint8 -> uint8, as write_image does.
-
-  In place on one float32 copy: at 4K each temporary would be 100 MB.
-  """
-  if frame.dtype == np.uint8:
-    return frame
-  x = np.nan_to_num(frame.astype(np.float32, copy=True), copy=False)
-  np.clip(x, 0.0, 1.0, out=x)
-  x *= 255.0
-  x += 0.5
-  return x.astype(np.uint8)
 
 
 class VideoReader:
@@ -200,13 +185,13 @@ def open_source(path: str | os.PathLike) -> Source:
     single = frames.is_one_clip(clips, path)
     return Source(path, 'frames' if single else 'clips', readers)
   suffix = path.suffix.lower()
-  if suffix in VIDEO_EXTENSIONS:
+  if suffix in files.VIDEO_EXTENSIONS:
     return Source(path, 'video', {path.stem: VideoReader(path)})
-  if suffix in frames.IMAGE_EXTENSIONS:
+  if suffix in files.IMAGE_EXTENSIONS:
     return Source(path, 'image', {path.stem: FrameSequenceReader(path.stem, [path])})
   raise MediaError(path, f'unsupported input type {suffix or "(no extension)"!r}; expected '
-                   f'a video ({", ".join(VIDEO_EXTENSIONS)}), an image '
-                   f'({", ".join(frames.IMAGE_EXTENSIONS)}) or a folder of frames')
+                   f'a video ({", ".join(files.VIDEO_EXTENSIONS)}), an image '
+                   f'({", ".join(files.IMAGE_EXTENSIONS)}) or a folder of frames')
 
 
 # ---------------------------------------------------------------------- writers
@@ -220,6 +205,8 @@ class _Staged:
     if final.exists() and not overwrite:
       raise MediaError(final, 'already exists; choose a new output or pass --overwrite')
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Not files.temp_sibling: the temporary keeps the extension, from which PyAV
+    # picks the container and write_image the image format.
     self.tmp = final.with_name(f'.{final.stem}.tmp-{os.getpid()}{final.suffix}')
     self.discard()
 
@@ -228,20 +215,13 @@ class _Staged:
       os.replace(self.tmp, self.final)
       return
     # --overwrite: the old output stays whole until the new one is in place.
-    old = self.final.with_name(f'.{self.final.name}.old-{os.getpid()}')
+    old = files.temp_sibling(self.final, 'old')
     os.replace(self.final, old)
     os.replace(self.tmp, self.final)
-    _remove(old)
+    files.remove(old)
 
   def discard(self) -> None:
-    _remove(self.tmp)
-
-
-def _remove(path: Path) -> None:
-  if path.is_dir() and not path.is_symlink():
-    shutil.rmtree(path)
-  elif path.exists() or path.is_symlink():
-    path.unlink()
+    files.remove(self.tmp)
 
 
 class _Writer:
@@ -274,8 +254,9 @@ class VideoWriter(_Writer):
   def __init__(self, path: str | os.PathLike, fps: fractions.Fraction | float | None, *,
                crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, overwrite: bool = False):
     self.path = Path(path)
-    if self.path.suffix.lower() not in VIDEO_EXTENSIONS:
-      raise MediaError(self.path, f'not a video file name; use one of {VIDEO_EXTENSIONS}')
+    if self.path.suffix.lower() not in files.VIDEO_EXTENSIONS:
+      raise MediaError(self.path, 'not a video file name; use one of '
+                       f'{files.VIDEO_EXTENSIONS}')
     self.fps = fractions.Fraction(fps or DEFAULT_FPS).limit_denominator(1001)
     self.crf, self.preset = int(crf), preset
     self._staged = _Staged(self.path, overwrite)
@@ -302,7 +283,7 @@ class VideoWriter(_Writer):
 
   def write(self, frame: np.ndarray, name: str | None = None) -> None:
     del name  # a video has no per-frame names
-    frame = to_uint8(frame)
+    frame = files.to_uint8(frame)
     h, w = frame.shape[:2]
     if self._container is None:
       self._open(h, w)
@@ -370,9 +351,9 @@ class ImageWriter(_Writer):
 
   def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
     self.path = Path(path)
-    if self.path.suffix.lower() not in frames.IMAGE_EXTENSIONS:
+    if self.path.suffix.lower() not in files.IMAGE_EXTENSIONS:
       raise MediaError(self.path, f'not an image file name; use one of '
-                       f'{frames.IMAGE_EXTENSIONS}')
+                       f'{files.IMAGE_EXTENSIONS}')
     self._staged = _Staged(self.path, overwrite)
     self.frames_written = 0
 

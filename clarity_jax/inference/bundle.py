@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -29,10 +28,10 @@ import safetensors
 import safetensors.numpy
 from flax import nnx
 
-from clarity_jax.data import frames
+from clarity_jax import errors
+from clarity_jax import files
 from clarity_jax.models import claritynet
 from clarity_jax.train import checkpoints
-from clarity_jax import errors
 
 FORMAT = 'clarity_jax.bundle'
 FORMAT_VERSION = 1
@@ -89,17 +88,11 @@ class BundleInfo:
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def package_version() -> str:
-  try:
-    return importlib.metadata.version('clarity_jax')
-  except importlib.metadata.PackageNotFoundError:
-    return 'unknown'
-
-
 def flatten_params(params: Any) -> dict[str, np.ndarray]:
   """Nested params (pure dict or nnx.State) -> {'a/b/c': array} for safetensors."""
   # np.ascontiguousarray would turn 0-d arrays (attention temperatures) into 1-d.
-  return {k: np.asarray(jax.device_get(v), order='C') for k, v in checkpoints.flat_leaves(params).items()}
+  return {k: np.asarray(jax.device_get(v), order='C')
+          for k, v in checkpoints.flat_leaves(params).items()}
 
 
 def unflatten_params(flat: dict[str, Any], like: Any) -> Any:
@@ -140,7 +133,7 @@ def save_bundle(path: str | os.PathLike, spec: ModelSpec, params: Any, *, step: 
   _, abstract = _abstract_model(spec, 'float32')
   _check_params(path / PARAMS_FILE, flat, abstract, spec)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+  tmp = files.temp_sibling(path)
   shutil.rmtree(tmp, ignore_errors=True)
   tmp.mkdir()
   try:
@@ -149,16 +142,14 @@ def save_bundle(path: str | os.PathLike, spec: ModelSpec, params: Any, *, step: 
     os.chmod(tmp / PARAMS_FILE, 0o644)  # safetensors creates it 0600; bundles are shared
     info = BundleInfo(model=spec, step=int(step), weights=weights,
                       params_sha256=sha256_file(tmp / PARAMS_FILE),
-                      package_version=package_version(),
+                      package_version=files.package_version(),
                       extra=extras(tmp) if extras is not None else {})
     (tmp / INFO_FILE).write_text(json.dumps(_info_to_json(info, len(flat)), indent=2) + '\n')
-    frames.replace_folder(tmp, path)
+    files.replace_folder(tmp, path)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   return info
-
-
 
 
 def _info_to_json(info: BundleInfo, num_arrays: int) -> dict[str, Any]:
@@ -192,7 +183,7 @@ def read_info(path: str | os.PathLike) -> BundleInfo:
     raise BundleError(info_path, f'format {found!r} is not {FORMAT!r}')
   if raw.get('format_version') != FORMAT_VERSION:
     raise BundleError(info_path, f'format_version {raw.get("format_version")!r} is not '
-                      f'supported (this clarity_jax {package_version()} reads version '
+                      f'supported (this clarity_jax {files.package_version()} reads version '
                       f'{FORMAT_VERSION})')
   try:
     model = raw['model']

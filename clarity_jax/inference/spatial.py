@@ -60,7 +60,8 @@ def jit_restore_split(graphdef: nnx.GraphDef, mesh: Mesh, h: int
     # Zero rows back up to an even split over 'space' (restore_split cuts them).
     return jnp.pad(out, ((0, 0), (0, scale * (rows - h)), (0, 0), (0, 0)))
 
-  return jax.jit(forward, in_shardings=(sharding.replicated(mesh), sharding.window_sharding(mesh)),
+  return jax.jit(forward,
+                 in_shardings=(sharding.replicated(mesh), sharding.window_sharding(mesh)),
                  out_shardings=sharding.frame_sharding(mesh))
 
 
@@ -79,8 +80,8 @@ def place_window(lq: np.ndarray, mesh: Mesh) -> jax.Array:
                      f"{mesh.shape[sharding.DATA]} devices of the '{sharding.DATA}' axis")
   h = lq.shape[2]
   lq = np.pad(lq, ((0, 0), (0, 0), (0, padded_rows(h, mesh) - h), (0, 0), (0, 0)), 'edge')
-  sharding = sharding.window_sharding(mesh)
-  return jax.make_array_from_callback(lq.shape, sharding, lambda index: lq[index])
+  return jax.make_array_from_callback(lq.shape, sharding.window_sharding(mesh),
+                                      lambda index: lq[index])
 
 
 def restore_split(graphdef: nnx.GraphDef, params: ts.Params, lq: np.ndarray | jax.Array,
@@ -93,8 +94,8 @@ def restore_split(graphdef: nnx.GraphDef, params: ts.Params, lq: np.ndarray | ja
   """
   placed = place_window(np.asarray(lq), mesh)
   h = np.shape(lq)[2]
-  out = jit_restore_split(graphdef, mesh, h)(jax.device_put(params, sharding.replicated(mesh)),
-                                              placed)
+  out = jit_restore_split(graphdef, mesh, h)(
+      jax.device_put(params, sharding.replicated(mesh)), placed)
   scale = out.shape[1] // padded_rows(h, mesh)
   if not out.is_fully_addressable:  # several hosts: gather every host's rows
     out = multihost_utils.process_allgather(out, tiled=True)

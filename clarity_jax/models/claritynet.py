@@ -248,13 +248,15 @@ def create_model(variant: str, *, scale: int, num_neighbors: int,
                       rngs=rngs, **VARIANTS[variant])
 
 
-def model_from_config(config: Any, rngs: nnx.Rngs) -> ClarityNetSR:
-  """The model a configs/default.py ConfigDict asks for."""
+def model_from_config(config: Any, rngs: nnx.Rngs, *, dtype: str | None = None
+                      ) -> ClarityNetSR:
+  """The model a configs/default.py ConfigDict asks for; `dtype` overrides the
+  config's computation dtype (the benchmark times both)."""
   return create_model(config.model.variant, scale=config.scale,
                       num_neighbors=config.num_neighbors,
                       use_alignment=config.model.use_alignment,
                       use_attention=config.model.use_attention,
-                      dtype=config.model.dtype, rngs=rngs)
+                      dtype=config.model.dtype if dtype is None else dtype, rngs=rngs)
 
 
 def count_params(model: nnx.Module) -> int:

@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from clarity_jax.data import frames
 from clarity_jax import errors
 
 # (name, in_channels, out_channels) of the conv layers, in order; Keras layer names.
@@ -117,11 +116,6 @@ class VGG19(nnx.Module):
       if name in layers:
         out[name] = h
     return out
-
-
-def split_vgg(vgg: VGG19) -> tuple[nnx.GraphDef, nnx.State]:
-  """(graphdef, state): the state goes into a jitted step as a non-trained argument."""
-  return nnx.split(vgg)
 
 
 def vgg_features(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array,

@@ -1,31 +1,30 @@
-"""Throughput benchmarks, printed as one JSON object on stdout.
+"""Throughput benchmarks, each returning a dict of JSON-serialisable results.
 
-  python -m clarity_jax.benchmark --what=input --config=configs/default.py \\
-      [--num_batches=N] [--config.data.num_parallel_calls=2]
-  python -m clarity_jax.benchmark --what=train --config=configs/default.py:variant=base \\
-      [--config.model.dtype=bfloat16]
-  python -m clarity_jax.benchmark --what=inference --config=configs/default.py:variant=base \\
-      [--height=180 --width=320 --inference_batch=8]
-  python -m clarity_jax.benchmark --what=model --config=...   # train + inference + matmul peak
-  python -m clarity_jax.benchmark --what=profile --config=... [--profile_dir=DIR]  # time per stage
-  python -m clarity_jax.benchmark --what=output --config=... [--height=540 --width=960]  # x264
-
---what picks an entry of BENCHMARKS: a function (config, num_batches, warmup) -> dict
-of JSON-serialisable results. Each imports what it needs inside, so TensorFlow is
-imported only for --what=input and the others run where TensorFlow is absent.
+The library of `python -m clarity_jax.benchmark` (clarity_jax/cli/benchmark.py).
+BENCHMARKS maps each --what to a function (config, Settings) -> dict. Each imports
+what it needs inside, so TensorFlow is imported only for 'input' and the others
+run where TensorFlow is absent.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import resource
 import time
 from typing import Any, Callable
 
-from absl import app
-from absl import flags
 import ml_collections
-from ml_collections import config_flags
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What a benchmark runs besides the config: the command's flags."""
+  num_batches: int = 20  # batches (or steps) timed
+  warmup: int = 2  # untimed batches (or steps) first
+  height: int = 180  # inference input (LQ); the output benchmark scales it
+  width: int = 320
+  batch: int = 4  # windows per model call, as enhance --batch
+  profile_dir: str = ''  # 'profile': where the traces go; '': a new temporary folder
 
 
 def _flops(compiled: Any) -> float:
@@ -131,34 +130,30 @@ def train_program(config: ml_collections.ConfigDict
   return compiled, run, info
 
 
-def train_throughput(config: ml_collections.ConfigDict, num_batches: int,
-                     warmup: int) -> dict[str, Any]:
+def train_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device."""
   compiled, run, info = train_program(config)
   flops = _flops(compiled)
-  seconds = _timed(run, num_batches, warmup)
+  seconds = _timed(run, settings.num_batches, settings.warmup)
   return {'what': 'train', **info,
           'step_ms': seconds * 1e3, 'windows_per_s': info['batch'] / seconds,
           'gflops_per_step': flops / 1e9, 'achieved_tflops': flops / seconds / 1e12,
           'peak_memory_bytes': peak_memory_bytes(), 'xla_memory': compiled_memory(compiled)}
 
 
-def inference_program(config: ml_collections.ConfigDict, dtype: str
+def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: Settings
                       ) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
-  """The compiled forward pass on --inference_batch windows of --height x --width.
+  """The compiled forward pass on settings.batch windows of height x width.
 
   Returns (compiled, run, info) as train_program.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from clarity_jax.models import claritynet  # pylint: disable=g-import-not-at-top
-  h, w, b = _HEIGHT.value, _WIDTH.value, _INFERENCE_BATCH.value
+  h, w, b = settings.height, settings.width, settings.batch
   t = 2 * config.num_neighbors + 1
   lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
-  model = claritynet.create_model(
-      config.model.variant, scale=config.scale, num_neighbors=config.num_neighbors,
-      use_alignment=config.model.use_alignment, use_attention=config.model.use_attention,
-      dtype=dtype, rngs=nnx.Rngs(0))
+  model = claritynet.model_from_config(config, nnx.Rngs(0), dtype=dtype)
   graphdef, params = nnx.split(model)
   compiled = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, lq).compile()
   info = {'variant': config.model.variant, 'dtype': dtype, 'batch': b,
@@ -167,15 +162,15 @@ def inference_program(config: ml_collections.ConfigDict, dtype: str
   return compiled, lambda: compiled(params, lq), info
 
 
-def inference_throughput(config: ml_collections.ConfigDict, num_batches: int, warmup: int,
+def inference_throughput(config: ml_collections.ConfigDict, settings: Settings,
                          dtypes: tuple[str, ...] = ('float32', 'bfloat16')) -> dict[str, Any]:
   """Frames/s of the model alone, (h, w) -> (s h, s w), in float32 and bfloat16."""
   out: dict[str, Any] = {'what': 'inference'}
   for dtype in dtypes:
-    compiled, run, info = inference_program(config, dtype)
+    compiled, run, info = inference_program(config, dtype, settings)
     out.update({k: v for k, v in info.items() if k != 'dtype'})
     b = info['batch']
-    seconds = _timed(run, num_batches, warmup)
+    seconds = _timed(run, settings.num_batches, settings.warmup)
     flops = _flops(compiled)
     out[dtype] = {'frames_per_s': b / seconds, 'ms_per_frame': seconds / b * 1e3,
                   'gflops_per_frame': flops / b / 1e9,
@@ -185,33 +180,32 @@ def inference_throughput(config: ml_collections.ConfigDict, num_batches: int, wa
   return out
 
 
-def profile_stages(config: ml_collections.ConfigDict, num_batches: int,
-                   warmup: int) -> dict[str, Any]:
+def profile_stages(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Op time per model stage (flow, warp, encoder, ...) of the train step and of
-  inference in config.model.dtype, from jax.profiler traces (clarity_jax.profiling).
-  The traces stay under --profile_dir for TensorBoard's profile plugin."""
+  inference in config.model.dtype, from jax.profiler traces (tools/profiling.py).
+  The traces stay under settings.profile_dir for TensorBoard's profile plugin."""
   import os  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   from clarity_jax.tools import profiling  # pylint: disable=g-import-not-at-top
-  root = _PROFILE_DIR.value or tempfile.mkdtemp(prefix='clarity_profile_')
+  root = settings.profile_dir or tempfile.mkdtemp(prefix='clarity_profile_')
   out: dict[str, Any] = {'what': 'profile', 'date': time.strftime('%Y-%m-%d'),
                          'device': device_info()}
   for name, (compiled, run, info) in (
       ('train', train_program(config)),
-      ('inference', inference_program(config, config.model.dtype))):
-    seconds = _timed(run, num_batches, warmup)
+      ('inference', inference_program(config, config.model.dtype, settings))):
+    seconds = _timed(run, settings.num_batches, settings.warmup)
     out[name] = {**info, 'ms_per_call': seconds * 1e3,
-                 **profiling.profile(compiled, run, num_batches, os.path.join(root, name))}
+                 **profiling.profile(compiled, run, settings.num_batches,
+                                     os.path.join(root, name))}
   return out
 
 
-def model_benchmarks(config: ml_collections.ConfigDict, num_batches: int,
-                     warmup: int) -> dict[str, Any]:
+def model_benchmarks(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Everything that runs without TensorFlow: device, matmul peak, train, inference."""
   info = device_info()
   peaks = {d: matmul_peak(d) for d in ('bfloat16', 'float32')}
-  train = train_throughput(config, num_batches, warmup)
-  inference = inference_throughput(config, num_batches, warmup)
+  train = train_throughput(config, settings)
+  inference = inference_throughput(config, settings)
   compute = 'bfloat16' if config.model.dtype == 'bfloat16' else 'float32'
   train['share_of_measured_peak'] = train['achieved_tflops'] / peaks[compute]
   for dtype in ('float32', 'bfloat16'):
@@ -221,8 +215,7 @@ def model_benchmarks(config: ml_collections.ConfigDict, num_batches: int,
           'measured_matmul_peak_tflops': peaks, 'train': train, 'inference': inference}
 
 
-def output_throughput(config: ml_collections.ConfigDict, num_batches: int,
-                      warmup: int) -> dict[str, Any]:
+def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Frames/s of enhance's host-side output path at the output size (s h, s w):
   float -> uint8 and the x264 encode of `video_io.VideoWriter` at enhance's
   defaults. A restored video can go no faster than this, whatever the accelerator.
@@ -237,7 +230,8 @@ def output_throughput(config: ml_collections.ConfigDict, num_batches: int,
   import skimage.data  # pylint: disable=g-import-not-at-top
   from clarity_jax.data import video_io  # pylint: disable=g-import-not-at-top
   s = config.scale
-  h, w = s * _HEIGHT.value, s * _WIDTH.value
+  h, w = s * settings.height, s * settings.width
+  num_batches, warmup = settings.num_batches, settings.warmup
   n = warmup + num_batches
   photo = cv2.resize(skimage.data.astronaut(), (w + 3 * n, h), interpolation=cv2.INTER_CUBIC)
   frames = [photo[:, 3 * i:3 * i + w].astype(np.float32) / 255.0 for i in range(n)]
@@ -261,14 +255,13 @@ def output_throughput(config: ml_collections.ConfigDict, num_batches: int,
   return out
 
 
-def input_throughput(config: ml_collections.ConfigDict, num_batches: int,
-                     warmup: int) -> dict[str, Any]:
+def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Windows/s of the tf.data training pipeline on this host (full degradation)."""
   from clarity_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.measure_throughput(config, num_batches, warmup)
+  return pipeline.measure_throughput(config, settings.num_batches, settings.warmup)
 
 
-Benchmark = Callable[[ml_collections.ConfigDict, int, int], dict[str, Any]]
+Benchmark = Callable[[ml_collections.ConfigDict, Settings], dict[str, Any]]
 BENCHMARKS: dict[str, Benchmark] = {
     'input': input_throughput,
     'train': train_throughput,
@@ -288,29 +281,3 @@ PEAK_TFLOPS: dict[str, tuple[float, float | None]] = {
     'TPU v5p': (459.0, None),
     'TPU v5': (459.0, None),
 }
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
-                                          lock_config=True)
-_WHAT = flags.DEFINE_enum('what', 'input', list(BENCHMARKS), 'What to benchmark.')
-_NUM_BATCHES = flags.DEFINE_integer('num_batches', 20, 'Batches (or steps) to time.',
-                                    lower_bound=1)
-_HEIGHT = flags.DEFINE_integer('height', 180, 'Inference input height (LQ).')
-_WIDTH = flags.DEFINE_integer('width', 320, 'Inference input width (LQ).')
-_INFERENCE_BATCH = flags.DEFINE_integer('inference_batch', 4, 'Windows per inference call.')
-_PROFILE_DIR = flags.DEFINE_string('profile_dir', '', '--what=profile: where the traces go '
-                                   '(default: a new temporary folder).')
-_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed batches (or steps) first.',
-                               lower_bound=0)
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if _CONFIG.value is None:
-    raise app.UsageError('--config is required, e.g. --config=configs/default.py')
-  result = BENCHMARKS[_WHAT.value](_CONFIG.value, _NUM_BATCHES.value, _WARMUP.value)
-  print(json.dumps(result), flush=True)
-
-
-if __name__ == '__main__':
-  app.run(main)

@@ -19,8 +19,6 @@ import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -82,7 +80,8 @@ def evaluate(eval_fn, params: state_lib.Params, mesh, eval_batches: Iterable[dic
       sums[key] += float(scalars[key])
     count += out['output'].shape[0]
     if picture is None:
-      picture = (sharding.local_rows(out['bicubic']), sharding.local_rows(out['output']), local['hr'])
+      picture = (sharding.local_rows(out['bicubic']), sharding.local_rows(out['output']),
+                 local['hr'])
   return {k: v / max(count, 1) for k, v in sums.items()}, picture
 
 
@@ -137,6 +136,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   config_lib.validate(config)
   epath.Path(workdir, 'samples').mkdir(parents=True, exist_ok=True)  # local or gs://
   is_chief = jax.process_index() == 0
+  # clu's writers import TensorFlow (tf.summary): only when a run starts, so that
+  # this module, like the step, imports where TensorFlow is absent.
+  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
   mesh = sharding.make_mesh(config.mesh.space)
   logging.info('Mesh %s over %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),

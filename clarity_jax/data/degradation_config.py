@@ -1,0 +1,58 @@
+"""The default degradation model: what training and `clarity_jax.degrade` apply.
+
+It lives in the package, not in configs/, because the package runs without the
+repository (a plain `pip install .` ships no configs/): configs/default.py takes
+its `config.degradation` from here, and so does the degrade command.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Eq. (1) y = C((x * k) downsampled by s + n), Real-ESRGAN-style ranges.
+
+  Ranges are (low, high), sampled once per window; within a window each parameter
+  drifts smoothly from frame to frame by at most `drift` of its range, so the five
+  frames of a window look as if one shaking camera took them.
+  """
+  d = ml_collections.ConfigDict()
+  # Blur kernel k (in HR pixels). Types and their sampling probabilities.
+  d.blur_prob = 0.9
+  d.kernel_size_range = (7, 21)  # odd sizes only
+  d.kernel_types = ('motion', 'defocus', 'gaussian_iso', 'gaussian_aniso',
+                    'generalized', 'plateau', 'sinc')
+  d.kernel_probs = (0.35, 0.15, 0.15, 0.15, 0.1, 0.05, 0.05)
+  d.gaussian_sigma_range = (0.2, 3.0)
+  d.motion_length_range = (3.0, 21.0)  # trajectory length, HR pixels
+  d.defocus_radius_range = (1.0, 5.0)
+  d.generalized_beta_range = (0.5, 4.0)
+  d.plateau_beta_range = (1.0, 2.0)
+  d.sinc_cutoff_range = (1.0, 3.1)  # omega_c in radians, as Real-ESRGAN (pi/3..pi)
+  # Downsampling by config.scale, the interpolation picked at random per window.
+  d.resize_modes = ('bicubic', 'area', 'bilinear')
+  d.resize_probs = (0.5, 0.25, 0.25)
+  # Noise n: Gaussian (sigma in [0, 255] units) or Poisson; gray (luma only) noise
+  # some of the time.
+  d.noise_prob = 0.8
+  d.gaussian_sigma255_range = (1.0, 30.0)
+  d.poisson_prob = 0.3  # share of noisy windows using Poisson instead of Gaussian
+  d.poisson_scale_range = (0.05, 3.0)
+  d.gray_noise_prob = 0.4
+  # Compression C: JPEG per frame at a random quality, then (as RealBasicVSR: JPEG,
+  # then a video codec) H.264 over the whole window, at one CRF per window, for a
+  # share of the windows: real footage (CCTV, drones, dashcams, streams) is
+  # codec-compressed. CRF 18 is near transparent, 28-38 the blocking, smearing and
+  # lost texture of low-bitrate streams. The codec costs 4-5 CPU-ms per 5 x 64 x 64
+  # window it runs on (about 2 ms on average at 0.4, next to ~37 ms for the rest of
+  # the window: docs/performance.md). `clarity_jax.degrade` (evaluation sets)
+  # uses the same CRF range with the codec on every clip (--codec).
+  d.jpeg_prob = 0.8
+  d.jpeg_quality_range = (30, 95)
+  d.video_codec_prob = 0.4
+  d.video_codec = 'libx264'
+  d.video_crf_range = (18, 38)  # inclusive, uniform over integers
+  # Optional second round of blur / resize / noise / JPEG (Real-ESRGAN).
+  d.second_round_prob = 0.0
+  # Temporal coherence: maximum frame-to-frame drift, as a share of each range.
+  d.drift = 0.1
+  return d

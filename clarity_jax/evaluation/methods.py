@@ -1,0 +1,119 @@
+"""The methods compared: the bicubic baseline, bundles, training workdirs, cascades.
+
+A method takes LQ frames to frames at the data's scale. `A+B` runs A then B on A's
+output (two-stage deblur -> SR), each stage with its own sliding window over the
+whole clip, as two separate programs would; a method whose scales multiply to less
+than the data's (a scale-1 deblur bundle on x4 data) is followed by bicubic
+upsampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from clarity_jax.evaluation import clips as clips_lib
+from clarity_jax.inference import restorer as restorer_lib
+from clarity_jax.models import bicubic
+
+BICUBIC = 'bicubic'
+# The baseline's recorded definition (metrics.json, results.md).
+BICUBIC_INTERPOLATION = ("Keys cubic a = -0.5 (models/bicubic.py, the model's own skip), "
+                         'clipped to [0, 1]')
+
+
+@dataclasses.dataclass
+class Method:
+  """A named way from LQ frames to frames at the data's scale.
+
+  `stages` run in sequence, each with its own sliding window over the previous
+  stage's output frames (a two-stage cascade restores whole clips stage by stage,
+  as two separate programs would); `upscale` is the bicubic factor applied last
+  (the data's scale for the bicubic baseline, 4 after a scale-1 deblur network
+  on x4 data, else 1).
+  """
+  name: str
+  stages: list[restorer_lib.Restorer]
+  upscale: int
+  info: dict[str, Any]
+
+  def restore(self, lq: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Float32 frames in [0, 1], one per input frame, streaming."""
+    stream = iter(lq)
+    for restorer in self.stages:
+      stream = (out for _, out in restorer_lib.restore_frames(restorer, stream))
+    for frame in stream:
+      yield bicubic.upsample_frame(frame, self.upscale) if self.upscale > 1 else frame
+
+
+def bicubic_method(scale: int) -> Method:
+  """The baseline: the LQ frame upsampled by the model's own bicubic skip."""
+  return Method(BICUBIC, [], scale, {'kind': 'bicubic',
+                                     'interpolation': BICUBIC_INTERPOLATION})
+
+
+def _bundle_stage(path: str, dtype: str, **restorer_kw: Any
+                  ) -> tuple[restorer_lib.Restorer, dict[str, Any]]:
+  restorer, info = restorer_lib.Restorer.from_bundle(path, dtype, **restorer_kw)
+  spec = info.model
+  return restorer, {'bundle': path, 'variant': spec.variant, 'scale': spec.scale,
+                    'num_neighbors': spec.num_neighbors,
+                    'use_alignment': spec.use_alignment,
+                    'use_attention': spec.use_attention, 'step': info.step,
+                    'weights': info.weights, 'params_sha256': info.params_sha256}
+
+
+def _workdir_stage(path: str, **restorer_kw: Any
+                   ) -> tuple[restorer_lib.Restorer, dict[str, Any]]:
+  """A training workdir's latest checkpoint, read as export reads it; it computes
+  in its config's dtype."""
+  # pylint: disable=g-import-not-at-top  (orbax: only for workdirs)
+  from clarity_jax.train import checkpoints
+  from clarity_jax.train import state as state_lib
+  # pylint: enable=g-import-not-at-top
+  params, config, step, weights = checkpoints.restore_params(path)
+  restorer = restorer_lib.Restorer(state_lib.model_graphdef(config), params,
+                                   scale=config.scale, num_neighbors=config.num_neighbors,
+                                   **restorer_kw)
+  return restorer, {'workdir': path, 'variant': config.model.variant,
+                    'scale': config.scale, 'num_neighbors': config.num_neighbors,
+                    'use_alignment': config.model.use_alignment,
+                    'use_attention': config.model.use_attention, 'step': step,
+                    'weights': weights}
+
+
+def load_method(spec: str, scale: int, *, kind: str = 'bundle', name: str | None = None,
+                dtype: str = 'float32', tile: int = 0, tile_overlap: int = 16,
+                batch: int = 1) -> Method:
+  """A method from `PATH` or `PATH1+PATH2` (bundles, or workdirs with kind='workdir').
+
+  `dtype` is the computation dtype of bundles; a workdir computes in its config's.
+  """
+  paths = spec.split('+')
+  if not all(paths):
+    raise clips_lib.EvaluateError(spec, 'empty stage in a +-separated method')
+  restorer_kw = dict(tile=tile, tile_overlap=tile_overlap, batch=batch)
+  stages, infos = [], []
+  for path in paths:
+    if kind == 'bundle':
+      restorer, info = _bundle_stage(path, dtype, **restorer_kw)
+    else:
+      restorer, info = _workdir_stage(path, **restorer_kw)
+    stages.append(restorer)
+    infos.append(info)
+  total = math.prod(r.scale for r in stages)
+  if scale % total:
+    raise clips_lib.EvaluateError(paths[-1], f'the method {spec!r} upscales x{total}, '
+                                  f'which does not fit x{scale} data')
+  upscale = scale // total
+  if name is None:
+    name = ' -> '.join(Path(p).name for p in paths)
+    if upscale > 1:
+      name += ' + bicubic'
+  return Method(name, stages, upscale, {
+      'kind': 'two-stage' if len(stages) > 1 else kind, 'stages': infos,
+      'bicubic_after': upscale})

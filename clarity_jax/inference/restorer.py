@@ -1,0 +1,227 @@
+"""The restoration engine: frames of any length and size through a fixed-shape network.
+
+How a frame of any length of video and any size is restored:
+  - time: a sliding window of 2K+1 frames with reflected edges (frame 0 sees
+    frames 2,1,0,1,2 for K=2), so the output has exactly as many frames as the
+    input; only a ring buffer of 2K+1 decoded frames is kept, so memory does not
+    grow with the video's length (frames are read, restored and written as they go);
+  - space: overlapping tiles of `tile` LQ pixels, all of the same shape (the last
+    row and column of tiles are shifted back inside the frame rather than padded),
+    so jit compiles once per video; tiles are cross-faded with raised-cosine
+    ramps in the middle of each overlap (the quarter nearest a tile's edge, which
+    saw the tile's artificial border, is dropped), so no seam is visible;
+  - throughput: `batch` windows go through the network at once and the next tile
+    is dispatched before the previous one is copied back.
+
+enhance.py streams files through it; evaluation restores its clips with it.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import itertools
+import os
+from typing import Any, Iterable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from clarity_jax import errors
+from clarity_jax.data import sources
+from clarity_jax.inference import bundle as bundle_lib
+
+
+class EnhanceError(errors.PathError):
+  """Flags or paths that cannot work together: '<flag or path>: <what>'."""
+
+
+# ---------------------------------------------------------------- time: windows
+
+
+def temporal_windows(frames: Iterable[np.ndarray], k: int
+                     ) -> Iterator[tuple[np.ndarray, ...]]:
+  """The 2K+1 frames centred on every frame in turn, edges reflected.
+
+  Streams: holds only frames t-K .. t+K (a ring buffer), reading K frames ahead.
+  Windows are tuples of references into that buffer, not stacked copies: at 4K
+  a copy per window would cost more than the buffer itself. The length of the
+  stream is learnt when it ends, which is exactly when the reflection at the
+  far end is needed.
+  """
+  source = iter(frames)
+  buffer: dict[int, np.ndarray] = {}
+  n = None  # number of frames, once the source is exhausted
+  read = 0
+  t = 0
+  while True:
+    while n is None and read <= t + k:
+      try:
+        buffer[read] = next(source)
+        read += 1
+      except StopIteration:
+        n = read
+    if n is not None and t >= n:
+      return
+    # Before the end is known every index <= t+K has been read; negative ones
+    # mirror to at most K.
+    offsets = np.arange(t - k, t + k + 1)
+    indices = sources.reflect_indices(offsets, n) if n is not None else np.abs(offsets)
+    yield tuple(buffer[int(i)] for i in indices)
+    buffer.pop(t - k, None)
+    t += 1
+
+
+# --------------------------------------------------------------- space: tiles
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+  """Start offsets of tiles of `tile` pixels covering [0, size), the last one flush
+  with the end (shifted back, never padded: every tile sees real pixels)."""
+  if tile >= size:
+    return [0]
+  stride = tile - overlap
+  starts = list(range(0, size - tile, stride))
+  return starts + [size - tile]
+
+
+def blend_ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarray:
+  """1-D tile weights for sides that meet another tile over `overlap` pixels.
+
+  The outer quarter of the overlap gets weight 0 (those pixels saw the tile's
+  artificial border, whose influence is strongest there), the middle half a
+  raised-cosine ramp, the rest 1; sides on the frame border are not faded.
+  Two tiles overlapping by exactly `overlap` get sin^2 and cos^2 over the same
+  pixels, which sum to one; longer overlaps (the shifted last tile) are
+  normalised by the weight sum, which the inner 1-region keeps positive.
+  """
+  margin = overlap // 4
+  ramp = overlap - 2 * margin
+  w = np.ones(length, np.float32)
+  if ramp > 0:
+    up = np.concatenate([
+        np.zeros(margin, np.float32),
+        np.sin(0.5 * np.pi * (np.arange(ramp, dtype=np.float32) + 0.5) / ramp) ** 2,
+        np.ones(overlap - margin - ramp, np.float32)])
+    if fade_in:
+      w[:overlap] *= up
+    if fade_out:
+      w[length - overlap:] *= up[::-1]
+  return w
+
+
+def _axis_weights(size: int, tile: int, overlap: int, scale: int
+                  ) -> tuple[list[int], list[np.ndarray], np.ndarray]:
+  """Tile starts along one axis, their output-resolution ramps and 1 / their sum."""
+  starts = tile_starts(size, tile, overlap)
+  ramps = [blend_ramp(scale * tile, scale * overlap, s > 0, s + tile < size)
+           for s in starts]
+  total = np.zeros(scale * size, np.float32)
+  for s, r in zip(starts, ramps):
+    total[scale * s:scale * (s + tile)] += r
+  return starts, ramps, 1.0 / total
+
+
+# ------------------------------------------------------------------ the engine
+
+
+@functools.partial(jax.jit, static_argnames='graphdef')
+def _restore_tiles(params: Any, lq: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:
+  """One batch of tiles through the network. Module-level, keyed by the graph: every
+  Restorer of a model shares the compiled programs."""
+  return jnp.clip(nnx.merge(graphdef, params)(lq), 0.0, 1.0)
+
+
+class Restorer:
+  """Restores batches of windows of any size with one compiled program per shape.
+
+  Tiles are cut from the frames of each window as they are needed (a [batch,
+  2K+1, tile, tile, 3] array at a time), so the only full-size arrays are the
+  decoded frames and one float32 accumulator per restored frame. The weight sum
+  of a tile grid is separable (a product of per-axis sums), so blending needs
+  two 1-D normalisers instead of a full-frame weight map.
+  """
+
+  def __init__(self, graphdef: nnx.GraphDef, params: Any, *, scale: int,
+               num_neighbors: int, tile: int = 256, tile_overlap: int = 16, batch: int = 4):
+    if tile and not 2 * tile_overlap < tile:
+      raise EnhanceError(f'--tile_overlap: {tile_overlap} must be less than half of '
+                         f'--tile ({tile})')
+    if batch < 1:
+      raise EnhanceError(f'--batch: must be >= 1, got {batch}')
+    self.scale, self.num_neighbors = scale, num_neighbors
+    self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
+    self.graphdef = graphdef
+    self.params = jax.device_put(params)
+    self._weights: dict[tuple[int, int], Any] = {}
+
+  @classmethod
+  def from_bundle(cls, path: str | os.PathLike, dtype: str = 'float32', **kwargs
+                  ) -> tuple['Restorer', bundle_lib.BundleInfo]:
+    graphdef, params, info = bundle_lib.load_params(path, dtype)
+    return cls(graphdef, params, scale=info.model.scale,
+               num_neighbors=info.model.num_neighbors, **kwargs), info
+
+  def tile_shape(self, h: int, w: int) -> tuple[int, int]:
+    return (min(self.tile, h), min(self.tile, w)) if self.tile else (h, w)
+
+  def __call__(self, windows: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """Restores up to `batch` windows (each 2K+1 float [h, w, 3] frames in [0, 1],
+    e.g. a [n, 2K+1, h, w, 3] array) -> n float32 [s h, s w, 3] frames in [0, 1].
+
+    Each restored frame is its own array, so a caller holding one frame does not
+    keep a whole batch alive.
+    """
+    n, t = len(windows), len(windows[0])
+    h, w = windows[0][0].shape[:2]
+    if not 0 < n <= self.batch or t != 2 * self.num_neighbors + 1:
+      raise ValueError(f'Restorer: want 1..{self.batch} windows of '
+                       f'{2 * self.num_neighbors + 1} frames, got {n} of {t}')
+    # A short last batch repeats its last window: the same shape, no recompilation.
+    padded = list(windows) + [windows[-1]] * (self.batch - n)
+    th, tw = self.tile_shape(h, w)
+    if (h, w) not in self._weights:
+      self._weights[(h, w)] = (_axis_weights(h, th, self.tile_overlap, self.scale),
+                               _axis_weights(w, tw, self.tile_overlap, self.scale))
+    (ys, ramps_y, norm_y), (xs, ramps_x, norm_x) = self._weights[(h, w)]
+    s = self.scale
+    out = [np.zeros((s * h, s * w, 3), np.float32) for _ in range(n)]
+    pending = collections.deque()
+    for (y, ry), (x, rx) in itertools.product(zip(ys, ramps_y), zip(xs, ramps_x)):
+      lq = np.stack([np.stack([f[y:y + th, x:x + tw] for f in win]) for win in padded])
+      # Dispatch is asynchronous: this tile computes while the last one is blended.
+      pending.append((y, x, ry, rx, _restore_tiles(self.params, lq.astype(np.float32),
+                                                   graphdef=self.graphdef)))
+      if len(pending) > 1:
+        self._blend(out, *pending.popleft())
+    while pending:
+      self._blend(out, *pending.popleft())
+    for frame in out:
+      frame *= norm_y[:, None, None]
+      frame *= norm_x[None, :, None]
+    return out
+
+  def _blend(self, out: list[np.ndarray], y: int, x: int, ry: np.ndarray, rx: np.ndarray,
+             restored: jax.Array) -> None:
+    s = self.scale
+    tiles = np.asarray(restored)
+    th, tw = tiles.shape[1:3]
+    weight = ry[:, None, None] * rx[None, :, None]
+    for frame, tile in zip(out, tiles):  # padded windows beyond len(out) are dropped
+      frame[s * y:s * y + th, s * x:s * x + tw] += tile * weight
+
+
+def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray]
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """(LQ frame, restored frame) for every input frame, in order, streaming."""
+  k = restorer.num_neighbors
+  batch: list[tuple[np.ndarray, ...]] = []
+  for window in temporal_windows(frames, k):
+    batch.append(window)
+    if len(batch) == restorer.batch:
+      yield from zip((w[k] for w in batch), restorer(batch))
+      batch = []
+  if batch:
+    yield from zip((w[k] for w in batch), restorer(batch))

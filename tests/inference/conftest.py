@@ -1,0 +1,72 @@
+"""Fixtures of the inference tests: one tiny untrained network and its bundle, real-photo
+windows to restore, and a jitted forward pass."""
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+import skimage.data
+
+from clarity_jax.inference import bundle
+from clarity_jax.inference import restorer
+
+# The tiny network's scale and K (test files read them as tiny_model.scale, .k).
+SCALE, K = 2, 1
+
+
+class TinyModel:
+  """A randomly initialised tiny ClarityNetSR (K=1, x2), its bundle and two ways
+  through it: the Restorer (tiles, batches) and the network on whole windows."""
+
+  def __init__(self, path, graphdef, params):
+    self.path, self.graphdef, self.params = path, graphdef, params
+    self.scale, self.k = SCALE, K
+    self._forward = jax.jit(lambda p, x: jnp.clip(nnx.merge(graphdef, p)(x), 0, 1))
+
+  def restorer(self, **kwargs) -> restorer.Restorer:
+    return restorer.Restorer(self.graphdef, self.params, scale=SCALE, num_neighbors=K,
+                             **kwargs)
+
+  def reference(self, windows: np.ndarray) -> np.ndarray:
+    """The network applied to whole windows directly: what tiling must reproduce."""
+    return np.asarray(self._forward(self.params, windows))
+
+
+@pytest.fixture(scope='session')
+def tiny_model(tmp_path_factory, random_params) -> TinyModel:
+  """Untrained, but a real network: its output is far from bicubic and its
+  receptive field (flow pyramid, half-resolution attention) reaches well past a
+  tile's edge, so tiling has something to get wrong."""
+  spec = bundle.ModelSpec('tiny', scale=SCALE, num_neighbors=K)
+  graphdef, params = random_params(spec, seed=1)
+  path = tmp_path_factory.mktemp('bundle') / 'tiny_x2'
+  bundle.save_bundle(path, spec, params, step=0)
+  return TinyModel(path, graphdef, params)
+
+
+def _photo_windows(n: int, h: int, w: int) -> np.ndarray:
+  """[n, 3, h, w, 3] windows of a real photograph panning (skimage astronaut)."""
+  img = cv2.resize(skimage.data.astronaut(), (w + 4 * (n + 2), h + 3 * (n + 2)),
+                   interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+  seq = [img[3 * t:3 * t + h, 4 * t:4 * t + w] for t in range(n + 2)]
+  return np.stack([np.stack(seq[t:t + 3]) for t in range(n)])
+
+
+@pytest.fixture(scope='session')
+def photo_windows():
+  """photo_windows(n, h, w) -> [n, 3, h, w, 3] float32 windows of a panning photo."""
+  return _photo_windows
+
+
+@jax.jit(static_argnums=0)
+def _forward(graphdef, state, window):
+  return nnx.merge(graphdef, state)(window)
+
+
+@pytest.fixture(scope='session')
+def forward():
+  """forward(model, window) -> np.ndarray: an nnx model's forward pass, jitted
+  (eager NNX runs op by op: slow on 2 cores)."""
+  return lambda model, window: np.asarray(_forward(*nnx.split(model), window))

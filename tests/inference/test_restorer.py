@@ -1,0 +1,179 @@
+"""The restoration engine: reflected windows, streaming, tiles and their blending."""
+
+import weakref
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from clarity_jax.inference import restorer
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+  return 10 * np.log10(peak ** 2 / mse)
+
+
+# ------------------------------------------------------------------ windows
+
+
+@pytest.mark.parametrize('k', [0, 1, 2, 3])
+def test_windows_reflect_like_numpy(k):
+  for n in range(1, 10):
+    clip = [np.full((1, 1, 3), i, np.float32) for i in range(n)]
+    got = np.stack([np.stack(w)[:, 0, 0, 0] for w in restorer.temporal_windows(clip, k)])
+    padded = np.pad(np.arange(n), k, mode='reflect')  # numpy's reflect: 2,1,0,1,2
+    want = np.stack([padded[t:t + 2 * k + 1] for t in range(n)])
+    np.testing.assert_array_equal(got, want, err_msg=f'n={n}, k={k}')
+
+
+def test_windows_keep_only_a_ring_buffer():
+  """At most 2K+1 decoded frames alive and K frames of read-ahead, however long
+  the clip: memory cannot grow with its length."""
+  k, n = 2, 40
+  produced: list[weakref.ref] = []
+  consumed = 0
+
+  def clip():
+    nonlocal consumed
+    for i in range(n):
+      frame = np.full((4, 4, 3), i, np.float32)
+      produced.append(weakref.ref(frame))
+      consumed += 1
+      yield frame
+      del frame
+
+  for t, window in enumerate(restorer.temporal_windows(clip(), k)):
+    alive = sum(r() is not None for r in produced)
+    assert alive <= 2 * k + 1, (t, alive)
+    assert consumed <= min(t + k + 1, n)
+    assert len(window) == 2 * k + 1 and window[k][0, 0, 0] == t
+  assert t == n - 1
+
+
+def test_restore_frames_streams_in_order(tiny_model, photo_windows):
+  """The whole engine reads at most batch + K frames ahead of what it returns."""
+  k = tiny_model.k
+  r = tiny_model.restorer(tile=0, batch=3)
+  windows = photo_windows(10, 16, 20)
+  clip = [w[1] for w in windows]  # 10 consecutive frames
+  consumed = 0
+  decoded: list[weakref.ref] = []
+
+  def source():  # fresh arrays, as a decoder hands them out
+    nonlocal consumed
+    for f in clip:
+      consumed += 1
+      frame = f.copy()
+      decoded.append(weakref.ref(frame))
+      yield frame
+      del frame
+
+  outputs = []
+  for i, (lq, out) in enumerate(restorer.restore_frames(r, source())):
+    assert consumed - i <= r.batch + k + 1
+    assert sum(ref() is not None for ref in decoded) <= r.batch + 2 * k + 1
+    np.testing.assert_array_equal(lq, clip[i])
+    outputs.append(out)
+    del lq
+  assert len(outputs) == len(clip)
+  # Frame 0's window is reflected: (1, 0, 1).
+  first = tiny_model.reference(np.stack([clip[1], clip[0], clip[1]])[None])[0]
+  np.testing.assert_allclose(outputs[0], first, atol=1e-5)
+  middle = tiny_model.reference(np.stack(clip[4:7])[None])[0]
+  np.testing.assert_allclose(outputs[5], middle, atol=1e-5)
+
+
+# -------------------------------------------------------------------- tiles
+
+
+def test_tile_grid_covers_the_frame_with_equal_tiles():
+  assert restorer.tile_starts(100, 48, 12) == [0, 36, 52]
+  assert restorer.tile_starts(40, 48, 12) == [0]
+  for size, tile, overlap in [(100, 48, 12), (257, 64, 16), (64, 64, 8), (65, 64, 8)]:
+    starts = restorer.tile_starts(size, tile, overlap)
+    covered = np.zeros(size, bool)
+    for s in starts:
+      assert 0 <= s and s + tile <= size  # never outside: every tile the same shape
+      covered[s:s + tile] = True
+    assert covered.all()
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_raised_cosine_ramps_cross_fade_to_one():
+  overlap = 8  # an outer quarter dropped (2 px), a 4 px ramp, then full weight
+  left = restorer.blend_ramp(32, overlap, fade_in=False, fade_out=True)
+  right = restorer.blend_ramp(32, overlap, fade_in=True, fade_out=False)
+  # Two tiles overlapping by exactly `overlap` pixels: weights sum to 1 there.
+  np.testing.assert_allclose(left[-overlap:] + right[:overlap], 1.0, atol=1e-6)
+  i = np.arange(4) + 0.5
+  np.testing.assert_allclose(right[:overlap], [0, 0, *np.sin(np.pi / 2 * i / 4) ** 2, 1, 1],
+                             atol=1e-6)
+  assert (left[:-overlap] == 1).all() and (right[overlap:] == 1).all()  # frame borders
+  # Every pixel of any grid gets a positive total weight (no division by zero),
+  # shifted last tiles included.
+  for size, tile, ov in [(100, 48, 12), (257, 64, 16), (65, 64, 8), (130, 64, 31)]:
+    total = np.zeros(size)
+    for s in restorer.tile_starts(size, tile, ov):
+      total[s:s + tile] += restorer.blend_ramp(tile, ov, s > 0, s + tile < size)
+    assert total.min() > 0.5, (size, tile, ov)
+
+
+def test_untiled_restorer_is_the_network(tiny_model, photo_windows):
+  s = tiny_model.scale
+  windows = photo_windows(3, 20, 28)
+  want = tiny_model.reference(windows)
+  r = tiny_model.restorer(tile=0, batch=4)  # 3 windows: a short batch, padded
+  got = r(windows)
+  assert len(got) == 3 and all(f.shape == (s * 20, s * 28, 3) for f in got)
+  assert all(f.dtype == np.float32 for f in got)
+  np.testing.assert_allclose(np.stack(got), want, atol=1e-5)
+  one_at_a_time = tiny_model.restorer(tile=0, batch=1)
+  np.testing.assert_allclose(np.stack([one_at_a_time([w])[0] for w in windows]),
+                             np.stack(got), atol=1e-5)
+
+
+def _seam_profile(tiled: np.ndarray, untiled: np.ndarray) -> float:
+  """The worst mean |difference| along any output row or column: a seam is a
+  line of error, which a per-pixel average would dilute."""
+  d = np.abs(tiled - untiled).mean(axis=-1)  # [B, H, W]
+  return float(max(d.mean(axis=1).max(), d.mean(axis=2).max()))
+
+
+def test_tiled_output_matches_untiled_without_seams(tiny_model, photo_windows):
+  windows = photo_windows(2, 72, 100)  # larger than the 48-pixel tile both ways
+  untiled = np.stack(tiny_model.restorer(tile=0, batch=2)(windows))
+  # enhance's default overlap (16) on a 3x2 grid with shifted last tiles.
+  tiled = np.stack(tiny_model.restorer(tile=48, tile_overlap=16, batch=2)(windows))
+  assert psnr(tiled, untiled) > 45
+  assert _seam_profile(tiled, untiled) < 1 / 255  # under one 8-bit level on any line
+  # The same measure does see seams: tiles that merely abut (no overlap, no blend).
+  abutting = np.stack(tiny_model.restorer(tile=48, tile_overlap=0, batch=2)(windows))
+  assert _seam_profile(abutting, untiled) > 5 / 255
+  assert psnr(abutting, untiled) < psnr(tiled, untiled) - 10
+
+
+def test_one_compiled_program_per_tile_shape(tiny_model, photo_windows, monkeypatch):
+  """Every tile of every batch, short batches and other frame sizes included, runs
+  one program: the engine's network call, jitted afresh under a trace limit."""
+  chex.clear_trace_counter()
+  counted = jax.jit(chex.assert_max_traces(restorer._restore_tiles.__wrapped__, n=1),
+                    static_argnames='graphdef')
+  monkeypatch.setattr(restorer, '_restore_tiles', counted)
+  windows = photo_windows(2, 72, 100)
+  other = tiny_model.restorer(tile=40, tile_overlap=8, batch=2)
+  other(windows)
+  other(windows[:1])
+  other(windows[::-1, :, :50, :70])  # another frame size, the same tile shape
+  # It was traced exactly once above: a new tile shape is the second trace.
+  with pytest.raises(AssertionError, match='traced > 1 times'):
+    tiny_model.restorer(tile=32, tile_overlap=8, batch=2)(windows)
+
+
+def test_tile_flags_are_checked(tiny_model):
+  with pytest.raises(restorer.EnhanceError,
+                     match='^--tile_overlap: 16 must be less than half'):
+    tiny_model.restorer(tile=32, tile_overlap=16)
+  with pytest.raises(restorer.EnhanceError, match='^--batch: must be >= 1, got 0'):
+    tiny_model.restorer(batch=0)

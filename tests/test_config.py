@@ -1,0 +1,34 @@
+"""config.py: configs loaded by path, dotted overrides, one-line field errors."""
+
+import pytest
+
+from clarity_jax import config as config_lib
+from clarity_jax import errors
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('scale', 3, 'config.scale: must be 1, 2 or 4'),
+    ('num_neighbors', -1, 'config.num_neighbors: K must be an integer >= 0'),
+    ('data.source', 'frame_folders', 'config.data.path: is empty'),
+    ('batch_size', 0, 'config.batch_size: must be positive'),
+])
+def test_config_errors_name_the_field(tiny_config, field, value, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    config_lib.validate(tiny_config(**{field.replace('.', '__'): value}))
+
+
+def test_variants_load_their_base_config_by_path(repo):
+  base = config_lib.get_config(repo / 'configs' / 'default.py', 'runlocal')
+  single = config_lib.get_config(repo / 'configs' / 'single_frame.py', 'runlocal')
+  assert single.num_neighbors == 0 and base.num_neighbors == 2
+  assert single.model.variant == base.model.variant
+  with pytest.raises(FileNotFoundError, match='not a Python config file'):
+    config_lib.load_module(repo / 'configs')
+
+
+def test_override_sets_dotted_fields(load_config):
+  config = config_lib.override(load_config('runlocal'), {'data.crop_size': 16, 'scale': 2})
+  assert (config.data.crop_size, config.scale) == (16, 2)
+  for field in ('data.no_such_field', 'scale.x'):
+    with pytest.raises(errors.ConfigError, match=f'config.{field}: no such field'):
+      config_lib.override(config, {field: 1})

@@ -1,0 +1,94 @@
+"""The benchmark runs without TensorFlow and prints every field as one JSON object."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# The command with TensorFlow made unimportable, as on the GPU machine. A script of
+# its own process: blocking TensorFlow here would break the other tests' imports.
+RUN_WITHOUT_TF = r'''
+import sys
+sys.modules['tensorflow'] = None
+sys.modules['tensorflow_datasets'] = None
+from absl import app
+from clarity_jax.cli import benchmark
+sys.argv = ['benchmark'] + sys.argv[1:]
+app.run(benchmark.main)
+'''
+
+
+def test_model_benchmark_without_tensorflow(repo):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run(
+      [sys.executable, '-c', RUN_WITHOUT_TF, '--what=model',
+       '--config=configs/default.py:runlocal', '--config.model.variant=tiny',
+       '--config.num_neighbors=1', '--config.batch_size=2', '--config.data.crop_size=16',
+       '--num_batches=2', '--warmup=1', '--height=24', '--width=40', '--batch=2'],
+      cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert set(result) == {'what', 'date', 'device', 'measured_matmul_peak_tflops', 'train',
+                         'inference'}
+  train, inference = result['train'], result['inference']
+  assert train['windows_per_s'] * train['step_ms'] / 1e3 == pytest.approx(2, rel=1e-6)
+  assert train['gflops_per_step'] > 0 and train['achieved_tflops'] > 0
+  assert 0 < train['share_of_measured_peak']
+  assert inference['output'] == [96, 160] and inference['batch'] == 2
+  for dtype in ('float32', 'bfloat16'):
+    assert inference[dtype]['frames_per_s'] > 0
+    assert inference[dtype]['gflops_per_frame'] > 0
+  assert result['measured_matmul_peak_tflops']['float32'] > 0
+  assert train['peak_memory_bytes'] > 0
+  assert train['init_s'] > 0 and train['compile_s'] > 0
+  assert train['xla_memory']['alias'] > 0  # the state is donated: updated in place
+
+
+def test_profile_benchmark_without_tensorflow(tmp_path, repo):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run(
+      [sys.executable, '-c', RUN_WITHOUT_TF, '--what=profile',
+       '--config=configs/default.py:runlocal', '--config.model.variant=tiny',
+       '--config.batch_size=2', '--config.data.crop_size=16', '--num_batches=2',
+       '--warmup=1', '--height=24', '--width=40', '--batch=1',
+       f'--profile_dir={tmp_path}'],
+      cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  model_stages = {'flow', 'warp', 'encoder', 'fusion', 'decoder'}
+  train, inference = result['train'], result['inference']
+  assert set(train['stages']) >= model_stages | {'loss', 'optimizer'}
+  for stage in model_stages:  # every stage of the model trains
+    assert train['stages'][stage]['backward_ms'] > 0, stage
+    assert inference['stages'][stage]['forward_ms'] > 0, stage
+  assert 'optimizer' not in inference['stages'] and 'loss' not in inference['stages']
+  # Nearly every op of the step is attributed to a named stage.
+  assert train['stages'].get('other', {'share': 0})['share'] < 0.1
+  assert list((tmp_path / 'train').rglob('*.trace.json.gz'))
+
+
+def test_output_benchmark_encodes_at_the_output_size(repo):
+  out = subprocess.run(
+      [sys.executable, '-c', RUN_WITHOUT_TF, '--what=output',
+       '--config=configs/default.py', '--height=16', '--width=24', '--num_batches=3',
+       '--warmup=1'],
+      cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), capture_output=True,
+      text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result['output'] == [64, 96] and result['frames'] == 3
+  for preset in ('medium', 'veryfast'):
+    assert result[preset]['frames_per_s'] > 0 and result[preset]['cpu_ms_per_frame'] > 0
+    assert result[preset]['kbytes_per_frame'] > 0
+
+
+def test_the_command_needs_a_config_and_refuses_stray_arguments(repo):
+  run = lambda *args: subprocess.run(
+      [sys.executable, '-m', 'clarity_jax.benchmark', *args], cwd=repo, capture_output=True,
+      text=True, timeout=120)
+  out = run('--what=output')
+  assert out.returncode != 0 and 'Flag --config must have a value' in out.stderr
+  out = run('--what=output', '--config=configs/default.py', 'stray')
+  assert out.returncode != 0 and "unexpected arguments: ['stray']" in out.stderr

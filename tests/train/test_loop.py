@@ -1,0 +1,127 @@
+"""The training loop: one-line errors, NaN stop, checkpoints, exact resume after
+SIGTERM/SIGKILL."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from clarity_jax.train import checkpoints
+from clarity_jax.train import loop
+
+
+@pytest.fixture(scope='module')
+def main(repo, tiny_flags):
+  """main(workdir, *flags): `python -m clarity_jax.main` of the tiny run, started."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+
+  def start(workdir, *extra, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, '-m', 'clarity_jax.main', f'--workdir={workdir}', *tiny_flags,
+         *extra], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, **kwargs)
+  return start
+
+
+def _wait_for_checkpoint(workdir, step: int, proc: subprocess.Popen, timeout=300) -> None:
+  """Until orbax has finalised (renamed into place) the checkpoint of `step`."""
+  path = pathlib.Path(workdir) / 'checkpoints' / str(step)
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if path.is_dir() and (path / '_CHECKPOINT_METADATA').exists():
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f'training exited early:\n{proc.stdout.read()}')
+    time.sleep(0.2)
+  proc.kill()
+  raise AssertionError(f'no checkpoint {path} after {timeout}s')
+
+
+def test_missing_data_path_is_one_line_on_the_command_line(main, tmp_path):
+  proc = main(tmp_path / 'w', '--config.data.source=frame_folders',
+               f'--config.data.path={tmp_path}/missing')
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 1
+  last = out.strip().splitlines()[-1]
+  assert last == f'error: config.data.path: {tmp_path}/missing: no such directory'
+  assert not (tmp_path / 'w' / 'checkpoints').exists()
+
+
+def test_nan_loss_stops_before_a_checkpoint(tiny_config, tmp_path):
+  # A learning rate this large sends the weights to ~1e30 after one step, so the
+  # next forward pass overflows.
+  config = tiny_config(learning_rate=1e30, warmup_steps=0, num_train_steps=6,
+                       checkpoint_every_steps=5)
+  with pytest.raises(loop.NonFiniteLossError, match=r'loss is (nan|inf) at step \d'):
+    loop.train_and_evaluate(config, str(tmp_path))
+  steps = checkpoints.Checkpointer(str(tmp_path), config)
+  assert steps.latest_step() is None
+  steps.close()
+
+
+def test_short_run_writes_checkpoints_events_and_samples(tiny_config, tmp_path, monkeypatch):
+  # A relative --workdir, as in the README (orbax itself wants absolute paths).
+  monkeypatch.chdir(tmp_path)
+  config = tiny_config(num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=2,
+                       keep_checkpoints=2, ema_decay=0.9)
+  state = loop.train_and_evaluate(config, 'run')
+  workdir = tmp_path / 'run'
+  assert int(state.step) == 4
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+  assert list(workdir.glob('events.out.tfevents.*'))
+  samples = list((workdir / 'samples').glob('step_*.png'))
+  assert [p.name for p in samples] == ['step_0000004.png']
+  # EMA and raw weights both kept and different after training.
+  leaves = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
+                                        state.params, state.ema_params))
+  assert max(leaves) > 0
+  step, meta = checkpoints.read_meta('run')
+  assert step == 4 and meta['data_stream']['next_example_index'] == 4 * config.batch_size
+
+
+def _assert_same_params(a, b, atol=1e-5):
+  flat_a, flat_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(flat_a) == len(flat_b)
+  for x, y in zip(flat_a, flat_b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-4)
+
+
+@pytest.fixture(scope='module')
+def reference_run(main, final_params, tmp_path_factory):
+  """An uninterrupted 6-step run."""
+  workdir = tmp_path_factory.mktemp('reference')
+  proc = main(workdir, '--config.num_train_steps=6')
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out
+  return final_params(workdir)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL], ids=['SIGTERM', 'SIGKILL'])
+def test_resume_is_exact(main, final_params, tmp_path, reference_run, sig):
+  ref_step, ref_params = reference_run
+  assert ref_step == 6
+  proc = main(tmp_path, '--config.num_train_steps=6')
+  _wait_for_checkpoint(tmp_path, 2, proc)
+  proc.send_signal(sig)
+  out, _ = proc.communicate(timeout=300)
+  interrupted_step, _ = final_params(tmp_path)
+  if sig == signal.SIGTERM:
+    assert proc.returncode == 0, out
+    assert 'Stopped for preemption' in out
+  else:
+    assert proc.returncode == -signal.SIGKILL
+  assert 2 <= interrupted_step <= 6
+  proc = main(tmp_path, '--config.num_train_steps=6')
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out
+  if interrupted_step < 6:
+    assert f'at step {interrupted_step}' in out  # the 'Resumed from ...' line
+  step, params = final_params(tmp_path)
+  assert step == 6
+  _assert_same_params(params, ref_params)
