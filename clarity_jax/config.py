@@ -84,6 +84,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(config.loss[name] >= 0, f'loss.{name}', 'must be >= 0')
   for name in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
     _check(config[name] > 0, name, 'must be positive')
+  _check(config.degradation.get('where', 'host') in ('auto', 'host', 'device'),
+         'degradation.where',
+         f"must be 'auto', 'host' or 'device', got {config.degradation.get('where')!r}")
+  _check(config.data.get('loader', 'auto') in ('auto', 'tf', 'threads'), 'data.loader',
+         f"must be 'auto', 'tf' or 'threads', got {config.data.get('loader')!r}")
   source = config.data.source
   _check(source in ('synthetic', 'frame_folders', 'video', 'tfds'), 'data.source',
          f"must be synthetic, frame_folders, video or tfds, got {source!r}")

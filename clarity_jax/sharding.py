@@ -62,14 +62,30 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
-def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
-  """Windows (5-d) and frames (4-d) split by rows; anything else by batch only."""
+# Batch entries that are pictures the model sees: windows [B, T, h, w, 3] and
+# frames [B, H, W, 3], split by rows over 'space'. Everything else (degradation
+# parameters, indices, and the HR windows eq. (1) degrades on the device, whole
+# frames per window) is split by batch only.
+PICTURE_KEYS = ('lq', 'lq_next', 'hr', 'hr_next')
+
+
+def batch_sharding(mesh: Mesh, key: str, ndim: int) -> NamedSharding:
+  """Picture windows (5-d) and frames (4-d) split by rows; anything else by batch only."""
+  if key not in PICTURE_KEYS:
+    return data_sharding(mesh)
   return {5: window_sharding, 4: frame_sharding}.get(ndim, data_sharding)(mesh)
 
 
 def batch_shardings(mesh: Mesh, batch: Mapping[str, Any]) -> dict[str, NamedSharding]:
-  """Per key of a batch (arrays or shapes): its sharding."""
-  return {k: batch_sharding(mesh, len(v) if isinstance(v, tuple) else np.ndim(v))
+  """Per key of a batch (arrays, or shape tuples): its sharding."""
+  return {k: batch_sharding(mesh, k, len(v) if isinstance(v, tuple) else np.ndim(v))
+          for k, v in batch.items()}
+
+
+def constrain_batch(mesh: Mesh, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """Inside jit: each entry laid out as batch_shardings says (after the batch was
+  computed on the device, e.g. degraded, rather than placed)."""
+  return {k: jax.lax.with_sharding_constraint(v, batch_sharding(mesh, k, v.ndim))
           for k, v in batch.items()}
 
 

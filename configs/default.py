@@ -50,7 +50,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.crop_size = 64  # LQ crop (HR crop = scale * crop_size)
   config.data.frames_per_clip = 30  # synthetic clips: frames rendered per photograph
   config.data.augment = True  # flips, 90-degree rotations, temporal reversal
-  config.data.num_parallel_calls = -1  # tf.data.AUTOTUNE
+  # Input loader: 'tf' (tf.data), 'threads' (a thread pool, no TensorFlow needed) or
+  # 'auto' (tf.data where TensorFlow is installed); both serve the same batches.
+  config.data.loader = 'auto'
+  config.data.num_parallel_calls = -1  # workers; -1: tf.data.AUTOTUNE / one per core
   config.data.prefetch = 2
   # Eq. (1), the degradation model: clarity_jax/data/degradation_config.py, in the
   # package so that `clarity_jax.degrade` has it without the repository.

@@ -58,6 +58,28 @@ for name, (params, loss) in results.items():
               zip(jax.tree.leaves(ref), jax.tree.leaves(params)))
   print(name, 'loss', loss, 'max param difference to 1 device', worst)
   assert worst < 1e-5 and abs(loss - ref_loss) < 1e-5, (name, worst, loss, ref_loss)
+
+# Eq. (1) on the device: the same batch of HR windows and parameters (half of the
+# windows degraded whole on the host for the codec) trains the same on 1 and 8.
+from clarity_jax import data
+dconfig = tiny_config(batch_size=8, warmup_steps=0, **{
+    'degradation.where': 'device', 'degradation.video_codec_prob': 0.5,
+    'data.loader': 'threads'})
+dbatch = next(iter(data.create_train_iterator(dconfig, process_index=0, process_count=1)))
+assert 0 < dbatch['on_host'].sum() < 8, dbatch['on_host']
+dgraph = state_lib.model_graphdef(dconfig)
+dinit = jax.device_get(state_lib.init_state(dconfig))
+dparams = []
+for name, devices, space in (('1', jax.devices()[:1], 1), ('data 2 x space 4', jax.devices(), 4)):
+  mesh = sharding.make_mesh(space, devices)
+  step = ts.jit_train_step(dconfig, dgraph, mesh)
+  state, metrics = step(jax.device_put(dinit, sharding.replicated(mesh)),
+                        sharding.global_batch(mesh, dbatch), None)
+  dparams.append(jax.device_get(state.params))
+worst = max(float(np.abs(a - b).max()) for a, b in
+            zip(jax.tree.leaves(dparams[0]), jax.tree.leaves(dparams[1])))
+print('device degradation: max param difference 1 vs 8 devices', worst)
+assert worst < 1e-5, worst
 try:
   config_lib.validate(tiny_config(batch_size=4))
 except errors.ConfigError as e:
@@ -94,9 +116,11 @@ def test_mesh_builder_and_shardings():
   assert sharding.window_sharding(mesh).spec == P('data', None, 'space')
   assert sharding.data_sharding(mesh).spec == P('data')
   specs = sharding.batch_shardings(mesh, {'lq': (2, 3, 8, 8, 3), 'hr': np.zeros((2, 4, 4, 3)),
-                                          'index': np.zeros(2)})
+                                          'index': np.zeros(2),
+                                          'deg_blur_kernel': (2, 3, 21, 21)})
   assert {k: v.spec for k, v in specs.items()} == {
-      'lq': P('data', None, 'space'), 'hr': P('data', 'space'), 'index': P('data')}
+      'lq': P('data', None, 'space'), 'hr': P('data', 'space'), 'index': P('data'),
+      'deg_blur_kernel': P('data')}
   for bad in (0, 2, 'x'):
     with pytest.raises(ValueError, match='space shards do not divide the 1 devices'):
       sharding.make_mesh(bad, jax.devices()[:1])

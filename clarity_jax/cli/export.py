@@ -1,6 +1,7 @@
 """Turns a training checkpoint into an inference bundle.
 
   python -m clarity_jax.export --workdir=DIR --output=BUNDLE [--step=N] [--saved_model]
+      [--max_file_mib=N]
 
 The work is inference/export.py (and inference/saved_model.py for --saved_model);
 this module reads the flags and prints what was written.
@@ -17,13 +18,23 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest
 _SAVED_MODEL = flags.DEFINE_bool(
     'saved_model', False, 'Also write a TensorFlow SavedModel (jax2tf) taking any batch and '
     'any h, w that are multiples of its size multiple.')
+_MAX_FILE_MIB = flags.DEFINE_float(
+    'max_file_mib', 0, 'Largest parameter file in MiB (2**20 bytes): parameters that do '
+    'not fit one file are split over params-00001-of-0000N.safetensors, for channels '
+    'that cap file sizes; 0: one params.safetensors.', lower_bound=0)
 flags.mark_flags_as_required(['workdir', 'output'])
 
 
 @common.exit_on_error()
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
-  info = export.export(_WORKDIR.value, _OUTPUT.value, _STEP.value, _SAVED_MODEL.value)
+  mib = _MAX_FILE_MIB.value
+  max_file_bytes = max(1, int(mib * 2**20)) if mib else None
+  info = export.export(_WORKDIR.value, _OUTPUT.value, _STEP.value, _SAVED_MODEL.value,
+                       max_file_bytes=max_file_bytes)
+  # For shards, the sha256 of their digests (bundle.py): as for one file, the
+  # params_sha256 that evaluate's metrics.json records for these weights.
+  shards = f', {len(info.params_files)} files' if info.sharded else ''
   print(f'{_OUTPUT.value}: {info.model.variant} x{info.model.scale} '
         f'K={info.model.num_neighbors}, step {info.step}, {info.weights} weights, '
-        f'sha256 {info.params_sha256[:12]}', flush=True)
+        f'sha256 {info.params_sha256[:12]}{shards}', flush=True)

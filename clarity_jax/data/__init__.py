@@ -1,14 +1,15 @@
 """Sharp footage in, degraded training windows out (eq. 1).
 
-The only package that imports TensorFlow, and only in its input pipeline, which
+The only package that imports TensorFlow, and only in its tf.data pipeline, which
 loads on first use: training code calls these entry points and never imports the
 modules behind them, so the model, losses and train step run where TensorFlow is
-absent.
+absent (config.data.loader picks tf.data or the thread-pool loader; both serve the
+same batches).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import ml_collections
@@ -16,18 +17,55 @@ import numpy as np
 
 from clarity_jax.data.frames import read_image, write_image
 
-__all__ = ['create_eval_iterator', 'create_train_iterator', 'read_image', 'write_image']
+__all__ = ['create_eval_iterator', 'create_train_iterator', 'degrade_on_device',
+           'example_spec', 'read_image', 'write_image']
 
 
-def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int = 0
-                          ) -> Iterator[dict[str, np.ndarray]]:
-  """This host's training batches from `start_step` on (data/pipeline.py)."""
+def example_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
+  """(shape, dtype) of every key of a training example (data/examples.py)."""
+  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  return examples.example_spec(config)
+
+
+def _loader_module(config: ml_collections.ConfigDict):
+  from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
+  if loader.choose(config) == 'threads':
+    return loader
   from clarity_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  return pipeline.create_train_iterator(config, start_step=start_step)
+  return pipeline
+
+
+def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int = 0,
+                          **kwargs: Any) -> Iterator[dict[str, np.ndarray]]:
+  """This host's training batches from `start_step` on."""
+  return _loader_module(config).create_train_iterator(config, start_step=start_step, **kwargs)
 
 
 def create_eval_iterator(config: ml_collections.ConfigDict, **kwargs: Any
                          ) -> Iterable[dict[str, np.ndarray]]:
-  """This host's fixed validation batches (data/pipeline.py)."""
-  from clarity_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  return pipeline.create_eval_iterator(config, **kwargs)
+  """This host's fixed validation batches, degraded on the host whatever
+  config.degradation.where says: every run is scored on the same windows."""
+  return _loader_module(config).create_eval_iterator(config, **kwargs)
+
+
+def degrade_on_device(batch: Mapping[str, Any], *, seed: int, scale: int,
+                      num_neighbors: int) -> dict[str, Any]:
+  """A device-degradation batch (config.degradation.where='device') -> the batch the
+  model trains on: {'lq', 'hr'} (+ {'lq_next', 'hr_next'}). Inside jit.
+
+  'lq' is eq. (1) applied to 'hr_window' with its 'deg_*' parameters and noise keys
+  from (seed, 'index'); windows marked 'on_host' (the video codec's share) keep the
+  'lq' the host degraded whole.
+  """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
+  arrays = {k[len('deg_'):]: v for k, v in batch.items() if k.startswith('deg_')}
+  keys = jax_degradations.example_keys(seed, batch['index'])
+  degraded = jax_degradations.degrade(batch['hr_window'], arrays, keys, scale)
+  host = batch['on_host'].reshape(-1, 1, 1, 1, 1) > 0.5
+  t = 2 * num_neighbors + 1
+  out = {'lq': jnp.where(host, batch['lq'], degraded[:, :t]), 'hr': batch['hr']}
+  if 'lq_next' in batch:
+    out['lq_next'] = jnp.where(host, batch['lq_next'], degraded[:, 1:t + 1])
+    out['hr_next'] = batch['hr_next']
+  return out

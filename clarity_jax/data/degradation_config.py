@@ -55,4 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
   d.second_round_prob = 0.0
   # Temporal coherence: maximum frame-to-frame drift, as a share of each range.
   d.drift = 0.1
+  # Where eq. (1) runs: 'host' (NumPy/OpenCV in the input pipeline, the reference)
+  # or 'device' (data/jax_degradations.py inside the jitted train step: the host only
+  # reads, crops and augments HR windows and draws these parameters; windows drawn
+  # for the video codec are still degraded whole on the host, the codec being x264);
+  # 'auto': 'device' on GPUs and TPUs, 'host' on CPUs (measured: docs/performance.md).
+  d.where = 'auto'
   return d

@@ -16,9 +16,16 @@ from clarity_jax.train import checkpoints
 
 
 def export(workdir: str | os.PathLike, output: str | os.PathLike, step: int | None = None,
-           saved_model: bool = False) -> bundle.BundleInfo:
-  """Writes the bundle of `workdir`'s checkpoint `step` (default: the latest)."""
+           saved_model: bool = False, max_file_bytes: int | None = None
+           ) -> bundle.BundleInfo:
+  """Writes the bundle of `workdir`'s checkpoint `step` (default: the latest).
+
+  `max_file_bytes` caps each parameter file, sharding the parameters when they do
+  not fit one (see bundle.py); None: one params.safetensors. The SavedModel's
+  variables are one file whatever the cap.
+  """
   params, config, step, weights = checkpoints.restore_params(workdir, step)
   spec = bundle.ModelSpec.from_config(config)
   extras = saved_model_lib.saved_model_extras(spec, params) if saved_model else None
-  return bundle.save_bundle(output, spec, params, step=step, weights=weights, extras=extras)
+  return bundle.save_bundle(output, spec, params, step=step, weights=weights, extras=extras,
+                            max_file_bytes=max_file_bytes)

@@ -105,6 +105,8 @@ def train_program(config: ml_collections.ConfigDict
   from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.degradation.where = 'host'  # synthetic LQ windows: the model step alone
   mesh = sharding.make_mesh(config.mesh.space)
   graphdef = state_lib.model_graphdef(config)
   start = time.perf_counter()
@@ -130,15 +132,61 @@ def train_program(config: ml_collections.ConfigDict
   return compiled, run, info
 
 
-def train_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
-  """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device."""
+def step_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
+  """Train step time, windows/s and achieved FLOP/s on synthetic batches made on device
+  (the model's own speed: no input pipeline, no degradation)."""
   compiled, run, info = train_program(config)
   flops = _flops(compiled)
   seconds = _timed(run, settings.num_batches, settings.warmup)
-  return {'what': 'train', **info,
+  return {'what': 'step', **info,
           'step_ms': seconds * 1e3, 'windows_per_s': info['batch'] / seconds,
           'gflops_per_step': flops / 1e9, 'achieved_tflops': flops / seconds / 1e12,
           'peak_memory_bytes': peak_memory_bytes(), 'xla_memory': compiled_memory(compiled)}
+
+
+def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
+                     ) -> dict[str, Any]:
+  """Training as it runs: this host's loader (config.data.loader) feeding the jitted
+  step, eq. (1) where config.degradation.where says. windows/s, and the process's
+  CPU time per window (every thread: loader workers, and on a CPU backend the
+  step itself)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from clarity_jax import data  # pylint: disable=g-import-not-at-top
+  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(config.mesh.space)
+  state = state_lib.create_state(config, mesh)
+  step = ts.jit_train_step(config, state_lib.model_graphdef(config), mesh)
+  batches = data.create_train_iterator(config)
+  start = time.perf_counter()
+  for _ in range(max(settings.warmup, 1)):  # compiles, fills the loader's buffers
+    state, metrics = step(state, sharding.global_batch(mesh, next(batches)), None)
+  jax.block_until_ready(metrics['loss'])
+  cpu, ready = time.process_time(), time.perf_counter()
+  for _ in range(settings.num_batches):
+    state, metrics = step(state, sharding.global_batch(mesh, next(batches)), None)
+  jax.block_until_ready(metrics['loss'])
+  seconds, cpu = time.perf_counter() - ready, time.process_time() - cpu
+  windows = settings.num_batches * config.batch_size
+  return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
+          'where': examples.where(config),
+          'loader': config.data.get('loader', 'auto'), 'batch': config.batch_size,
+          'K': config.num_neighbors, 'crop': config.data.crop_size, 'scale': config.scale,
+          'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
+          'windows_per_s': windows / seconds, 'step_ms': seconds / settings.num_batches * 1e3,
+          'cpu_ms_per_window': cpu / windows * 1e3, 'startup_s': ready - start,
+          'num_batches': settings.num_batches, 'cores': _cores()}
+
+
+def _cores() -> int:
+  """CPU cores this process may run on (not the machine's count, in a container)."""
+  import os  # pylint: disable=g-import-not-at-top
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
 
 
 def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: Settings
@@ -204,7 +252,7 @@ def model_benchmarks(config: ml_collections.ConfigDict, settings: Settings) -> d
   """Everything that runs without TensorFlow: device, matmul peak, train, inference."""
   info = device_info()
   peaks = {d: matmul_peak(d) for d in ('bfloat16', 'float32')}
-  train = train_throughput(config, settings)
+  train = step_throughput(config, settings)
   inference = inference_throughput(config, settings)
   compute = 'bfloat16' if config.model.dtype == 'bfloat16' else 'float32'
   train['share_of_measured_peak'] = train['achieved_tflops'] / peaks[compute]
@@ -256,15 +304,17 @@ def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> 
 
 
 def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
-  """Windows/s of the tf.data training pipeline on this host (full degradation)."""
-  from clarity_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.measure_throughput(config, settings.num_batches, settings.warmup)
+  """Windows/s and host CPU ms per window of the training loader on this host
+  (config.data.loader; eq. (1) included when config.degradation.where is 'host')."""
+  from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
+  return loader.measure_throughput(config, settings.num_batches, settings.warmup)
 
 
 Benchmark = Callable[[ml_collections.ConfigDict, Settings], dict[str, Any]]
 BENCHMARKS: dict[str, Benchmark] = {
     'input': input_throughput,
-    'train': train_throughput,
+    'train': train_end_to_end,
+    'step': step_throughput,
     'inference': inference_throughput,
     'model': model_benchmarks,
     'profile': profile_stages,

@@ -25,7 +25,8 @@ import jax
 
 # Outermost first: an op belongs to the first of these that its op_name names
 # (the flow estimator's own warps count as flow, not as the frame warp).
-STAGES = ('flow', 'warp', 'encoder', 'fusion', 'decoder', 'skip', 'loss', 'optimizer')
+STAGES = ('degradation', 'flow', 'warp', 'encoder', 'fusion', 'decoder', 'skip', 'loss',
+          'optimizer')
 OTHER = 'other'
 
 _COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$')

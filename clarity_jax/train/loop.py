@@ -30,6 +30,7 @@ from clarity_jax import sharding
 from clarity_jax.train import checkpoints
 from clarity_jax.train import state as state_lib
 from clarity_jax.train import step as ts
+from clarity_jax.train import writers
 
 
 class NonFiniteLossError(RuntimeError):
@@ -136,10 +137,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   config_lib.validate(config)
   epath.Path(workdir, 'samples').mkdir(parents=True, exist_ok=True)  # local or gs://
   is_chief = jax.process_index() == 0
-  # clu's writers import TensorFlow (tf.summary): only when a run starts, so that
-  # this module, like the step, imports where TensorFlow is absent.
-  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+  writer, report = writers.create(workdir, is_chief=is_chief,
+                                  num_train_steps=config.num_train_steps,
+                                  every_steps=config.log_every_steps)
   mesh = sharding.make_mesh(config.mesh.space)
   logging.info('Mesh %s over %d devices on %d hosts.', dict(mesh.shape), jax.device_count(),
                jax.process_count())
@@ -183,8 +183,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       data.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
     return means
 
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                           writer=writer, every_steps=config.log_every_steps)
   progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
                        desc='train', unit='step', dynamic_ncols=True, mininterval=2.0)
   pending: list[dict[str, jax.Array]] = []

@@ -1,4 +1,5 @@
-"""The tf.data pipeline: shapes, determinism, host sharding, resumption, alignment."""
+"""The tf.data pipeline: shapes, determinism, host sharding, resumption, alignment
+(the thread-pool loader serves the same batches: test_loader.py)."""
 
 import itertools
 import json
@@ -174,6 +175,7 @@ def test_frame_folder_source_through_the_pipeline(tmp_path, small):
 
 def test_measure_throughput_counts_windows(small):
   result = pipeline.measure_throughput(small(), num_batches=2, warmup=1)
+  assert result['loader'] == 'tf'  # 'auto' with TensorFlow installed
   assert result['windows_per_s'] == pytest.approx(8 / result['seconds'])
   assert (result['batch'], result['K'], result['crop'], result['scale']) == (4, 1, 8, 4)
   assert result['cores'] >= 1

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import safetensors.numpy
 
 from clarity_jax.inference import bundle
 from clarity_jax.inference import export
@@ -83,6 +84,28 @@ def _int_keys(params: dict, config) -> dict:
   like = jax.eval_shape(lambda: train_state.init_state(config)).params
   flat = bundle.flatten_params(params)
   return bundle.unflatten_params(flat, like)
+
+
+def test_export_cli_shards_under_max_file_mib(trained_run, run_export, tmp_path):
+  """--max_file_mib: files of at most that size holding exactly the arrays of the
+  single-file export; the printed sha256 is the bundle's."""
+  workdir, _ = trained_run
+  out, limit = tmp_path / 'sharded', int(0.03 * 2**20)
+  proc = run_export(f'--workdir={workdir}', f'--output={out}', '--max_file_mib=0.03')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  names = sorted(p for p in os.listdir(out) if p.endswith('.safetensors'))
+  assert len(names) >= 3 and names[0] == f'params-00001-of-{len(names):05d}.safetensors'
+  assert all(os.path.getsize(out / name) <= limit for name in names)
+  _, params, info = bundle.load_params(out)
+  assert proc.stdout.strip().endswith(f'sha256 {info.params_sha256[:12]}, '
+                                      f'{len(names)} files')
+  single = export.export(workdir, tmp_path / 'single')
+  assert (info.step, info.weights, info.model) == (single.step, single.weights, single.model)
+  want = safetensors.numpy.load_file(tmp_path / 'single' / 'params.safetensors')
+  got = bundle.flatten_params(params)
+  assert got.keys() == want.keys()
+  for key, array in got.items():
+    np.testing.assert_array_equal(array, want[key])
 
 
 def test_export_refuses_a_workdir_without_checkpoints(run_export, tmp_path):

@@ -1,0 +1,275 @@
+"""Seeded training examples and the host share of the stream, without TensorFlow.
+
+Every example is a pure function of (seed, global example index): its random
+stream is np.random.SeedSequence([seed, index]). Host p of P, at step n, takes the
+global indices n * B_global + p * B + i (i < B, B = B_global / P), so hosts never
+share an example and a run resumed at step n sees exactly the batches a fresh run
+sees from step n on. Both schedulers (pipeline.py: tf.data; loader.py: threads)
+take the examples, the index arithmetic and the shapes from here, which is what
+makes their batches the same bytes.
+
+An example: the source's HR window (clip, centre frame and an aligned random crop)
+-> flips, 90-degree rotations, temporal reversal -> degradations.degrade_window
+(eq. 1, coherent over the window) -> {'lq', 'hr'} (+ {'lq_next', 'hr_next'}, the
+window one frame later, cut from the same 2K + 2 degraded frames, when the
+temporal loss is on).
+
+With config.degradation.where == 'device' the train step degrades on the
+accelerator (jax_degradations.py): an example then carries the HR window and its
+degradation parameters as fixed-shape arrays instead of the degraded frames,
+except for windows whose parameters ask for the video codec (no codec runs on the
+accelerator), which the host degrades as before (see `ExampleMaker`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from clarity_jax.data import degradations
+from clarity_jax.data import sources
+from clarity_jax import errors
+
+# Evaluation windows are drawn and degraded with this seed, not config.seed, so that
+# every run (any seed, any resumption) is scored on the same examples.
+EVAL_SEED = 2026_11_23
+WHERE = ('auto', 'host', 'device')
+
+# (shape, dtype) of one example's array.
+Spec = tuple[tuple[int, ...], np.dtype]
+_TINY = np.finfo(np.float32).tiny  # the smallest normal float32
+
+
+def host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
+  """config.batch_size (global) split over the hosts; an error when it does not divide."""
+  if config.batch_size % process_count:
+    raise errors.ConfigError(
+        f'config.batch_size: global batch {config.batch_size} is not divisible by '
+        f'{process_count} processes')
+  return config.batch_size // process_count
+
+
+def hosts(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  """(this host's index, number of hosts): JAX's unless given (to simulate hosts)."""
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  if not 0 <= index < count:
+    raise ValueError(f'process_index {index} is not in [0, {count})')
+  return index, count
+
+
+def global_index(j, *, batch: int, global_batch: int, process_index: int):
+  """The global example index of this host's j-th example (ints or tf int64 tensors).
+
+  Step j // batch of the global stream, this host's slice of it, position j % batch.
+  """
+  return (j // batch) * global_batch + process_index * batch + j % batch
+
+
+def window_spec(config: ml_collections.ConfigDict, temporal: bool) -> sources.WindowSpec:
+  """2K + 1 frames (2K + 2 with the next window), HR crop s * c, origin aligned to s."""
+  frames = 2 * config.num_neighbors + 1 + int(temporal)
+  return sources.WindowSpec(frames, config.scale * config.data.crop_size, config.scale)
+
+
+def augment_window(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """A random element of the 8 flips/rotations (square crops) and a temporal reversal.
+
+  The same transform applies to every frame, so motion between frames stays
+  physical. The rng is consumed identically whatever the outcome.
+  """
+  flip, k, reverse = rng.random() < 0.5, int(rng.integers(4)), rng.random() < 0.5
+  if flip:
+    hr = hr[:, :, ::-1]
+  if hr.shape[1] == hr.shape[2]:
+    hr = np.rot90(hr, k, axes=(1, 2))
+  if reverse:
+    hr = hr[::-1]
+  return np.ascontiguousarray(hr)
+
+
+def where(config: ml_collections.ConfigDict) -> str:
+  """Where eq. (1) runs: config.degradation.where, 'auto' resolved to 'device' on
+  GPUs and TPUs and 'host' on CPUs.
+
+  Measured (docs/performance.md): on the 2-core CPU the JAX path costs more than
+  the NumPy one (it shares the cores with the step, and OpenCV's blur beats XLA:CPU's
+  FFT); on accelerators the host cannot keep up with the step.
+  """
+  value = config.degradation.get('where', 'host')
+  if value not in WHERE:
+    raise errors.ConfigError(f'config.degradation.where: {value!r} is not one of {WHERE}')
+  if value == 'auto':
+    return 'host' if jax.default_backend() == 'cpu' else 'device'
+  return value
+
+
+def _flush_subnormals(v: np.ndarray) -> np.ndarray:
+  """Subnormal floats -> 0: the value tf.data's threads compute (flush-to-zero mode).
+
+  TensorFlow runs tf.numpy_function with the CPU flushing subnormals, e.g. a
+  Gaussian kernel's far taps (exp(-90) in float64, 1e-39 as float32) become 0
+  there and not in a plain thread; flushing them here makes an example the same
+  bytes under either loader. Accelerators flush them anyway.
+  """
+  if v.dtype.kind != 'f':
+    return v
+  subnormal = (np.abs(v) < _TINY) & (v != 0)
+  return np.where(subnormal, np.zeros((), v.dtype), v) if subnormal.any() else v
+
+
+def _device_arrays(params: dict[str, Any], cfg: Any) -> dict[str, np.ndarray]:
+  """jax_degradations.window_arrays, keys prefixed 'deg_'.
+
+  The kernel side is the one that holds every kernel cfg can draw: motion paths
+  reach past kernel_size_range[1] (29 pixels for the default config's 21).
+  """
+  # Imported on use: the JAX degradations are needed only when the device degrades.
+  from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
+  arrays = jax_degradations.window_arrays(
+      params, kernel_size=jax_degradations.max_kernel_size(cfg))
+  # np.asarray, not np.ascontiguousarray: that one makes scalars 1-d.
+  return {f'deg_{key}': np.asarray(v, order='C') for key, v in arrays.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleMaker:
+  """(global example index) -> one example; everything else is fixed at construction.
+
+  With `device`, an example holds, besides 'lq' / 'hr' (/ 'lq_next' / 'hr_next'):
+  'hr_window' (the augmented HR window, all T' frames), 'index' (uint32, the global
+  example index, from which the device derives its noise), the window's
+  degradation parameters as jax_degradations.window_arrays (keys prefixed 'deg_'),
+  drawn from the same rng stream as the host path, and 'on_host': 1.0 for a window
+  whose parameters ask for the video codec, which the host degrades here exactly
+  as the host path does ('lq' the same bytes), 0.0 for the others, whose 'lq' are
+  zeros left for the device to fill. Every example has the same keys and shapes.
+  """
+  source: sources.Source
+  seed: int
+  num_neighbors: int
+  scale: int
+  degradation: Any
+  augment: bool
+  temporal: bool
+  device: bool = False
+
+  @property
+  def keys(self) -> tuple[str, ...]:
+    return tuple(self.spec)
+
+  @functools.cached_property
+  def spec(self) -> dict[str, Spec]:
+    """(shape, dtype) of every key of an example, in order: what tf.data declares."""
+    return _spec(self.source.spec, self.num_neighbors, self.scale, self.temporal,
+                 self.device, self.degradation)
+
+  def rngs(self, index: int) -> tuple[np.random.Generator, ...]:
+    """(source, augmentation, degradation) generators of example `index`.
+
+    Independent streams per stage: e.g. a source drawing one more number does not
+    change the degradation of the same example.
+    """
+    seq = np.random.SeedSequence([self.seed, int(index)])
+    return tuple(np.random.default_rng(s) for s in seq.spawn(3))
+
+  def __call__(self, index: int) -> dict[str, np.ndarray]:
+    source_rng, augment_rng, degrade_rng = self.rngs(index)
+    hr = self.source.sample(source_rng)
+    if self.augment:
+      hr = augment_window(hr, augment_rng)
+    k, t = self.num_neighbors, 2 * self.num_neighbors + 1
+    # The same draws in both modes: parameters first, then the noise realisations.
+    params = degradations.sample_window_params(degrade_rng, self.degradation,
+                                               hr.shape[0], self.scale)
+    on_host = not self.device or params['video'] is not None
+    if on_host:
+      lq = degradations.apply_window(hr, params, self.scale, degrade_rng)
+    else:
+      lq = np.zeros((hr.shape[0],) + self.spec['lq'][0][1:], np.float32)
+    example = {'lq': lq[:t], 'hr': hr[k]}
+    if self.temporal:
+      example['lq_next'], example['hr_next'] = lq[1:t + 1], hr[k + 1]
+    example = {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in example.items()}
+    if self.device:
+      example.update(hr_window=np.ascontiguousarray(hr, dtype=np.float32),
+                     index=np.asarray(int(index) % 2**32, np.uint32),  # wraps past 2^32
+                     on_host=np.asarray(float(on_host), np.float32))
+      example.update(_device_arrays(params, self.degradation))
+      self._check(example)
+    return {key: _flush_subnormals(v) for key, v in example.items()}
+
+  def _check(self, example: dict[str, np.ndarray]) -> None:
+    # tf.numpy_function and batching need every example to match the declared spec.
+    for key, (shape, dtype) in self.spec.items():
+      value = example[key]
+      if value.shape != shape or value.dtype != dtype:
+        raise ValueError(f'example key {key!r}: {value.dtype}{list(value.shape)}, expected '
+                         f'{dtype}{list(shape)} (window_arrays must have fixed shapes)')
+
+
+def _spec(window: sources.WindowSpec, num_neighbors: int, scale: int, temporal: bool,
+          device: bool, degradation: Any) -> dict[str, Spec]:
+  """The keys of an example and their (shape, dtype); see ExampleMaker."""
+  f32 = np.dtype(np.float32)
+  t, hr_side = 2 * num_neighbors + 1, window.crop
+  lq = ((t, hr_side // scale, hr_side // scale, 3), f32)
+  hr = ((hr_side, hr_side, 3), f32)
+  out = {'lq': lq, 'hr': hr}
+  if temporal:
+    out.update(lq_next=lq, hr_next=hr)
+  if device:
+    frames = window.num_frames
+    out.update(hr_window=((frames, hr_side, hr_side, 3), f32),
+               index=((), np.dtype(np.uint32)), on_host=((), f32))
+    # window_arrays has fixed shapes whatever the parameters: any draw shows them.
+    params = degradations.sample_window_params(
+        np.random.default_rng(0), degradation, frames, scale)
+    arrays = _device_arrays(params, degradation)
+    out.update({key: (v.shape, v.dtype) for key, v in arrays.items()})
+  return out
+
+
+def example_spec(config: ml_collections.ConfigDict) -> dict[str, Spec]:
+  """(shape, dtype) of every key of a training example, from the config alone (no
+  source is opened): what the train step is compiled for."""
+  temporal = config.loss.temporal_weight > 0
+  return _spec(window_spec(config, temporal), config.num_neighbors, config.scale, temporal,
+               where(config) == 'device', config.degradation)
+
+
+def train_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
+  """The training examples: config.seed, augmentation, the temporal window if needed."""
+  temporal = config.loss.temporal_weight > 0
+  return ExampleMaker(sources.make_source(config, window_spec(config, temporal)),
+                      seed=config.seed, num_neighbors=config.num_neighbors,
+                      scale=config.scale, degradation=config.degradation,
+                      augment=config.data.augment, temporal=temporal,
+                      device=where(config) == 'device')
+
+
+def eval_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
+  """Held-out examples: config.data.val_path when set, else the validation photographs.
+
+  No augmentation; windows and degradations drawn with EVAL_SEED, and always
+  degraded on the host, so that runs are scored on the same windows wherever
+  they degrade their training data.
+  """
+  return ExampleMaker(sources.make_source(config, window_spec(config, False),
+                                          split='validation'),
+                      seed=EVAL_SEED, num_neighbors=config.num_neighbors, scale=config.scale,
+                      degradation=config.degradation, augment=False, temporal=False)
+
+
+def available_cores() -> int:
+  """CPU cores this process may run on (not the machine's count, in a container)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1

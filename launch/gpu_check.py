@@ -1,0 +1,186 @@
+"""Everything a GPU run should measure, in one command with a time budget.
+
+  python launch/gpu_check.py --out=DIR [--budget_s=510] [--video_dir=DIR]
+
+(launch/gpu_check.sh installs carried wheels first.) Writes, under --out:
+  benchmarks.json   device, measured matmul peaks, and for every variant and dtype
+                    the train step (synthetic batches made on the device) and
+                    inference at 180x320 -> 720x1280: time, windows or frames/s,
+                    achieved TFLOP/s and its share of the measured peak;
+  end_to_end.json   training as it runs (loader + step) with eq. (1) on the device
+                    against on the host: windows/s and host CPU ms per window;
+  train.log         the training run: the base variant on the clips of --video_dir
+                    for what is left of the budget (eq. (1) on the device, the
+                    thread loader: no TensorFlow needed), stopped by SIGTERM (a
+                    preemption save) if it runs over;
+  bundle/           that run exported, parameter files under 16 MiB each;
+  summary.json      what ran, for how long, and what was skipped and why.
+Each stage gets a share of the budget and writes its file as soon as it is done,
+so a run cut short still returns what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from absl import app
+from absl import flags
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from the checkout without installing it
+  sys.path.insert(0, str(REPO))
+
+_OUT = flags.DEFINE_string('out', None, 'Folder for the JSON figures, the log and the bundle.')
+_BUDGET = flags.DEFINE_float('budget_s', 510.0, 'Seconds the whole check may take.')
+_VIDEO_DIR = flags.DEFINE_string('video_dir', '', 'Sharp training clips (a folder of '
+                                 'videos); empty: the synthetic camera.')
+_VARIANTS = flags.DEFINE_list('variants', ['tiny', 'small', 'base'], 'Benchmarked variants.')
+_DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Benchmarked dtypes.')
+_TRAIN_VARIANT = flags.DEFINE_string('train_variant', 'base', 'Variant trained at the end.')
+_TRAIN_BATCH = flags.DEFINE_integer('train_batch', 32, 'Global batch of the training run.')
+_CROP = flags.DEFINE_integer('crop', 64, 'LQ crop of the end-to-end and training runs.')
+_E2E_VARIANT = flags.DEFINE_string('e2e_variant', 'small', 'Variant of the end-to-end runs.')
+_E2E_STEPS = flags.DEFINE_integer('e2e_steps', 20, 'Timed steps of each end-to-end run.')
+_MAX_FILE_MIB = flags.DEFINE_float('max_file_mib', 15.0, 'Largest bundle file, MiB.')
+flags.mark_flags_as_required(['out'])
+
+# Shares of the budget: benchmarks, end-to-end; training gets the rest less export.
+BENCH_SHARE, E2E_SHARE, EXPORT_S = 0.35, 0.15, 45.0
+
+
+def _config(variant: str, **fields: Any):
+  from clarity_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config(REPO / 'configs' / 'default.py', f'variant={variant}')
+  return config_lib.override(config, fields)
+
+
+def _write(out: pathlib.Path, name: str, value: Any) -> None:
+  from clarity_jax import files  # pylint: disable=g-import-not-at-top
+  files.write_text(out / name, json.dumps(value, indent=1) + '\n')
+
+
+def benchmarks(out: pathlib.Path, deadline: float) -> dict[str, Any]:
+  """Step and inference figures for every variant x dtype, in this one process
+  (one start-up and one peak measurement for all)."""
+  from clarity_jax.tools import benchmark  # pylint: disable=g-import-not-at-top
+  result: dict[str, Any] = {'device': benchmark.device_info(), 'runs': [], 'skipped': []}
+  result['measured_peak_tflops'] = {d: benchmark.matmul_peak(d) / 1e12 for d in _DTYPES.value}
+  settings = benchmark.Settings(num_batches=10, warmup=2, batch=8)
+  for variant in _VARIANTS.value:
+    for dtype in _DTYPES.value:
+      if time.monotonic() > deadline:
+        result['skipped'].append(f'{variant} {dtype}: out of time')
+        continue
+      config = _config(variant, **{'model.dtype': dtype, 'batch_size': 16,
+                                   'data.crop_size': _CROP.value})
+      step = benchmark.step_throughput(config, settings)
+      inference = benchmark.inference_throughput(config, settings, dtypes=(dtype,))
+      peak = result['measured_peak_tflops'][dtype]
+      step['share_of_measured_peak'] = step['achieved_tflops'] / peak
+      inference[dtype]['share_of_measured_peak'] = inference[dtype]['achieved_tflops'] / peak
+      result['runs'].append({'variant': variant, 'dtype': dtype, 'step': step,
+                             'inference': inference})
+      _write(out, 'benchmarks.json', result)
+  return result
+
+
+def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
+  """Loader + step windows/s with eq. (1) on the device against on the host."""
+  from clarity_jax.tools import benchmark  # pylint: disable=g-import-not-at-top
+  result: dict[str, Any] = {'runs': [], 'skipped': []}
+  source = ({'data.source': 'video', 'data.path': _VIDEO_DIR.value} if _VIDEO_DIR.value
+            else {})
+  for where in ('device', 'host'):
+    if time.monotonic() > deadline:
+      result['skipped'].append(f'{where}: out of time')
+      continue
+    config = _config(_E2E_VARIANT.value, **{
+        'model.dtype': 'bfloat16', 'batch_size': _TRAIN_BATCH.value,
+        'data.crop_size': _CROP.value, 'data.loader': 'threads',
+        'degradation.where': where, **source})
+    settings = benchmark.Settings(num_batches=_E2E_STEPS.value, warmup=2)
+    result['runs'].append(benchmark.train_end_to_end(config, settings))
+    _write(out, 'end_to_end.json', result)
+  return result
+
+
+def _train_flags(workdir: pathlib.Path, steps: int) -> list[str]:
+  source = ([f'--config.data.source=video', f'--config.data.path={_VIDEO_DIR.value}']
+            if _VIDEO_DIR.value else [])
+  return [f'--config={REPO / "configs" / "default.py"}:variant={_TRAIN_VARIANT.value}',
+          f'--workdir={workdir}', '--config.model.dtype=bfloat16',
+          '--config.degradation.where=device', '--config.data.loader=threads',
+          f'--config.batch_size={_TRAIN_BATCH.value}',
+          f'--config.data.crop_size={_CROP.value}', f'--config.num_train_steps={steps}',
+          f'--config.warmup_steps={max(1, steps // 20)}', '--config.learning_rate=2e-4',
+          f'--config.eval_every_steps={max(1, steps // 4)}',
+          f'--config.checkpoint_every_steps={max(1, steps // 4)}',
+          f'--config.log_every_steps={max(1, steps // 50)}', *source]
+
+
+def train_and_export(out: pathlib.Path, deadline: float, step_s: float | None
+                     ) -> dict[str, Any]:
+  """Trains for what is left (steps from the measured step time), SIGTERM at the
+  deadline as a safety net, then exports the last checkpoint."""
+  workdir = out.parent / (out.name + '_run')  # checkpoints stay behind: only the bundle returns
+  seconds = deadline - time.monotonic() - EXPORT_S
+  # Start-up and compiles take about a minute of it; the rest trains.
+  steps = max(1, int((seconds - 60.0) / step_s)) if step_s else 100
+  env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONPATH=os.pathsep.join(
+      [str(REPO), os.environ.get('PYTHONPATH', '')]))
+  cmd = [sys.executable, '-m', 'clarity_jax.main', *_train_flags(workdir, steps)]
+  started = time.monotonic()
+  with open(out / 'train.log', 'w') as log:
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    try:
+      proc.wait(timeout=max(1.0, seconds))
+    except subprocess.TimeoutExpired:
+      proc.send_signal(signal.SIGTERM)  # saves a checkpoint and stops
+      proc.wait(timeout=EXPORT_S)
+  result = {'steps_planned': steps, 'train_s': time.monotonic() - started,
+            'returncode': proc.returncode}
+  export = subprocess.run(
+      [sys.executable, '-m', 'clarity_jax.export', f'--workdir={workdir}',
+       f'--output={out / "bundle"}', f'--max_file_mib={_MAX_FILE_MIB.value}'],
+      env=env, cwd=REPO, capture_output=True, text=True, timeout=EXPORT_S)
+  result['export'] = (export.stdout + export.stderr).strip().splitlines()[-1:]
+  result['export_returncode'] = export.returncode
+  return result
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  start = time.monotonic()
+  budget = _BUDGET.value
+  out = pathlib.Path(_OUT.value).resolve()
+  out.mkdir(parents=True, exist_ok=True)
+  summary: dict[str, Any] = {'budget_s': budget, 'stages': {}}
+  bench = benchmarks(out, start + BENCH_SHARE * budget)
+  summary['stages']['benchmarks_s'] = time.monotonic() - start
+  e2e = end_to_end(out, time.monotonic() + E2E_SHARE * budget)
+  summary['stages']['end_to_end_s'] = time.monotonic() - start
+  # Seconds per training step of the trained variant: the end-to-end figure when
+  # it is that variant (input included), else the synthetic step time.
+  step_s = next((r['step_ms'] / 1e3 for r in e2e['runs']
+                 if r['variant'] == _TRAIN_VARIANT.value and r['where'] == 'device'), None)
+  if step_s is None:
+    step_s = next((r['step']['step_ms'] / 1e3 * _TRAIN_BATCH.value / r['step']['batch']
+                   for r in bench['runs'] if r['variant'] == _TRAIN_VARIANT.value
+                   and r['dtype'] == 'bfloat16'), None)
+  summary['train'] = train_and_export(out, start + budget, step_s)
+  summary['total_s'] = time.monotonic() - start
+  _write(out, 'summary.json', summary)
+  print(json.dumps(summary), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,127 @@
+"""Examples for degradation on the device: the host path's parameters, as arrays.
+
+The reference is the host path itself: degradations.sample_window_params /
+degrade_window (NumPy/OpenCV) on the same rng stream, and
+jax_degradations.window_arrays on those parameters.
+"""
+
+import numpy as np
+import pytest
+
+from clarity_jax.data import degradations
+from clarity_jax.data import examples
+from clarity_jax.data import jax_degradations
+from clarity_jax import errors
+
+TINY = np.finfo(np.float32).tiny
+INDICES = range(6)
+
+
+@pytest.fixture(scope='module')
+def small(tiny_config):
+  """small(**overrides): 8x8 LQ crops at x4, K = 1, the temporal window (T' = 4)."""
+  defaults = {'data.crop_size': 8, 'scale': 4, 'num_neighbors': 1,
+              'loss.temporal_weight': 0.1}
+  return lambda **overrides: tiny_config(**{**defaults, **overrides})
+
+
+def makers(config):
+  """(host-mode maker, device-mode maker) of the same training stream."""
+  config.degradation.where = 'host'
+  host = examples.train_maker(config)
+  config.degradation.where = 'device'
+  return host, examples.train_maker(config)
+
+
+def flushed(v):
+  """Subnormal floats -> 0 (what a flush-to-zero CPU, e.g. in tf.data, computes)."""
+  v = np.asarray(v)
+  return np.where(np.abs(v) < TINY, np.zeros((), v.dtype), v) if v.dtype.kind == 'f' else v
+
+
+def test_device_examples_have_the_declared_keys_shapes_and_dtypes(small):
+  _, make = makers(small())
+  cfg = small().degradation
+  size = jax_degradations.max_kernel_size(cfg)
+  expected = {'lq': ((3, 8, 8, 3), np.float32), 'hr': ((32, 32, 3), np.float32),
+              'lq_next': ((3, 8, 8, 3), np.float32), 'hr_next': ((32, 32, 3), np.float32),
+              'hr_window': ((4, 32, 32, 3), np.float32), 'index': ((), np.uint32),
+              'on_host': ((), np.float32), 'deg_blur_kernel': ((4, size, size), np.float32),
+              'deg_resize': ((), np.int32), 'deg_noise_kind': ((), np.int32),
+              'deg_noise_level': ((4,), np.float32), 'deg_jpeg_quality': ((4,), np.int32)}
+  for key, (shape, dtype) in expected.items():
+    assert make.spec[key] == (shape, np.dtype(dtype)), key
+  assert make.keys == tuple(make.spec)
+  reference = jax_degradations.window_arrays(
+      degradations.sample_window_params(np.random.default_rng(1), cfg, 4, 4),
+      kernel_size=size)
+  assert {k for k in make.keys if k.startswith('deg_')} == {f'deg_{k}' for k in reference}
+  for i in INDICES:
+    example = make(i)
+    assert list(example) == list(make.keys)
+    for key, (shape, dtype) in make.spec.items():
+      assert example[key].shape == shape and example[key].dtype == dtype, key
+    assert example['index'] == i
+
+
+@pytest.mark.parametrize('codec_prob', [0.0, 0.4, 1.0])
+def test_parameters_and_codec_windows_are_the_host_paths(codec_prob, small):
+  """Example i draws the same parameters in both modes; the codec's windows (and only
+  they) are degraded on the host, to the same bytes as in host mode."""
+  config = small(**{'degradation.video_codec_prob': codec_prob})
+  host_make, make = makers(config)
+  cfg, k = config.degradation, 1
+  on_host = []
+  for i in INDICES:
+    host, device = host_make(i), make(i)
+    window = device['hr_window']
+    np.testing.assert_array_equal(window[k], host['hr'])
+    np.testing.assert_array_equal(window[k + 1], host['hr_next'])
+    # The reference entry point on the same degradation stream gives host mode's 'lq'.
+    params = degradations.sample_window_params(make.rngs(i)[2], cfg, 4, 4)
+    lq, reference_params = degradations.degrade_window(window, make.rngs(i)[2], cfg, 4)
+    assert reference_params == params
+    np.testing.assert_array_equal(host['lq'], flushed(lq[:3]))
+    np.testing.assert_array_equal(host['lq_next'], flushed(lq[1:]))
+    # ... and device mode carries exactly these parameters.
+    arrays = jax_degradations.window_arrays(
+        params, kernel_size=jax_degradations.max_kernel_size(cfg))
+    for key, value in arrays.items():
+      np.testing.assert_array_equal(device[f'deg_{key}'], flushed(value), err_msg=key)
+    codec = params['video'] is not None
+    assert device['on_host'] == float(codec)
+    on_host.append(codec)
+    for key in ('lq', 'lq_next'):
+      if codec:
+        assert device[key].tobytes() == host[key].tobytes()
+      else:
+        assert not device[key].any()
+  if codec_prob == 0.0:
+    assert not any(on_host)
+  elif codec_prob == 1.0:
+    assert all(on_host)
+  else:
+    assert 0 < sum(on_host) < len(on_host)  # both kinds of window were checked
+
+
+def test_host_mode_keeps_its_keys(small):
+  host, _ = makers(small())
+  assert host.keys == ('lq', 'hr', 'lq_next', 'hr_next')
+  assert not host.device
+
+
+def test_where_must_be_host_or_device(small):
+  config = small(**{'degradation.where': 'gpu'})
+  with pytest.raises(errors.ConfigError, match=r"^config.degradation.where: 'gpu'"):
+    examples.train_maker(config)
+
+
+def test_global_index_tiles_the_global_batch():
+  """Host p of P at step n takes n * B_global + p * B + i: hosts tile each step."""
+  batch, hosts = 3, 4
+  taken = [[examples.global_index(j, batch=batch, global_batch=batch * hosts,
+                                  process_index=p) for j in range(5 * batch)]
+           for p in range(hosts)]
+  for step in range(5):
+    got = sorted(i for p in range(hosts) for i in taken[p][step * batch:(step + 1) * batch])
+    assert got == list(range(step * batch * hosts, (step + 1) * batch * hosts))

@@ -1,0 +1,181 @@
+"""The thread-pool loader: tf.data's batches without TensorFlow, in order, resumable."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from clarity_jax.data import frames
+from clarity_jax.data import loader
+from clarity_jax.data import pipeline
+from clarity_jax import errors
+
+
+@pytest.fixture(scope='module')
+def small(tiny_config):
+  """small(**overrides): 8x8 LQ crops, K = 1, global batch 4, two workers, one batch
+  ahead, the default degradation mix (codec on 40 % of the windows)."""
+  defaults = {'data.crop_size': 8, 'batch_size': 4, 'num_neighbors': 1,
+              'data.num_parallel_calls': 2, 'data.prefetch': 1}
+  return lambda **overrides: tiny_config(**{**defaults, **overrides})
+
+
+def take(module, config, n, **kwargs):
+  it = module.create_train_iterator(config, process_index=kwargs.pop('process_index', 0),
+                                    process_count=kwargs.pop('process_count', 1), **kwargs)
+  out = [next(it) for _ in range(n)]
+  if module is loader:
+    it.close()
+  return out
+
+
+def assert_same_batches(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert list(x) == list(y)
+    for key in x:
+      assert x[key].dtype == y[key].dtype and x[key].shape == y[key].shape, key
+      np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def loader_threads():
+  return [t for t in threading.enumerate() if t.name.startswith('clarity_jax.loader')]
+
+
+@pytest.mark.parametrize('process_index', [0, 1])
+def test_threads_serve_tf_data_batches_byte_for_byte(process_index, small):
+  config = small(**{'loss.temporal_weight': 0.1})
+  kwargs = {'process_index': process_index, 'process_count': 2}
+  threads = take(loader, config, 3, **kwargs)
+  assert_same_batches(threads, take(pipeline, config, 3, **kwargs))
+  assert set(threads[0]) == {'lq', 'hr', 'lq_next', 'hr_next'}
+  assert threads[0]['lq'].shape == (2, 3, 8, 8, 3)
+
+
+def test_device_mode_batches_under_both_loaders(small):
+  """tf.numpy_function declares every device-mode key's dtype and shape; the threads
+  serve the same bytes (subnormal kernel taps included: tf.data flushes them)."""
+  config = small(**{'degradation.where': 'device'})
+  kwargs = {'process_index': 1, 'process_count': 2, 'start_step': 3}
+  threads = take(loader, config, 2, **kwargs)
+  assert_same_batches(threads, take(pipeline, config, 2, **kwargs))
+  batch = threads[0]
+  assert batch['index'].dtype == np.uint32 and batch['deg_resize'].dtype == np.int32
+  assert batch['hr_window'].shape == (2, 3, 32, 32, 3) and batch['on_host'].shape == (2,)
+  # Global indices n * 4 + p * 2 + i at steps n = 3, 4 for host p = 1.
+  assert [b['index'].tolist() for b in threads] == [[14, 15], [18, 19]]
+
+
+def test_resumes_exactly_at_start_step(small):
+  fresh = take(loader, small(), 3)
+  assert_same_batches(take(loader, small(), 1, start_step=2), fresh[2:])
+  # More workers and a deeper buffer change the timing, not the stream.
+  busy = small(**{'data.num_parallel_calls': -1, 'data.prefetch': 3})
+  assert_same_batches(take(loader, busy, 3), fresh)
+
+
+def test_eval_is_identical_at_every_call_and_equals_tf_data(small):
+  config = small(num_eval_batches=2)
+  first = loader.create_eval_iterator(config, process_index=0, process_count=1)
+  assert len(first) == 2
+  a, again = list(first), list(first)
+  other_call = list(loader.create_eval_iterator(small(num_eval_batches=2, seed=5),
+                                                process_index=0, process_count=1))
+  assert_same_batches(a, again)
+  assert_same_batches(a, other_call)
+  assert_same_batches(a, list(pipeline.create_eval_iterator(config, process_index=0,
+                                                            process_count=1)))
+  assert not loader_threads()  # a finished pass joins its threads
+
+
+def test_global_batch_must_divide_over_hosts(small):
+  with pytest.raises(errors.ConfigError, match=r'^config.batch_size: .*3 processes'):
+    loader.create_train_iterator(small(), process_index=0, process_count=3)
+
+
+def test_choose(small):
+  assert loader.choose(small()) == 'tf'  # 'auto', and TensorFlow imports here
+  assert loader.choose(small(**{'data.loader': 'threads'})) == 'threads'
+  assert loader.choose(small(**{'data.loader': 'tf'})) == 'tf'
+  with pytest.raises(errors.ConfigError, match=r"^config.data.loader: 'grain' is not"):
+    loader.choose(small(**{'data.loader': 'grain'}))
+
+
+def test_runs_where_tensorflow_cannot_be_imported(small, repo, tiny_overrides):
+  """A subprocess with TensorFlow blocked: 'auto' takes the threads, 'tf' is a config
+  error, and the batches are those of this process (equal to tf.data's, above).
+  It exits without closing its iterator: the threads must not hold it."""
+  overrides = {**tiny_overrides, 'data.crop_size': 8, 'batch_size': 4,
+               'data.num_parallel_calls': 2, 'data.prefetch': 1}
+  script = textwrap.dedent(f"""
+      import sys
+      sys.modules['tensorflow'] = None
+      import hashlib
+      from clarity_jax import config as config_lib, errors
+      from clarity_jax.data import loader
+      config = config_lib.override(
+          config_lib.get_config({str(repo / 'configs' / 'default.py')!r}, 'runlocal'),
+          {overrides!r})
+      assert loader.choose(config) == 'threads'
+      config.data.loader = 'tf'
+      try:
+        loader.choose(config)
+        raise SystemExit('no error')
+      except errors.ConfigError as e:
+        assert "needs TensorFlow" in str(e), e
+      config.data.loader = 'auto'
+      it = loader.create_train_iterator(config, start_step=1, process_index=0,
+                                        process_count=1)
+      batch = next(it)
+      for key in sorted(batch):
+        print(key, hashlib.sha256(batch[key].tobytes()).hexdigest())
+      assert 'tensorflow' not in {{m.split('.')[0] for m in sys.modules
+                                   if sys.modules[m] is not None}}
+      """)
+  out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                       cwd=repo, timeout=120)
+  assert out.returncode == 0, out.stderr
+  (batch,) = take(loader, small(), 1, start_step=1)
+  import hashlib  # pylint: disable=g-import-not-at-top
+  expected = ''.join(f'{key} {hashlib.sha256(batch[key].tobytes()).hexdigest()}\n'
+                     for key in sorted(batch))
+  assert out.stdout == expected
+
+
+def test_an_example_error_reaches_the_consumer_once(tmp_path, small):
+  """A frame that is truncated on disk (its header reads, its pixels do not): every
+  window of the one-clip source needs frame 1, so the first example fails."""
+  clip = tmp_path / 'clip'
+  clip.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    frames.write_image(clip / f'{i}.png', rng.random((24, 24, 3)))
+  data = (clip / '1.png').read_bytes()
+  (clip / '1.png').write_bytes(data[:len(data) // 2])
+  config = small(scale=2, **{'data.source': 'frame_folders', 'data.path': str(tmp_path)})
+  it = loader.create_train_iterator(config, process_index=0, process_count=1)
+  with pytest.raises(frames.FrameError, match=r'1\.png: not a readable image') as raised:
+    next(it)
+  assert isinstance(raised.value, errors.PathError)  # the example's own error, not wrapped
+  with pytest.raises(StopIteration):  # reported once: the stream has ended
+    next(it)
+  assert not loader_threads()
+
+
+def test_closing_an_endless_stream_joins_its_threads(small):
+  it = loader.create_train_iterator(small(), process_index=0, process_count=1)
+  next(it)
+  assert loader_threads()
+  it.close()
+  assert not loader_threads()
+
+
+def test_measure_throughput_of_the_threads(small):
+  result = loader.measure_throughput(small(**{'data.loader': 'threads'}), num_batches=2,
+                                     warmup=1)
+  assert result['loader'] == 'threads' and result['degradation_where'] == 'host'
+  assert result['windows_per_s'] == pytest.approx(8 / result['seconds'])
+  assert not loader_threads()
