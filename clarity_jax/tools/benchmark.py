@@ -177,16 +177,7 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
           'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
           'windows_per_s': windows / seconds, 'step_ms': seconds / settings.num_batches * 1e3,
           'cpu_ms_per_window': cpu / windows * 1e3, 'startup_s': ready - start,
-          'num_batches': settings.num_batches, 'cores': _cores()}
-
-
-def _cores() -> int:
-  """CPU cores this process may run on (not the machine's count, in a container)."""
-  import os  # pylint: disable=g-import-not-at-top
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not Linux
-    return os.cpu_count() or 1
+          'num_batches': settings.num_batches, 'cores': examples.available_cores()}
 
 
 def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: Settings

@@ -87,6 +87,16 @@ def _edit_json(path: pathlib.Path, **changes) -> None:
   (path / 'bundle.json').write_text(json.dumps(raw))
 
 
+def _assert_one_line_error(path: pathlib.Path, damage, message: str) -> None:
+  """Damaging the bundle at `path` makes loading it one line naming a file under it."""
+  damage(path)
+  with pytest.raises(bundle.BundleError) as e:
+    bundle.load_bundle(path)
+  text = str(e.value)
+  assert '\n' not in text and text.startswith(str(path))
+  assert re.search(message, text), text
+
+
 @pytest.mark.parametrize('damage,message', [
     (lambda p: _edit_json(p, format='keras.savedmodel'),
      "bundle.json: format 'keras.savedmodel' is not 'clarity_jax.bundle'"),
@@ -111,13 +121,7 @@ def _edit_json(path: pathlib.Path, **changes) -> None:
      "bundle.json: ClarityNetSR: unknown variant 'huge'"),
 ])
 def test_bad_bundles_are_one_line_errors_naming_the_file(saved, damage, message):
-  path = saved[0]
-  damage(path)
-  with pytest.raises(bundle.BundleError) as e:
-    bundle.load_bundle(path)
-  text = str(e.value)
-  assert '\n' not in text and text.startswith(str(path))
-  assert re.search(message, text), text
+  _assert_one_line_error(saved[0], damage, message)
 
 
 def _flip_last_byte(path: pathlib.Path) -> None:
@@ -262,13 +266,7 @@ def _edit_listing(path: pathlib.Path, index: int, **changes) -> None:
      r"bundle.json: missing or malformed field .*'\.\./params\.safetensors'"),
 ])
 def test_bad_shards_are_one_line_errors_naming_the_file(sharded, damage, message):
-  path = sharded[0]
-  damage(path)
-  with pytest.raises(bundle.BundleError) as e:
-    bundle.load_bundle(path)
-  text = str(e.value)
-  assert '\n' not in text and text.startswith(str(path))
-  assert re.search(message, text), text
+  _assert_one_line_error(sharded[0], damage, message)
 
 
 def test_an_array_over_the_limit_is_refused_before_writing(fresh, tmp_path):
