@@ -26,6 +26,20 @@ def package_version() -> str:
     return 'unknown'
 
 
+def user_cache_dir() -> Path:
+  """This user's cache folder for clarity_jax ($XDG_CACHE_HOME or ~/.cache).
+
+  Per user, not the shared system temp folder: nobody else can plant or swap a
+  file that a later run would read as its own (see owned_by_me)."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return Path(base, 'clarity_jax')
+
+
+def owned_by_me(path: str | os.PathLike) -> bool:
+  """Whether this user owns `path`: a cache refuses files it did not write."""
+  return not hasattr(os, 'getuid') or os.stat(path).st_uid == os.getuid()
+
+
 def to_uint8(frame: np.ndarray) -> np.ndarray:
   """float [0, 1] (NaN to 0, clipped, rounded half up) or uint8 -> uint8.
 

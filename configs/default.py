@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.tfds_name = 'clarity_frame_folders'
   config.data.val_path = ''  # held-out clips; empty: held-out synthetic photographs
   # video source: where decoded frames are cached as uint8 .npy (reused across runs);
-  # empty: <system temp>/clarity_jax_video_cache.
+  # empty: ~/.cache/clarity_jax/video ($XDG_CACHE_HOME), per user.
   config.data.cache_dir = ''
   config.data.crop_size = 64  # LQ crop (HR crop = scale * crop_size)
   config.data.frames_per_clip = 30  # synthetic clips: frames rendered per photograph
@@ -79,6 +79,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Temporal loss: the pipeline then also yields the window one frame later
   # (lq_next, hr_next) and the step restores both (twice the compute).
   config.loss.temporal_weight = 0.0
+
+  # Warm start: a bundle folder or a training workdir whose weights a fresh run starts
+  # from (fresh optimiser, schedule from step 0), e.g. fine-tuning the shipped model
+  # on one camera's footage. Resuming a workdir ignores it.
+  config.init_from = ''
 
   # Optimisation: AdamW, warmup then cosine decay, gradient clipping, EMA.
   config.batch_size = 16  # global, over every device of every host

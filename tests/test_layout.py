@@ -14,15 +14,16 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'clarity_jax'
-COMMANDS = ('main', 'degrade', 'export', 'enhance', 'evaluate', 'benchmark')
+COMMANDS = ('main', 'degrade', 'export', 'enhance', 'evaluate', 'validate', 'benchmark')
 # Layer of each top-level part: a module imports its own part or lower layers only.
 # train < inference < evaluation follows the data flow (export reads checkpoints,
-# evaluation restores with the inference engine).
+# evaluation restores with the inference engine); tools compose them (validation
+# degrades held-out clips and evaluates on them).
 LAYERS = {
     'errors': 0, 'files': 0, 'config': 1,
     'models': 2, 'data': 2, 'sharding': 2, 'metrics': 2,
-    'train': 3, 'inference': 4, 'evaluation': 5, 'tools': 5,
-    'cli': 6, **{c: 7 for c in COMMANDS},
+    'train': 3, 'inference': 4, 'evaluation': 5, 'tools': 6,
+    'cli': 7, **{c: 8 for c in COMMANDS},
 }
 MAX_LINES = 400
 

@@ -17,6 +17,7 @@ import jax
 from ml_collections import config_flags
 
 from clarity_jax.cli import common
+from clarity_jax.inference import warm_start
 from clarity_jax.train import loop
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs and samples go here.')
@@ -72,4 +73,6 @@ def main(argv: list[str]) -> None:
   _init_distributed()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  loop.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  config = flags.FLAGS.config
+  init_from = (lambda: warm_start.load(config)) if config.get('init_from') else None
+  loop.train_and_evaluate(config, _WORKDIR.value, init_from)

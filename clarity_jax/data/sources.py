@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import tempfile
 import warnings
 from typing import Sequence
 
@@ -188,8 +187,7 @@ class VideoSource(_ClipSource):
                       len(others), ', '.join(files.VIDEO_EXTENSIONS), ', '.join(others[:5]))
     if not videos:
       raise SourceError(root, f'no video files ({", ".join(files.VIDEO_EXTENSIONS)})')
-    cache = pathlib.Path(cache_dir or os.path.join(tempfile.gettempdir(),
-                                                   'clarity_jax_video_cache'))
+    cache = pathlib.Path(cache_dir or files.user_cache_dir() / 'video')
     cache.mkdir(parents=True, exist_ok=True)
     self._clips = [decode_video_cached(f, cache) for f in videos]
     super().__init__(spec, [f.stem for f in videos], [len(a) for a in self._clips],
@@ -215,6 +213,9 @@ def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarr
   key = hashlib.sha1(f'{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}'.encode())
   target = cache_dir / f'{path.stem}-{key.hexdigest()[:16]}.npy'
   if target.exists():
+    if not files.owned_by_me(target):
+      raise SourceError(target, 'cached frames of another user; remove the file or choose '
+                        'another config.data.cache_dir')
     return np.load(target, mmap_mode='r', allow_pickle=False)
   if stat.st_size == 0:
     raise SourceError(path, 'empty file (0 bytes)')

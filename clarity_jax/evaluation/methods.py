@@ -69,13 +69,18 @@ def _bundle_stage(path: str, dtype: str, **restorer_kw: Any
 
 def _workdir_stage(path: str, **restorer_kw: Any
                    ) -> tuple[restorer_lib.Restorer, dict[str, Any]]:
-  """A training workdir's latest checkpoint, read as export reads it; it computes
-  in its config's dtype."""
+  """A training workdir's checkpoint (`DIR` the latest, `DIR@STEP` that step), read
+  as export reads it; it computes in its config's dtype."""
   # pylint: disable=g-import-not-at-top  (orbax: only for workdirs)
   from clarity_jax.train import checkpoints
   from clarity_jax.train import state as state_lib
   # pylint: enable=g-import-not-at-top
-  params, config, step, weights = checkpoints.restore_params(path)
+  path, at, step_text = path.rpartition('@') if '@' in path else (path, '', '')
+  if at and not step_text.isdigit():
+    raise clips_lib.EvaluateError(f'{path}@{step_text}', 'expected WORKDIR@STEP with an '
+                                  'integer step')
+  params, config, step, weights = checkpoints.restore_params(
+      path, int(step_text) if at else None)
   restorer = restorer_lib.Restorer(state_lib.model_graphdef(config), params,
                                    scale=config.scale, num_neighbors=config.num_neighbors,
                                    **restorer_kw)

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,9 @@ from clarity_jax.train import checkpoints
 from clarity_jax.train import state as state_lib
 from clarity_jax.train import step as ts
 from clarity_jax.train import writers
+
+# Returns (params, what they are, for the log): inference/warm_start.load.
+WarmStart = Callable[[], tuple[Any, str]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -107,12 +110,19 @@ def params_digest(params: state_lib.Params) -> str:
   return digest.hexdigest()
 
 
-def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh
-                     ) -> tuple[state_lib.TrainState, int]:
+def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
+                     init_from: WarmStart | None = None) -> tuple[state_lib.TrainState, int]:
   rep = sharding.replicated(mesh)
   abstract = jax.eval_shape(lambda: state_lib.init_state(config))
   if ckpt.latest_step() is None:
-    return state_lib.create_state(config, mesh), 0
+    state = state_lib.create_state(config, mesh)
+    if init_from is not None:  # fresh optimiser and schedule, the given weights
+      params, where = init_from()
+      params = jax.device_put(params, rep)
+      state = state.replace(params=params,
+                            ema_params=params if state.ema_params is not None else None)
+      logging.info('Warm start from %s.', where)
+    return state, 0
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
   state, meta = ckpt.restore(abstract)
@@ -132,8 +142,13 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh
   return state, step
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
-  """Trains (resuming from `workdir` when it holds a checkpoint) and evaluates."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       init_from: WarmStart | None = None) -> state_lib.TrainState:
+  """Trains (resuming from `workdir` when it holds a checkpoint) and evaluates.
+
+  A fresh run starts from `init_from()`'s weights when given (config.init_from,
+  read by inference/warm_start.py: bundles are read above this layer).
+  """
   config_lib.validate(config)
   epath.Path(workdir, 'samples').mkdir(parents=True, exist_ok=True)  # local or gs://
   is_chief = jax.process_index() == 0
@@ -146,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
 
   graphdef = state_lib.model_graphdef(config)
   ckpt = checkpoints.Checkpointer(workdir, config)
-  state, start_step = _restore_or_init(config, ckpt, mesh)
+  state, start_step = _restore_or_init(config, ckpt, mesh, init_from)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('ClarityNetSR %s: %.3fM parameters, scale %d, K=%d.', config.model.variant,
                n_params / 1e6, config.scale, config.num_neighbors)

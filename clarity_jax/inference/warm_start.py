@@ -1,0 +1,49 @@
+"""Warm start (config.init_from): training begins from a bundle's or a workdir's
+weights, with a fresh optimiser and the schedule from step 0.
+
+Users fine-tune the shipped model on their own camera's footage this way, and the
+shipped model keeps improving from itself. The weights must be the configured
+network's exactly (variant, scale, K, ablation switches): anything else is a
+one-line error naming the source, never a partial load. Once the run has a
+checkpoint, resuming reads that and init_from is not read again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from clarity_jax import errors
+from clarity_jax.inference import bundle as bundle_lib
+from clarity_jax.train import checkpoints
+
+
+def _describe(spec: bundle_lib.ModelSpec) -> str:
+  ablations = [name for name, on in (('no alignment', not spec.use_alignment),
+                                     ('no attention', not spec.use_attention)) if on]
+  return ' '.join([f'{spec.variant} x{spec.scale} K={spec.num_neighbors}', *ablations])
+
+
+def load(config: ml_collections.ConfigDict) -> tuple[Any, str]:
+  """(params as a nested dict, a description for the log) from config.init_from: a
+  bundle folder (its weights) or a training workdir (its latest checkpoint's EMA
+  weights when kept, as export would write them)."""
+  path = Path(config.init_from)
+  if (path / bundle_lib.INFO_FILE).is_file():
+    _, params, info = bundle_lib.load_params(path)
+    spec, step = info.model, info.step
+  elif (path / 'checkpoints').is_dir():
+    params, saved, step, _ = checkpoints.restore_params(path)
+    spec = bundle_lib.ModelSpec.from_config(saved)
+  elif path.exists():
+    raise errors.PathError(path, f'config.init_from: neither a bundle (no '
+                           f'{bundle_lib.INFO_FILE}) nor a training workdir (no checkpoints/)')
+  else:
+    raise errors.PathError(path, 'config.init_from: no such bundle or workdir')
+  want = bundle_lib.ModelSpec.from_config(config)
+  if spec != want:
+    raise errors.ConfigError(f'{path}: config.init_from holds a {_describe(spec)} model; '
+                             f'the config trains {_describe(want)}')
+  return params, f'{path} (step {step}, {_describe(spec)})'
