@@ -90,9 +90,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.data.get('loader', 'auto') in ('auto', 'tf', 'threads'), 'data.loader',
          f"must be 'auto', 'tf' or 'threads', got {config.data.get('loader')!r}")
   source = config.data.source
-  _check(source in ('synthetic', 'frame_folders', 'video', 'tfds'), 'data.source',
-         f"must be synthetic, frame_folders, video or tfds, got {source!r}")
-  if source in ('frame_folders', 'video'):
+  _check(source in ('synthetic', 'frame_folders', 'video', 'footage', 'tfds'), 'data.source',
+         f"must be synthetic, frame_folders, video, footage or tfds, got {source!r}")
+  _check(isinstance(config.data.get('downscale', 1), int) and config.data.get('downscale', 1)
+         >= 1, 'data.downscale', f"must be an integer >= 1, got {config.data.get('downscale')!r}")
+  if source in ('frame_folders', 'video', 'footage'):
     _check(bool(config.data.path), 'data.path', f'is empty but data.source is {source!r}')
     _check(os.path.isdir(config.data.path), 'data.path',
            f'{config.data.path}: no such directory')

@@ -5,6 +5,7 @@ and writes that never leave a half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 import importlib.metadata
 import os
@@ -38,6 +39,15 @@ def user_cache_dir() -> Path:
 def owned_by_me(path: str | os.PathLike) -> bool:
   """Whether this user owns `path`: a cache refuses files it did not write."""
   return not hasattr(os, 'getuid') or os.stat(path).st_uid == os.getuid()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+  """The hex sha256 of a file, read in 1 MiB chunks."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
 
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:

@@ -39,9 +39,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   # 'synthetic': skimage.data photographs animated by a synthetic camera (embedded,
   # offline); 'frame_folders': ROOT/<clip>/*.png|jpg; 'video': a folder of video
-  # files; 'tfds': a tensorflow-datasets builder (see clarity_jax/data/tfds_builder.py).
+  # files; 'footage': any mix of video files, folders of videos and frame folders,
+  # comma separated in data.path; 'tfds': a tensorflow-datasets builder (see
+  # clarity_jax/data/tfds_builder.py).
   config.data.source = 'synthetic'
   config.data.path = ''  # root folder for frame_folders / video; tfds data_dir
+  # video / footage: area-downscale every frame by this factor when it is cached
+  # (2: 1280x720 H.264 frames become cleaner, sharper 640x360 targets).
+  config.data.downscale = 1
   config.data.tfds_name = 'clarity_frame_folders'
   config.data.val_path = ''  # held-out clips; empty: held-out synthetic photographs
   # video source: where decoded frames are cached as uint8 .npy (reused across runs);

@@ -10,7 +10,10 @@ Kinds (config.data.source):
                  independently moving object (embedded, offline, the default;
                  synthetic.py);
   frame_folders  ROOT/<clip>/*.png|jpg (REDS, GoPro, Vimeo-90K, Vid4), read per window;
-  video          a folder of video files, decoded once into uint8 .npy memmaps;
+  video          a folder of video files, decoded once into uint8 .npy memmaps
+                 (footage.py);
+  footage        any mix of video files, folders of videos and frame folders (paths
+                 comma separated), decoded once into the same cache;
   tfds           the `clarity_frame_folders` tensorflow-datasets builder.
 
 A window of T frames is centred on frame t: offsets -K..K (T = 2K + 1), or -K..K+1
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
 import os
 import pathlib
 import warnings
@@ -31,11 +33,9 @@ from typing import Sequence
 import cv2
 import ml_collections
 import numpy as np
-from absl import logging
 
 from clarity_jax.data import frames
 from clarity_jax import errors
-from clarity_jax import files
 
 
 class SourceError(errors.PathError):
@@ -99,7 +99,7 @@ class Source(abc.ABC):
     """A window [T, crop, crop, 3] float32 in [0, 1], a pure function of the rng state."""
 
 
-class _ClipSource(Source):
+class ClipSource(Source):
   """Shared sampling for sources made of finite clips (folders, videos, tfds).
 
   A centre frame is drawn uniformly over all frames of all clips (so long clips are
@@ -150,7 +150,7 @@ def _gather(indices: np.ndarray, read_one) -> np.ndarray:
   return loaded[inverse.reshape(-1)]
 
 
-class FrameFolderSource(_ClipSource):
+class FrameFolderSource(ClipSource):
   """ROOT/<clip>/<frames sorted by name>.png|jpg, frames read from disk per window."""
 
   def __init__(self, root: str | os.PathLike, spec: WindowSpec):
@@ -167,102 +167,7 @@ class FrameFolderSource(_ClipSource):
     return _gather(indices, lambda i: frames.read_image(paths[i])[y:y + c, x:x + c])
 
 
-class VideoSource(_ClipSource):
-  """A folder of video files (one clip each), decoded once with PyAV.
-
-  Decoded frames go to uint8 .npy files in `cache_dir` (keyed by path, size and
-  modification time, so re-runs reuse them) and are read back as memory maps: windows
-  cost a slice, not a decode, and RAM holds only the pages in use. No pickle.
-  """
-
-  def __init__(self, root: str | os.PathLike, spec: WindowSpec, cache_dir: str = ''):
-    root = pathlib.Path(root)
-    if not root.is_dir():
-      raise SourceError(root, 'no such directory')
-    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in files.VIDEO_EXTENSIONS)
-    others = sorted(p.name for p in root.iterdir()
-                    if p.is_file() and p.suffix.lower() not in files.VIDEO_EXTENSIONS)
-    if others:
-      logging.warning('%s: ignoring %d files that are not videos (%s): %s', root,
-                      len(others), ', '.join(files.VIDEO_EXTENSIONS), ', '.join(others[:5]))
-    if not videos:
-      raise SourceError(root, f'no video files ({", ".join(files.VIDEO_EXTENSIONS)})')
-    cache = pathlib.Path(cache_dir or files.user_cache_dir() / 'video')
-    cache.mkdir(parents=True, exist_ok=True)
-    self._clips = [decode_video_cached(f, cache) for f in videos]
-    super().__init__(spec, [f.stem for f in videos], [len(a) for a in self._clips],
-                     [a.shape[1:3] for a in self._clips], [str(f) for f in videos])
-
-  def _read(self, clip: int, indices: np.ndarray, y: int, x: int) -> np.ndarray:
-    c = self.spec.crop
-    # Fancy indexing on the memmap copies only the T crops out of the page cache.
-    window = self._clips[clip][indices, y:y + c, x:x + c]
-    return window.astype(np.float32) / 255.0
-
-
-def decode_video_cached(path: pathlib.Path, cache_dir: pathlib.Path) -> np.ndarray:
-  """All frames of a video as a read-only uint8 memmap [N, H, W, 3] (RGB).
-
-  Decodes once: the .npy is streamed to a temporary name (frames are not all held in
-  memory) and renamed into place (files.atomic_path), so an interrupted decode leaves
-  nothing half-written.
-  """
-  import av  # pylint: disable=g-import-not-at-top
-
-  stat = path.stat()
-  key = hashlib.sha1(f'{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}'.encode())
-  target = cache_dir / f'{path.stem}-{key.hexdigest()[:16]}.npy'
-  if target.exists():
-    if not files.owned_by_me(target):
-      raise SourceError(target, 'cached frames of another user; remove the file or choose '
-                        'another config.data.cache_dir')
-    return np.load(target, mmap_mode='r', allow_pickle=False)
-  if stat.st_size == 0:
-    raise SourceError(path, 'empty file (0 bytes)')
-  with files.atomic_path(target) as tmp, open(tmp, 'wb') as out:
-    count, shape = 0, None
-    try:
-      with av.open(str(path)) as container:
-        if not container.streams.video:
-          raise SourceError(path, 'no video stream')
-        stream = container.streams.video[0]
-        stream.thread_type = 'AUTO'
-        for frame in container.decode(stream):
-          rgb = frame.to_ndarray(format='rgb24')
-          if shape is None:
-            shape = rgb.shape
-            header_size = _write_npy_header(out, (0, *shape))
-          elif rgb.shape != shape:
-            raise SourceError(path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
-                              f'earlier frames are {shape[1]}x{shape[0]}')
-          out.write(np.ascontiguousarray(rgb).tobytes())
-          count += 1
-    except av.error.FFmpegError as e:
-      raise SourceError(path, f'cannot decode video ({e})') from e
-    if count == 0:
-      raise SourceError(path, 'no decodable video frames')
-    # NumPy pads .npy headers so axis 0 can grow in place: rewrite it with the count.
-    out.seek(0)
-    _write_npy_header(out, (count, *shape), header_size)
-  return np.load(target, mmap_mode='r', allow_pickle=False)
-
-
-def _write_npy_header(f, shape: tuple[int, ...], size: int | None = None) -> int:
-  """Writes a uint8 .npy header at the file position; returns its size in bytes.
-
-  With `size`, the header must have that size (it overwrites an earlier one in place).
-  """
-  header = {'descr': np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-            'fortran_order': False, 'shape': shape}
-  start = f.tell()
-  np.lib.format.write_array_header_1_0(f, header)
-  written = f.tell() - start
-  if size is not None and written != size:
-    raise RuntimeError(f'.npy header grew from {size} to {written} bytes for shape {shape}')
-  return written
-
-
-class TfdsSource(_ClipSource):
+class TfdsSource(ClipSource):
   """Clips of a prepared tensorflow-datasets builder (clarity_frame_folders).
 
   The split is read once with image decoding skipped and kept in memory as the
@@ -323,7 +228,8 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
   'validation' split under that data_dir), or, when val_path is empty, the
   held-out photographs (synthetic.VALIDATION_PHOTOS).
   """
-  # synthetic.py builds on this module's Source: imported here, not at the top.
+  # footage.py and synthetic.py build on this module's Source: imported here.
+  from clarity_jax.data import footage  # pylint: disable=g-import-not-at-top
   from clarity_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   data = config.data
   kind = data.source
@@ -344,7 +250,11 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
   if kind == 'frame_folders':
     return FrameFolderSource(path, spec)
   if kind == 'video':
-    return VideoSource(path, spec, cache_dir=data.cache_dir)
+    return footage.VideoSource(path, spec, cache_dir=data.cache_dir,
+                               downscale=data.get('downscale', 1))
+  if kind == 'footage':
+    return footage.FootageSource([p for p in path.split(',') if p], spec,
+                                 cache_dir=data.cache_dir, downscale=data.get('downscale', 1))
   if kind == 'tfds':
     return TfdsSource(data.tfds_name, path, split, spec)
   raise ValueError(f'config.data.source: unknown source {kind!r}')

@@ -4,21 +4,21 @@
     params.safetensors   every parameter, keys 'encoder/blocks/0/conv1/kernel'
     bundle.json          format, version, model config, normalisation, step, sha256
 
-A bundle is what leaves the training machine: `enhance`, `evaluate` and other
-users need neither the training config nor orbax nor the optimizer state, and
-loading runs no code from the file (safetensors holds raw arrays, no pickle). The
-sha256 in bundle.json catches a truncated or altered parameter file before a
-single frame is restored with it. Bundles are written to a temporary folder and
+What leaves the training machine: `enhance`, `evaluate` and other users need no
+training config, orbax or optimizer state, and loading runs no code from the file
+(safetensors holds raw arrays, no pickle). The sha256 in bundle.json catches a
+truncated or altered parameter file before a frame is restored with it; every
+field is checked for type and range. Bundles are written to a temporary folder and
 renamed into place, so a crash never leaves a half-written bundle.
 
-For channels that cap file sizes, and variants too large for one file, the
-parameters can be sharded as Hugging Face shards safetensors (files
-params-00001-of-0000N.safetensors): sorted keys packed greedily, no array split,
-each file at most `max_file_bytes` and listed in bundle.json with its sha256.
-Only sharded bundles are format_version 2: a single-file bundle stays readable by
-every clarity_jax, and an older one refuses shards by their version. Their
-`params_sha256` is the sha256 of the shards' hex digests concatenated in order
-(`sha256sum params-*.safetensors | cut -c1-64 | tr -d '\\n' | sha256sum`).
+For channels that cap file sizes, and variants too large for one file, parameters
+can be sharded as Hugging Face shards safetensors (params-00001-of-0000N.safetensors):
+sorted keys packed greedily, no array split, each file at most `max_file_bytes` and
+listed in bundle.json with its sha256. Only sharded bundles are format_version 2: a
+single-file bundle stays readable by every clarity_jax, and an older one refuses
+shards by their version. Their `params_sha256` is the sha256 of the shards' hex
+digests concatenated in order (`sha256sum params-*.safetensors | cut -c1-64 | tr -d
+'\\n' | sha256sum`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from flax import nnx
 
 from clarity_jax import errors
 from clarity_jax import files
+from clarity_jax.inference import model_spec
+from clarity_jax.inference.model_spec import ModelSpec
 from clarity_jax.models import claritynet
 from clarity_jax.train import checkpoints
 
@@ -51,8 +53,7 @@ PARAMS_GLOB = 'params*.safetensors'  # what a stray parameter file is recognised
 # Inside every parameter file too, so that a lone file says what it belongs to.
 METADATA = {v: {'format': FORMAT, 'format_version': str(v)} for v in READABLE_VERSIONS}
 INFO_FILE = 'bundle.json'
-# What the model expects and returns; recorded so a non-JAX user (TF Serving,
-# another framework) can feed the network without reading this code.
+# What the model expects and returns, for non-JAX users (TF Serving, others).
 INPUT_NORMALISATION = {
     'layout': '[batch, 2K+1, height, width, 3], frame K is the one restored',
     'color': 'RGB', 'dtype': 'float32', 'range': [0.0, 1.0],
@@ -62,33 +63,6 @@ INPUT_NORMALISATION = {
 
 class BundleError(errors.PathError):
   """A bundle is missing, of another format or version, or corrupt: '<path>: <what>'."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  """The fields of configs/default.py that fix the network's structure."""
-  variant: str
-  scale: int
-  num_neighbors: int
-  use_alignment: bool = True
-  use_attention: bool = True
-
-  @classmethod
-  def from_config(cls, config: Any) -> 'ModelSpec':
-    return cls(variant=str(config.model.variant), scale=int(config.scale),
-               num_neighbors=int(config.num_neighbors),
-               use_alignment=bool(config.model.use_alignment),
-               use_attention=bool(config.model.use_attention))
-
-  @property
-  def num_frames(self) -> int:
-    return 2 * self.num_neighbors + 1
-
-  def create(self, dtype: str = 'float32', seed: int = 0) -> claritynet.ClarityNetSR:
-    return claritynet.create_model(
-        self.variant, scale=self.scale, num_neighbors=self.num_neighbors,
-        use_alignment=self.use_alignment, use_attention=self.use_attention,
-        dtype=dtype, rngs=nnx.Rngs(seed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,14 +102,6 @@ def unflatten_params(flat: dict[str, Any], like: Any) -> Any:
       lambda p, _: flat[checkpoints.leaf_name(p)], like)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def combined_sha256(digests: list[str]) -> str:
   """The sha256 of the shards' hex digests concatenated in order: one value that
   names a sharded bundle's weights, as a single file's sha256 does."""
@@ -153,12 +119,10 @@ def _abstract_model(spec: ModelSpec, dtype: str) -> tuple[nnx.GraphDef, Any]:
   return graphdef, nnx.to_pure_dict(state)
 
 
-# safetensors offers no size of a file before writing it, and serialising every
-# candidate shard to measure it would copy the weights once per array. A file is
-# 8 bytes of header length, a JSON header padded to a multiple of 8, then the raw
-# arrays; json.dumps with its default spaces and 20-digit offsets writes each
-# header entry at least as long as safetensors' compact JSON, so these bound the
-# size from above (save_bundle checks the written sizes too).
+# safetensors tells no file size before writing, and serialising each candidate
+# shard would copy the weights once per array. A file is 8 bytes of header length,
+# a JSON header padded to 8, then the arrays; json.dumps (spaces, 20-digit offsets)
+# bounds each header entry from above (save_bundle checks written sizes too).
 def _array_bytes_bound(key: str, array: np.ndarray) -> int:
   return array.nbytes + len(json.dumps({key: {
       'dtype': 'F8_E4M3', 'shape': list(array.shape), 'data_offsets': [2**64 - 1] * 2}}))
@@ -228,7 +192,7 @@ def save_bundle(path: str | os.PathLike, spec: ModelSpec, params: Any, *, step: 
       os.chmod(tmp / name, 0o644)  # safetensors creates it 0600; bundles are shared
       size = (tmp / name).stat().st_size  # the bound of plan_files, checked
       assert max_file_bytes is None or size <= max_file_bytes, (name, size)
-      written.append(ParamsFile(name, sha256_file(tmp / name), len(keys)))
+      written.append(ParamsFile(name, files.sha256_file(tmp / name), len(keys)))
     digest = (combined_sha256([f.sha256 for f in written]) if len(plan) > 1
               else written[0].sha256)
     info = BundleInfo(model=spec, step=int(step), weights=weights,
@@ -284,11 +248,7 @@ def read_info(path: str | os.PathLike) -> BundleInfo:
                       f'clarity_jax {files.package_version()} reads versions '
                       f'{", ".join(map(str, READABLE_VERSIONS))})')
   try:
-    model = raw['model']
-    spec = ModelSpec(variant=str(model['variant']), scale=int(model['scale']),
-                     num_neighbors=int(model['num_neighbors']),
-                     use_alignment=bool(model['use_alignment']),
-                     use_attention=bool(model['use_attention']))
+    spec = ModelSpec.from_json(raw['model'])
     params_files, digest = _read_params_listing(raw['params'], version)
     known = {'format', 'format_version', 'model', 'input', 'training', 'params',
              'package_version'}
@@ -298,6 +258,8 @@ def read_info(path: str | os.PathLike) -> BundleInfo:
                       package_version=str(raw['package_version']),
                       extra={k: v for k, v in raw.items() if k not in known},
                       params_files=params_files)
+  except model_spec.FieldError as e:
+    raise BundleError(info_path, str(e)) from e
   except (KeyError, TypeError, ValueError) as e:
     raise BundleError(info_path, f'missing or malformed field ({e!r})') from e
   for f in params_files:
@@ -344,7 +306,7 @@ def load_params(path: str | os.PathLike, dtype: str = 'float32'
   flat, owner = {}, {}
   for f in info.params_files:
     file_path = path / f.file
-    digest = sha256_file(file_path)
+    digest = files.sha256_file(file_path)
     if digest != f.sha256:
       raise BundleError(file_path, f'sha256 {digest[:12]}... does not match '
                         f'{f.sha256[:12]}... in {INFO_FILE}: corrupt or altered')

@@ -5,9 +5,11 @@ import os
 import pathlib
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
+from clarity_jax import files
 from clarity_jax.data import frames
 from clarity_jax.data import sources
 from clarity_jax.data import synthetic
@@ -124,62 +126,6 @@ def test_corrupt_frame_is_reported_with_its_path(tmp_path):
   with pytest.raises(frames.FrameError, match='^' + str(bad)):
     for i in range(20):
       src.sample(np.random.default_rng(i))
-
-
-# ------------------------------------------------------------------- video
-
-
-def test_video_source_decodes_once_into_npy_memmaps(tmp_path, write_video):
-  rng = np.random.default_rng(0)
-  video = (rng.random((7, 32, 48, 3)) * 200 + 20).astype(np.uint8)
-  (tmp_path / 'in').mkdir()
-  # Nearly lossless H.264 (4:4:4, crf 0) so decoded pixels can be compared.
-  write_video(tmp_path / 'in' / 'clip.mp4', video, 10, pix_fmt='yuv444p', crf=0)
-  cache = tmp_path / 'cache'
-  src = sources.VideoSource(tmp_path / 'in', sources.WindowSpec(3, 16, 4), cache_dir=cache)
-  assert src.names == ['clip'] and list(src.lengths) == [7] and src.sizes == [(32, 48)]
-  (cached,) = list(cache.iterdir())
-  decoded = np.load(cached, allow_pickle=False)
-  assert decoded.dtype == np.uint8 and decoded.shape == video.shape
-  assert np.abs(decoded.astype(int) - video).max() <= 3  # RGB <-> YUV rounding only
-  # A window is the reflected frames of one aligned crop.
-  window = src.sample(np.random.default_rng(3))
-  matches = [(t, y, x) for t in range(7) for y in range(0, 17, 4) for x in range(0, 33, 4)
-             if np.allclose(window[1], decoded[t, y:y + 16, x:x + 16] / 255.0, atol=1e-6)]
-  assert len(matches) == 1
-  t, y, x = matches[0]
-  expected = decoded[sources.reflect_indices(np.arange(t - 1, t + 2), 7), y:y + 16, x:x + 16]
-  np.testing.assert_allclose(window, expected / 255.0, atol=1e-6)
-  # Built again: the cache is reused, not decoded a second time.
-  mtime = cached.stat().st_mtime_ns
-  sources.VideoSource(tmp_path / 'in', sources.WindowSpec(3, 16, 4), cache_dir=cache)
-  assert list(cache.iterdir()) == [cached] and cached.stat().st_mtime_ns == mtime
-
-
-@pytest.mark.parametrize('content,problem', [(b'', 'empty file'),
-                                             (b'not a video at all' * 20, 'cannot decode')])
-def test_unreadable_video_is_one_line_naming_the_file(tmp_path, content, problem):
-  bad = tmp_path / 'bad.mp4'
-  bad.write_bytes(content)
-  with pytest.raises(sources.SourceError) as info:
-    sources.VideoSource(tmp_path, sources.WindowSpec(1, 8), cache_dir=tmp_path / 'cache')
-  assert str(info.value).startswith(f'{bad}: {problem}') and '\n' not in str(info.value)
-  assert not [p for p in (tmp_path / 'cache').iterdir()]  # nothing half-written left
-
-
-def test_real_video_clip(shared_data, tmp_path):
-  """A real H.264 clip from ../shared/data, if present: decodes, windows in range."""
-  folder = tmp_path / 'videos'
-  folder.mkdir()
-  os.symlink(shared_data / 'video' / 'coffee_1280x720.mp4', folder / 'coffee.mp4')
-  cache = tmp_path / 'cache'
-  try:
-    src = sources.VideoSource(folder, sources.WindowSpec(5, 64, 4), cache_dir=cache)
-    assert src.sizes == [(720, 1280)] and src.lengths[0] > 250
-    window = src.sample(np.random.default_rng(0))
-    assert window.shape == (5, 64, 64, 3) and 0.0 <= window.min() and window.max() <= 1.0
-  finally:
-    shutil.rmtree(cache)  # ~0.8 GB of decoded frames: not left to pytest's tmp retention
 
 
 # -------------------------------------------------------------- dispatch

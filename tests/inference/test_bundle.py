@@ -118,7 +118,16 @@ def _assert_one_line_error(path: pathlib.Path, damage, message: str) -> None:
      r'x4 K=1 expects float32\[48\]'),
     (lambda p: _edit_json(p, model={'variant': 'huge', 'scale': 2, 'num_neighbors': 1,
                                     'use_alignment': True, 'use_attention': True}),
-     "bundle.json: ClarityNetSR: unknown variant 'huge'"),
+     r"bundle.json: model.variant is 'huge'; expected one of \['base', 'small', 'tiny'\]$"),
+    (lambda p: _edit_json(p, model={'variant': 'tiny', 'scale': 2, 'num_neighbors': 100000,
+                                    'use_alignment': True, 'use_attention': True}),
+     r'bundle.json: model.num_neighbors is 100000; expected one of \[0, 1, 2'),
+    (lambda p: _edit_json(p, model={'variant': 'tiny', 'scale': 2, 'num_neighbors': 1,
+                                    'use_alignment': 'false', 'use_attention': True}),
+     "bundle.json: model.use_alignment is 'false', not a JSON bool"),
+    (lambda p: _edit_json(p, model={'variant': 'tiny', 'scale': True, 'num_neighbors': 1,
+                                    'use_alignment': True, 'use_attention': True}),
+     'bundle.json: model.scale is True, not a JSON int'),
 ])
 def test_bad_bundles_are_one_line_errors_naming_the_file(saved, damage, message):
   _assert_one_line_error(saved[0], damage, message)
