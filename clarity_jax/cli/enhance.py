@@ -1,21 +1,25 @@
-"""Restores a video, a frame folder, clip folders or an image with a bundle.
+"""Restores a video, a frame folder, clip folders or an image.
 
-  python -m clarity_jax.enhance --bundle=BUNDLE --input=PATH --output=PATH \\
+  python -m clarity_jax.enhance --input=PATH --output=PATH [--bundle=BUNDLE] \\
       [--max_frames=N] [--compare] [--tile=256] [--tile_overlap=16] [--batch=4] \\
       [--dtype=float32|bfloat16]
 
 The work is inference/enhance.py (files in and out) and inference/restorer.py
 (windows, tiles, batches); this module reads the flags and prints the summary.
+Without --bundle the model that ships with the package restores
+(inference/shipped.py).
 """
 
 from absl import flags
 
 from clarity_jax.cli import common
-from clarity_jax.data import video_io
+from clarity_jax.data import media_writers
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
+from clarity_jax.inference import shipped
 
-_BUNDLE = flags.DEFINE_string('bundle', None, 'Inference bundle (clarity_jax.export).')
+_BUNDLE = flags.DEFINE_string('bundle', None, 'Inference bundle (clarity_jax.export); '
+                              'default: the model shipped with the package.')
 _INPUT = flags.DEFINE_string('input', None, 'Video file, image, frame folder or folder of '
                              'clip folders.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Video file, image file or folder.')
@@ -24,24 +28,27 @@ _MAX_FRAMES = flags.DEFINE_integer('max_frames', None, 'Restore only the first N
 _COMPARE = flags.DEFINE_bool('compare', False, 'Also write OUTPUT_compare: bicubic | '
                              'restored side by side.')
 _RESTORER = common.define_restorer_flags()
-_CRF = flags.DEFINE_integer('crf', video_io.DEFAULT_CRF, 'x264 quality of video outputs '
-                            '(lower is better).', lower_bound=0, upper_bound=51)
+_CRF = flags.DEFINE_integer('crf', media_writers.DEFAULT_CRF, 'x264 quality of video '
+                            'outputs (lower is better).', lower_bound=0, upper_bound=51)
 _PRESET = flags.DEFINE_enum(
-    'preset', video_io.DEFAULT_PRESET, list(video_io.X264_PRESETS),
+    'preset', media_writers.DEFAULT_PRESET, list(media_writers.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
     '(a 4K encode at medium costs ~375 CPU-ms a frame; benchmark --what=output).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output (only once '
                                'the new one is complete).')
-flags.mark_flags_as_required(['bundle', 'input', 'output'])
+flags.mark_flags_as_required(['input', 'output'])
 
 
 @common.exit_on_error()
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
   r = _RESTORER
+  path = _BUNDLE.value or shipped.bundle_path()
   engine, info = restorer.Restorer.from_bundle(
-      _BUNDLE.value, r.dtype.value, tile=r.tile.value, tile_overlap=r.tile_overlap.value,
+      path, r.dtype.value, tile=r.tile.value, tile_overlap=r.tile_overlap.value,
       batch=r.batch.value)
+  print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'
+                     if _BUNDLE.value else shipped.describe(info)), flush=True)
   summary = enhance.enhance(
       engine, _INPUT.value, _OUTPUT.value, max_frames=_MAX_FRAMES.value,
       compare=_COMPARE.value, overwrite=_OVERWRITE.value, crf=_CRF.value,

@@ -12,9 +12,11 @@ from clarity_jax.cli import common
 from clarity_jax.evaluation import clips
 from clarity_jax.evaluation import evaluate
 from clarity_jax.evaluation import report
+from clarity_jax.inference import shipped
 
 _BUNDLE = flags.DEFINE_list('bundle', [], 'Bundles to score, comma separated; A+B chains '
-                            'two (two-stage deblur -> SR).')
+                            'two (two-stage deblur -> SR). Without --bundle and --workdir: '
+                            'the model shipped with the package.')
 _WORKDIR = flags.DEFINE_list('workdir', [], 'Training workdirs to score (latest '
                              'checkpoint); A+B chains two.')
 _NAMES = flags.DEFINE_list('names', [], 'Table labels of the --bundle then --workdir '
@@ -46,9 +48,13 @@ flags.mark_flags_as_required(['lq', 'gt', 'output'])
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
   r = _RESTORER
+  bundles = _BUNDLE.value
+  names = _NAMES.value
+  if not bundles and not _WORKDIR.value:
+    bundles, names = [str(shipped.bundle_path())], names or [shipped.NAME]
   result = evaluate.run(
-      lq=_LQ.value, gt=_GT.value, output=_OUTPUT.value, bundles=_BUNDLE.value,
-      workdirs=_WORKDIR.value, names=_NAMES.value, protocol=_PROTOCOL.value,
+      lq=_LQ.value, gt=_GT.value, output=_OUTPUT.value, bundles=bundles,
+      workdirs=_WORKDIR.value, names=names, protocol=_PROTOCOL.value,
       scale=_SCALE.value, max_frames=_MAX_FRAMES.value, lpips_weights=_LPIPS_WEIGHTS.value,
       num_pictures=_NUM_PICTURES.value, save_frames=_SAVE_FRAMES.value, tile=r.tile.value,
       tile_overlap=r.tile_overlap.value, batch=r.batch.value, dtype=r.dtype.value,

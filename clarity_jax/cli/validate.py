@@ -19,10 +19,12 @@ from clarity_jax import files
 from clarity_jax.cli import common
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import methods as methods_lib
+from clarity_jax.inference import shipped
 from clarity_jax.tools import validation
 
 _CLIPS = flags.DEFINE_list('clips', None, 'Held-out clips: video files or folders of frames.')
-_BUNDLE = flags.DEFINE_list('bundle', [], 'Bundles to validate.')
+_BUNDLE = flags.DEFINE_list('bundle', [], 'Bundles to validate (default, with no '
+                            '--workdir either: the model shipped with the package).')
 _WORKDIR = flags.DEFINE_list('workdir', [], 'Training workdirs (latest checkpoint, or '
                              'WORKDIR@STEP).')
 _NAMES = flags.DEFINE_list('names', [], 'Labels of the --bundle then --workdir methods.')
@@ -44,18 +46,18 @@ def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
   scale = int(_SCALE.value)
   specs = [(s, 'bundle') for s in _BUNDLE.value] + [(s, 'workdir') for s in _WORKDIR.value]
-  if not specs:
-    raise clips_lib.EvaluateError('--bundle', 'give at least one --bundle or --workdir')
-  if _NAMES.value and len(_NAMES.value) != len(specs):
-    raise clips_lib.EvaluateError('--names', f'{len(_NAMES.value)} names for {len(specs)} '
-                                  'methods')
+  names = _NAMES.value
+  if not specs:  # the model shipped with the package
+    specs, names = [(str(shipped.bundle_path()), 'bundle')], names or [shipped.NAME]
+  if names and len(names) != len(specs):
+    raise clips_lib.EvaluateError('--names', f'{len(names)} names for {len(specs)} methods')
   sets = validation.prepare(_CLIPS.value, _CACHE.value, scale=scale,
                             num_frames=_FRAMES.value, downscale=_DOWNSCALE.value,
                             seed=_SEED.value, settings=_SETTINGS.value)
   r = _RESTORER
   methods = [methods_lib.bicubic_method(scale)] + [
       methods_lib.load_method(spec, scale, kind=kind,
-                              name=_NAMES.value[i] if _NAMES.value else None,
+                              name=names[i] if names else None,
                               dtype=r.dtype.value, tile=r.tile.value,
                               tile_overlap=r.tile_overlap.value, batch=r.batch.value)
       for i, (spec, kind) in enumerate(specs)]

@@ -26,6 +26,7 @@ import numpy as np
 import tqdm
 
 from clarity_jax import files
+from clarity_jax.data import media_writers
 from clarity_jax.data import video_io
 from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.models import bicubic
@@ -71,10 +72,10 @@ def _frame_name(source: video_io.Source, clip: str, reader: Any, index: int) -> 
 
 def _open_writer(kind: str, path: Path, fps: Any, crf: int, preset: str, overwrite: bool):
   if kind == 'video':
-    return video_io.VideoWriter(path, fps, crf=crf, preset=preset, overwrite=overwrite)
+    return media_writers.VideoWriter(path, fps, crf=crf, preset=preset, overwrite=overwrite)
   if kind == 'image':
-    return video_io.ImageWriter(path, overwrite=overwrite)
-  return video_io.FrameFolderWriter(path, overwrite=overwrite)
+    return media_writers.ImageWriter(path, overwrite=overwrite)
+  return media_writers.FrameFolderWriter(path, overwrite=overwrite)
 
 
 @dataclasses.dataclass
@@ -95,7 +96,7 @@ class Summary:
 def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
             output: str | os.PathLike, *,
             max_frames: int | None = None, compare: bool = False, overwrite: bool = False,
-            crf: int = video_io.DEFAULT_CRF, preset: str = video_io.DEFAULT_PRESET,
+            crf: int = media_writers.DEFAULT_CRF, preset: str = media_writers.DEFAULT_PRESET,
             progress: bool = True) -> Summary:
   """Restores every clip of `input_path` into `output` (and its _compare twin).
 
@@ -105,8 +106,12 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
   output = Path(output)
   source = video_io.open_source(input_path)
   kind = output_kind(source, output)
-  if Path(input_path).resolve() in (output.resolve(), compare_path(output).resolve()):
-    raise EnhanceError(output, 'the output would replace the input')
+  given = Path(input_path).resolve()
+  for out in (output, compare_path(output)):
+    out = out.resolve()
+    if out == given or out in given.parents:
+      raise EnhanceError(output, 'the output would replace the input'
+                         + ('' if out == given else f' folder holding {input_path}'))
   fps = next(iter(source.clips.values())).fps
   total = source.num_frames
   if total is not None and max_frames:

@@ -2,6 +2,7 @@
 
 import fractions
 import os
+import shutil
 from pathlib import Path
 import wave
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from clarity_jax.data import frames
+from clarity_jax.data import media_writers
 from clarity_jax.data import video_io
 
 FPS = fractions.Fraction(30000, 1001)  # write_video's default rate
@@ -136,7 +138,7 @@ def test_empty_and_mixed_size_folders(tmp_path):
 def test_video_writer_round_trip(tmp_path, smooth_frames, decode_all, h, w):
   src = smooth_frames(6, h, w)
   out = tmp_path / 'out.mp4'
-  with video_io.VideoWriter(out, FPS) as writer:
+  with media_writers.VideoWriter(out, FPS) as writer:
     for f in src:
       writer.write(f.astype(np.float32) / 255.0)
       assert not out.exists()  # only a hidden temporary name while writing
@@ -150,12 +152,12 @@ def test_video_writer_round_trip(tmp_path, smooth_frames, decode_all, h, w):
 def test_writers_leave_nothing_on_failure(tmp_path):
   out = tmp_path / 'out.mp4'
   with pytest.raises(RuntimeError):
-    with video_io.VideoWriter(out, FPS) as writer:
+    with media_writers.VideoWriter(out, FPS) as writer:
       writer.write(np.zeros((16, 16, 3), np.uint8))
       raise RuntimeError('decoder failed half-way')
   folder = tmp_path / 'frames'
   with pytest.raises(RuntimeError):
-    with video_io.FrameFolderWriter(folder) as writer:
+    with media_writers.FrameFolderWriter(folder) as writer:
       writer.write(np.zeros((8, 8, 3), np.float32), 'a.png')
       raise RuntimeError('boom')
   assert not out.exists() and not folder.exists()
@@ -164,16 +166,47 @@ def test_writers_leave_nothing_on_failure(tmp_path):
 
 def test_frame_folder_writer_keeps_names_and_refuses_existing_outputs(tmp_path):
   folder = tmp_path / 'out'
-  with video_io.FrameFolderWriter(folder) as writer:
+  with media_writers.FrameFolderWriter(folder) as writer:
     writer.write(np.full((4, 6, 3), 0.5, np.float32), 'clip1/x_001.png')
     writer.write(np.zeros((4, 6, 3), np.float32), 'clip2/y.jpg')
     assert not folder.exists()
   assert sorted(str(p.relative_to(folder)) for p in folder.rglob('*.*')) == [
-      'clip1/x_001.png', 'clip2/y.jpg']
+      media_writers.FOLDER_MARK_FILE, 'clip1/x_001.png', 'clip2/y.jpg']
   assert frames.read_image(folder / 'clip1/x_001.png')[0, 0, 0] == pytest.approx(128 / 255)
   with pytest.raises(video_io.MediaError, match=rf'^{folder}: already exists'):
-    video_io.FrameFolderWriter(folder)
-  with video_io.FrameFolderWriter(folder, overwrite=True) as writer:
+    media_writers.FrameFolderWriter(folder)
+  with media_writers.FrameFolderWriter(folder, overwrite=True) as writer:
     writer.write(np.zeros((4, 6, 3), np.float32), 'z.png')
-  assert sorted(os.listdir(folder)) == ['z.png']
+  assert sorted(os.listdir(folder)) == [media_writers.FOLDER_MARK_FILE, 'z.png']
+  assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize('name', ['out', 'out.mp4', 'out.png', 'out.jpg'])
+def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
+  """A folder or file the user made is never deleted, --overwrite or not."""
+  path = tmp_path / name
+  if path.suffix:
+    path.write_bytes(b'the user\'s own file')
+  else:
+    path.mkdir()
+    (path / 'notes.txt').write_text('mine')
+  before = sorted(p.name for p in tmp_path.rglob('*'))
+  writer_type = {'': media_writers.FrameFolderWriter, '.mp4': None, '.png':
+                 media_writers.ImageWriter, '.jpg': media_writers.ImageWriter}[path.suffix]
+  make = ((lambda: media_writers.VideoWriter(path, FPS, overwrite=True))
+          if writer_type is None else (lambda: writer_type(path, overwrite=True)))
+  with pytest.raises(video_io.MediaError) as e:
+    make()
+  assert str(e.value) == (f'{path}: exists and is not an earlier clarity_jax.enhance '
+                          'output; --overwrite replaces only those: choose a new output')
+  assert sorted(p.name for p in tmp_path.rglob('*')) == before
+  # An earlier output of the writers is replaced.
+  if path.suffix:
+    path.unlink()
+  else:
+    shutil.rmtree(path)
+  for value in (0.25, 0.75):
+    with make() as writer:
+      writer.write(np.full((8, 8, 3), value, np.float32), 'a.png')
+    assert media_writers.is_marked_output(path)
   assert leftovers(tmp_path) == []

@@ -14,6 +14,7 @@ from PIL import Image
 import pytest
 
 from clarity_jax.data import frames
+from clarity_jax.data import media_writers
 from clarity_jax.data import video_io
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
@@ -54,6 +55,14 @@ def run_enhance(repo, command_env):
 # ------------------------------------------------------------- files in/out
 
 
+def _written(folder: Path) -> list[str]:
+  """A folder output's entries but its mark (media_writers.FOLDER_MARK_FILE), which
+  must be there: it is what lets --overwrite replace the folder later."""
+  names = os.listdir(folder)
+  assert media_writers.FOLDER_MARK_FILE in names
+  return [n for n in names if n != media_writers.FOLDER_MARK_FILE]
+
+
 def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_frames,
                                               write_video, decode_all, tmp_path):
   s = tiny_model.scale
@@ -81,7 +90,7 @@ def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_fr
   engine = tiny_model.restorer(tile=32, tile_overlap=8, batch=4)
   summary = enhance.enhance(engine, video, tmp_path / 'frames', progress=False)
   assert summary.kind == 'frames' and summary.frames == 9
-  assert sorted(os.listdir(tmp_path / 'frames')) == [f'{i:06d}.png' for i in range(9)]
+  assert sorted(_written(tmp_path / 'frames')) == [f'{i:06d}.png' for i in range(9)]
   want = [o for _, o in restorer.restore_frames(engine, list(lq.astype(np.float32) / 255))]
   for i, w in enumerate(want):
     np.testing.assert_allclose(frames.read_image(tmp_path / 'frames' / f'{i:06d}.png'), w,
@@ -100,7 +109,7 @@ def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path
 
   summary = enhance.enhance(r, clip, tmp_path / 'out', progress=False)
   assert (summary.kind, summary.frames) == ('frames', 5)
-  assert sorted(os.listdir(tmp_path / 'out')) == sorted(names)
+  assert sorted(_written(tmp_path / 'out')) == sorted(names)
   for name in names:
     assert frames.read_image(tmp_path / 'out' / name).shape == (48, 80, 3)
 
@@ -137,9 +146,21 @@ def test_existing_outputs_are_kept_unless_overwrite(tiny_model, photo_windows, t
   out.write_bytes(b'precious')
   with pytest.raises(video_io.MediaError, match=f'^{out}: already exists'):
     enhance.enhance(r, image, out, progress=False)
-  assert out.read_bytes() == b'precious'
-  enhance.enhance(r, image, out, overwrite=True, progress=False)
+  with pytest.raises(video_io.MediaError, match=f'^{out}: exists and is not an earlier '):
+    enhance.enhance(r, image, out, overwrite=True, progress=False)
+  assert out.read_bytes() == b'precious'  # the user's file, --overwrite or not
+  out.unlink()
+  enhance.enhance(r, image, out, progress=False)
+  enhance.enhance(r, image, out, overwrite=True, progress=False)  # its own earlier output
   assert frames.read_image(out).shape == (16, 16, 3)
+  # Never the input, nor a folder holding it: not even with --overwrite.
+  (tmp_path / 'shots').mkdir()
+  shutil.copy(image, tmp_path / 'shots' / 'a.png')
+  for target in (tmp_path / 'shots', tmp_path, tmp_path / 'shots' / 'a.png'):
+    with pytest.raises(enhance.EnhanceError, match=f'^{target}: the output would replace '
+                       'the input'):
+      enhance.enhance(r, tmp_path / 'shots' / 'a.png', target, overwrite=True, progress=False)
+  assert sorted(os.listdir(tmp_path / 'shots')) == ['a.png']
   (tmp_path / 'clip').mkdir()
   shutil.copy(image, tmp_path / 'clip' / 'f.png')
   with pytest.raises(enhance.EnhanceError, match=f'^{tmp_path / "x.png"}: an image output '
@@ -240,8 +261,8 @@ def test_real_footage(tiny_model, shared_data, decode_all, tmp_path):
                             tmp_path / 'street', compare=True, progress=False)
   names = sorted(p.name for p in street.iterdir() if p.suffix == '.png')
   assert summary.frames == len(names) == 21
-  assert sorted(os.listdir(tmp_path / 'street')) == names
-  assert sorted(os.listdir(tmp_path / 'street_compare')) == names
+  assert sorted(_written(tmp_path / 'street')) == names
+  assert sorted(_written(tmp_path / 'street_compare')) == names
   assert frames.read_image(tmp_path / 'street' / names[0]).shape == (360, 640, 3)
   assert frames.read_image(tmp_path / 'street_compare' / names[0]).shape == (360, 1280, 3)
 
@@ -285,7 +306,7 @@ def test_peak_memory_is_flat_in_video_length(tiny_model, repo, command_env, smoo
   short = _peak_rss_mib(repo, command_env, *common, f'--output={tmp_path / "a"}',
                         '--max_frames=12')
   long = _peak_rss_mib(repo, command_env, *common, f'--output={tmp_path / "b"}')
-  assert len(os.listdir(tmp_path / 'b')) == 48
+  assert len(_written(tmp_path / 'b')) == 48
   per_frame = s * h * s * w * 3 / 2 ** 20
   print(f'peak RSS {short:.0f} MiB (12 frames) vs {long:.0f} MiB (48 frames)')
   assert long - short < 36 * per_frame / 3

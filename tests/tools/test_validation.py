@@ -120,11 +120,11 @@ def test_bad_input(clips, tmp_path):
   assert not [p for p in (tmp_path / 'cache').iterdir()]
 
 
-def test_command_needs_a_model(repo, clips, tmp_path):
+def test_command_refuses_names_that_do_not_fit(repo, clips, tmp_path):
   root, video, _ = clips
   proc = subprocess.run([sys.executable, '-m', 'clarity_jax.validate', f'--clips={video}',
-                         f'--cache={tmp_path}'], cwd=repo, capture_output=True, text=True,
+                         f'--cache={tmp_path}', '--bundle=a,b', '--names=one'], cwd=repo,
+                        capture_output=True, text=True,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'), timeout=300)
   assert proc.returncode == 1
-  assert proc.stderr.strip().splitlines()[-1] == (
-      'error: --bundle: give at least one --bundle or --workdir')
+  assert proc.stderr.strip().splitlines()[-1] == 'error: --names: 1 names for 2 methods'
