@@ -96,11 +96,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
          >= 1, 'data.downscale', f"must be an integer >= 1, got {config.data.get('downscale')!r}")
   if source in ('frame_folders', 'video', 'footage'):
     _check(bool(config.data.path), 'data.path', f'is empty but data.source is {source!r}')
-    _check(os.path.isdir(config.data.path), 'data.path',
-           f'{config.data.path}: no such directory')
+    # footage: comma-separated video files and folders; the others: one folder.
+    paths = config.data.path.split(',') if source == 'footage' else [config.data.path]
+    for path in paths:
+      _check(os.path.isdir(path) or (source == 'footage' and os.path.isfile(path)),
+             'data.path', f'{path}: no such ' + ('file or folder' if source == 'footage'
+                                                 else 'directory'))
   if config.data.val_path:
-    _check(os.path.isdir(config.data.val_path), 'data.val_path',
-           f'{config.data.val_path}: no such directory')
+    paths = config.data.val_path.split(',') if source == 'footage' else [config.data.val_path]
+    for path in paths:
+      _check(os.path.exists(path), 'data.val_path', f'{path}: no such file or folder')
   weights = config.loss.vgg_weights
   if weights and config.loss.perceptual_weight > 0:
     _check(os.path.isfile(weights), 'loss.vgg_weights', f'{weights}: no such file')

@@ -28,6 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
   d.generalized_beta_range = (0.5, 4.0)
   d.plateau_beta_range = (1.0, 2.0)
   d.sinc_cutoff_range = (1.0, 3.1)  # omega_c in radians, as Real-ESRGAN (pi/3..pi)
+  # True (Real-ESRGAN): Gaussian-family kernels take the size drawn from
+  # kernel_size_range even when it cuts them at +-1 sigma, into near box blurs.
+  # False: the size grows to +-3 sigma (up to the range's top).
+  d.truncate_kernels = True
   # Downsampling by config.scale, the interpolation picked at random per window.
   d.resize_modes = ('bicubic', 'area', 'bilinear')
   d.resize_probs = (0.5, 0.25, 0.25)

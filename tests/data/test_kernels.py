@@ -191,3 +191,29 @@ def test_bad_kernel_arguments_raise():
     K.motion_kernel(15.0, 0.0, size=7)
   with pytest.raises(ValueError, match='accel'):
     K.motion_kernel(5.0, 0.0, accel=1.0)
+
+
+@pytest.mark.parametrize('kernel_type', ['gaussian_iso', 'gaussian_aniso', 'generalized',
+                                         'plateau'])
+def test_untruncated_kernels_keep_their_tails_inside(kernel_type):
+  """truncate_kernels=False: no near-box blurs (a Gaussian cut at +-1 sigma), whose
+  inverse draws lines along the pixel axes; the same draws otherwise, sizes capped."""
+  cfg = degradation_config.get_config()
+  border = {}
+  for truncate in (True, False):
+    cfg.truncate_kernels = truncate
+    rng = np.random.default_rng(0)
+    draws = [K.sample_kernel_params(rng, cfg, kernel_type) for _ in range(300)]
+    kernels = [K.make_kernel(p) for p in draws]
+    border[truncate] = np.array([k[0].sum() + k[-1].sum() + k[1:-1, 0].sum() + k[1:-1, -1].sum()
+                                 for k in kernels])
+    assert all(k.shape[0] <= 21 for k in kernels)
+    if truncate:
+      first = draws
+    else:  # same random numbers: only the sizes differ
+      assert [{k: v for k, v in p.items() if k != 'size'} for p in draws] == [
+          {k: v for k, v in p.items() if k != 'size'} for p in first]
+      assert all(p['size'] >= q['size'] for p, q in zip(draws, first))
+  assert border[False].mean() < 0.5 * border[True].mean()
+  if kernel_type.startswith('gaussian'):  # plateau tails are heavy at any size
+    assert (border[True] > 0.05).mean() > 0.1 and np.quantile(border[False], 0.95) < 0.01
