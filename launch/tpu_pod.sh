@@ -73,15 +73,21 @@ if [[ "${SKIP_SYNC:-0}" != 1 ]]; then
     | tar --null --ignore-failed-read -czf "${archive}" -T -)
   run gcloud compute tpus tpu-vm scp "${archive}" "${tpu_name}:clarity_jax_src.tar.gz" \
     "${gcloud_args[@]}" --worker=all
-  on_all_workers "set -e; rm -rf ${src_dir}; mkdir -p ${src_dir}
-    tar -xzf clarity_jax_src.tar.gz -C ${src_dir}
+  # Quoted for the remote shell (%q): a SRC_DIR with spaces or ';' cannot turn
+  # the remote `rm -rf` into something else.
+  printf -v q_src '%q' "${src_dir}"
+  printf -v q_extra '%q' "${src_dir}[tpu]"
+  on_all_workers "set -e; rm -rf -- ${q_src}; mkdir -p -- ${q_src}
+    tar -xzf clarity_jax_src.tar.gz -C ${q_src}
     python3 -m pip install --quiet --upgrade pip
-    python3 -m pip install --quiet -e '${src_dir}[tpu]'"
+    python3 -m pip install --quiet -e ${q_extra}"
 fi
 
 printf -v flags '%q ' "$@"
-command="cd ${src_dir} && python3 -m clarity_jax.main --distributed=on ${flags}"
+printf -v q_src '%q' "${src_dir}"
+command="cd ${q_src} && python3 -m clarity_jax.main --distributed=on ${flags}"
 if [[ -n "${LOG_FILE:-}" ]]; then
-  command="set -o pipefail; ${command} 2>&1 | tee -a ${LOG_FILE}"
+  printf -v q_log '%q' "${LOG_FILE}"
+  command="set -o pipefail; ${command} 2>&1 | tee -a ${q_log}"
 fi
 on_all_workers "${command}"

@@ -31,7 +31,7 @@ def start(argv: list[str], *, quiet: bool = False) -> None:
 @contextlib.contextmanager
 def exit_on_error(*also: type[Exception]) -> Iterator[None]:
   """Turns a PathError, a ConfigError or one of `also` into 'error: <message>' and
-  exit status 1.
+  exit status 1, and Ctrl-C into 'interrupted' and exit status 130.
 
   A decorator of a command's main() (or a `with` block around its work).
   """
@@ -39,6 +39,9 @@ def exit_on_error(*also: type[Exception]) -> Iterator[None]:
     yield
   except (errors.PathError, errors.ConfigError, *also) as e:
     sys.exit(f'error: {e}')
+  except KeyboardInterrupt:  # Ctrl-C: outputs were already cleaned up on the way out
+    print('\ninterrupted', file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 class RestorerFlags(NamedTuple):

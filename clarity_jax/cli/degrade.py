@@ -17,6 +17,7 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
+from clarity_jax import errors
 from clarity_jax.cli import common
 from clarity_jax.tools import degrade
 
@@ -33,11 +34,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     'Config file whose `degradation` field gives the ranges (default: the package\'s '
     'degradation model, clarity_jax/data/degradation_config.py).')
 flags.mark_flags_as_required(['input', 'output'])
-flags.register_validator('scale', lambda s: s in (1, 2, 4), '--scale must be 1, 2 or 4')
 
 
 @common.exit_on_error()
 def main(argv: list[str]) -> None:
   common.start(argv)
+  if _SCALE.value not in (1, 2, 4):  # here, not a flag validator: its error ends on help
+    raise errors.ConfigError(f'--scale: must be 1, 2 or 4, got {_SCALE.value}')
   cfg = degrade.with_codec(_CONFIG.value.degradation, _CODEC.value)
   degrade.degrade_tree(Path(_INPUT.value), Path(_OUTPUT.value), _SCALE.value, _SEED.value, cfg)

@@ -1,14 +1,17 @@
 """Turns a training checkpoint into an inference bundle.
 
   python -m clarity_jax.export --workdir=DIR --output=BUNDLE [--step=N] [--saved_model]
-      [--max_file_mib=N]
+      [--max_file_mib=N] [--overwrite]
 
 The work is inference/export.py (and inference/saved_model.py for --saved_model);
 this module reads the flags and prints what was written.
 """
 
+import os
+
 from absl import flags
 
+from clarity_jax import errors
 from clarity_jax.cli import common
 from clarity_jax.inference import export
 
@@ -22,12 +25,18 @@ _MAX_FILE_MIB = flags.DEFINE_float(
     'max_file_mib', 0, 'Largest parameter file in MiB (2**20 bytes): parameters that do '
     'not fit one file are split over params-00001-of-0000N.safetensors, for channels '
     'that cap file sizes; 0: one params.safetensors.', lower_bound=0)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing bundle at --output '
+                               '(only a bundle: any other folder is refused).')
 flags.mark_flags_as_required(['workdir', 'output'])
 
 
 @common.exit_on_error()
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
+  if os.path.exists(_OUTPUT.value) and (not os.path.isdir(_OUTPUT.value)
+                                        or os.listdir(_OUTPUT.value)) and not _OVERWRITE.value:
+    raise errors.PathError(_OUTPUT.value, 'already exists; choose a new --output or pass '
+                           '--overwrite to replace an earlier bundle')
   mib = _MAX_FILE_MIB.value
   max_file_bytes = max(1, int(mib * 2**20)) if mib else None
   info = export.export(_WORKDIR.value, _OUTPUT.value, _STEP.value, _SAVED_MODEL.value,

@@ -140,6 +140,10 @@ def restore_params(workdir: str | os.PathLike, step: int | None = None, *,
   directory = checkpoint_dir(workdir)  # absolute: orbax wants it so
   if not directory.is_dir():
     raise CheckpointError(workdir, 'no checkpoints/ folder (not a training workdir?)')
+  if step is not None and not (directory / str(step)).is_dir():
+    saved = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    raise CheckpointError(directory, f'no checkpoint of step {step} (saved steps: '
+                          f'{", ".join(map(str, saved)) or "none"})')
   try:
     step, meta = read_meta(str(workdir), step)
   except FileNotFoundError as e:
@@ -173,9 +177,13 @@ def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
   longer has (e.g. a checkpoint from before a layer lost its bias): the bundle
   would then compute something else than the run that was trained.
   """
+  if not state_dir.is_dir():
+    raise CheckpointError(state_dir, 'missing: the checkpoint is incomplete')
   handler = ocp.PyTreeCheckpointHandler()
   try:
     tree = handler.metadata(epath.Path(state_dir))
+  except (OSError, ValueError) as e:
+    raise CheckpointError(state_dir, f'unreadable checkpoint metadata ({e})') from e
   finally:
     handler.close()
   tree = getattr(tree, 'tree', tree)

@@ -205,42 +205,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   last_log = time.perf_counter()
   step = start_step
   means = None
-  while step < config.num_train_steps:
-    batch = sharding.global_batch(mesh, next(train_iter))
-    # The batch is placed explicitly just above; any other host<->device copy in
-    # the step would be a hidden one that stalls the accelerator: refuse it.
-    with jax.transfer_guard('disallow'):
-      state, metrics = train_fn(state, batch, vgg_params)
-    step += 1
-    # Check the previous step's loss while this one runs: no pipeline stall.
-    if previous is not None:
-      _check_finite(previous, step - 1)
-    previous = metrics
-    pending.append(metrics)
-    report(step)
-    progress.update(1)
+  try:
+    while step < config.num_train_steps:
+      batch = sharding.global_batch(mesh, next(train_iter))
+      # The batch is placed explicitly just above; any other host<->device copy in
+      # the step would be a hidden one that stalls the accelerator: refuse it.
+      with jax.transfer_guard('disallow'):
+        state, metrics = train_fn(state, batch, vgg_params)
+      step += 1
+      # Check the previous step's loss while this one runs: no pipeline stall.
+      if previous is not None:
+        _check_finite(previous, step - 1)
+      previous = metrics
+      pending.append(metrics)
+      report(step)
+      progress.update(1)
 
-    if step % config.log_every_steps == 0 or step == config.num_train_steps:
-      summary = {f'train/{k}': float(np.mean(v))
-                 for k, v in jax.tree.map(lambda *x: np.stack(x),
-                                          *jax.device_get(pending)).items()}
-      now = time.perf_counter()
-      summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
-      last_log = now
-      pending = []
-      writer.write_scalars(step, summary)
-      progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
-    if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-      means = run_eval(step)
-    preempted = ckpt.should_stop_for_preemption(step)
-    if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
-        or preempted):
-      save(step, metrics)
-    if preempted:
-      logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
-                      step)
-      break
-  progress.close()
+      if step % config.log_every_steps == 0 or step == config.num_train_steps:
+        summary = {f'train/{k}': float(np.mean(v))
+                   for k, v in jax.tree.map(lambda *x: np.stack(x),
+                                            *jax.device_get(pending)).items()}
+        now = time.perf_counter()
+        summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
+        last_log = now
+        pending = []
+        writer.write_scalars(step, summary)
+        progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
+      if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+        means = run_eval(step)
+      preempted = ckpt.should_stop_for_preemption(step)
+      if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+          or preempted):
+        save(step, metrics)
+      if preempted:
+        logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
+                        step)
+        break
+  finally:  # an error starts on a line of its own, not glued to the bar
+    progress.close()
   ckpt.close()
   writer.flush()
   digest = params_digest(state.params)

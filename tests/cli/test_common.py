@@ -71,3 +71,11 @@ def test_start_refuses_stray_arguments_and_quiets_info_logs():
     assert logging.get_verbosity() == logging.WARNING
   finally:
     logging.set_verbosity(before)
+
+
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+  with pytest.raises(SystemExit) as info:
+    with common.exit_on_error():
+      raise KeyboardInterrupt
+  assert info.value.code == 130
+  assert capsys.readouterr().err.strip() == 'interrupted'

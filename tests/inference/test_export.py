@@ -2,6 +2,7 @@
 the jax2tf SavedModel checked against JAX."""
 
 import os
+import shutil
 import pathlib
 import subprocess
 import sys
@@ -115,6 +116,36 @@ def test_export_refuses_a_workdir_without_checkpoints(run_export, tmp_path):
   assert proc.stderr.strip().splitlines()[-1] == (
       f'error: {tmp_path}: no checkpoints/ folder (not a training workdir?)')
   assert not out.exists()
+
+
+def test_export_keeps_what_exists_and_names_a_missing_step(trained_run, run_export, tmp_path):
+  """An existing bundle is replaced only with --overwrite; a missing step is named,
+  with the steps there are; a checkpoint without state/ is one line too."""
+  workdir, config = trained_run
+  out = tmp_path / 'bundle'
+  assert run_export(f'--workdir={workdir}', f'--output={out}').returncode == 0
+  stamp = (out / 'bundle.json').stat().st_mtime_ns
+  proc = run_export(f'--workdir={workdir}', f'--output={out}')
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'error: {out}: already exists; choose a new --output or pass --overwrite to replace '
+      'an earlier bundle')
+  assert (out / 'bundle.json').stat().st_mtime_ns == stamp
+  assert run_export(f'--workdir={workdir}', f'--output={out}', '--overwrite').returncode == 0
+  proc = run_export(f'--workdir={workdir}', f'--output={tmp_path / "b2"}', '--step=999')
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f'error: {workdir / "checkpoints"}: no checkpoint of step 999 '
+                         '(saved steps: ') and str(config.num_train_steps) in last
+  broken = tmp_path / 'broken'
+  shutil.copytree(workdir, broken)
+  shutil.rmtree(broken / 'checkpoints' / str(config.num_train_steps) / 'state')
+  proc = run_export(f'--workdir={broken}', f'--output={tmp_path / "b3"}')
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'error: {broken / "checkpoints" / str(config.num_train_steps) / "state"}: missing: '
+      'the checkpoint is incomplete')
+  assert not (tmp_path / 'b2').exists() and not (tmp_path / 'b3').exists()
 
 
 def test_saved_model_agrees_with_jax(trained_run, forward, tmp_path):
