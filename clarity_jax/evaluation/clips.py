@@ -30,7 +30,7 @@ class EvaluateError(errors.PathError):
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
-  """One LQ clip and its ground truth, frames paired in name order."""
+  """One LQ clip and its ground truth, frames paired by name."""
   name: str
   lq: tuple[Path, ...]
   gt: tuple[Path, ...]
@@ -80,6 +80,10 @@ def _check_pair(name: str, lq: Sequence[Path], gt: Sequence[Path], scale: int | 
   if len(lq) != len(gt):
     raise EvaluateError(lq_dir, f'clip {name!r} has {len(lq)} LQ frames but {len(gt)} '
                         f'ground-truth frames in {gt_dir}')
+  for lq_path, gt_path in zip(lq, gt):  # paired by name, never by order alone
+    if lq_path.stem != gt_path.stem:
+      raise EvaluateError(lq_path, f'has no ground truth of the same name in {gt_dir} '
+                          f'(the frame in its place is {gt_path.name})')
   lq_size = frames_lib.check_clip_sizes(name, lq)
   gt_size = frames_lib.check_clip_sizes(name, gt)
   (h, w), (gh, gw) = lq_size, gt_size

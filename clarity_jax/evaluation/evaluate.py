@@ -7,7 +7,7 @@
 
 Every frame of every clip of LQ_ROOT/<clip>/ is restored by every method with the
 sliding window of inference/restorer.py (reflected at clip edges) and scored against
-GT_ROOT/<clip>/ (frames paired in name order):
+GT_ROOT/<clip>/ (frames paired by name):
 
   methods   bicubic (always, first), each bundle, each training workdir (latest
             checkpoint); `A+B` runs A then B on A's output (methods.py);

@@ -38,6 +38,16 @@ def test_two_single_clip_folders_are_paired_whatever_their_names(tmp_path):
   assert clips[0].gt[0].parent == gt
 
 
+def test_frames_pair_by_name_not_by_order(tmp_path):
+  lq = _clip(tmp_path / 'lq' / 'a', 3, 8, 8)
+  gt = _clip(tmp_path / 'gt' / 'a', 3, 16, 16)
+  (gt / '0001.png').rename(gt / '0007.png')  # the same count, another frame
+  with pytest.raises(clips_lib.EvaluateError) as e:
+    clips_lib.pair_clips(lq.parent, gt.parent)
+  assert str(e.value) == (f'{lq / "0001.png"}: has no ground truth of the same name in '
+                          f'{gt} (the frame in its place is 0002.png)')
+
+
 def test_a_given_scale_must_match(tmp_path):
   lq = _clip(tmp_path / 'lq' / 'a', 2, 8, 8)
   gt = _clip(tmp_path / 'gt' / 'a', 2, 16, 16)
