@@ -67,8 +67,36 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
 
 def temp_sibling(path: Path, tag: str = 'tmp') -> Path:
   """A hidden name beside `path`, unique to this process: same folder, so that
-  os.replace onto `path` is an atomic rename."""
+  os.replace onto `path` is an atomic rename.
+
+  Temporaries of `path` left by processes that no longer run (killed before they
+  could clean up) are removed first: no later run leaves them to accumulate.
+  """
+  remove_stale_siblings(path)
   return path.with_name(f'.{path.name}.{tag}-{os.getpid()}')
+
+
+def remove_stale_siblings(path: Path, stem: str | None = None, suffix: str = '') -> None:
+  """Removes `.{name}.{tag}-{pid}{suffix}` beside `path` (name: `stem`, default the
+  file name) whose process is gone."""
+  prefix = f'.{path.name if stem is None else stem}.'
+  try:
+    siblings = [p for p in path.parent.iterdir()
+                if p.name.startswith(prefix) and p.name.endswith(suffix)]
+  except OSError:  # no parent folder yet, or not listable: nothing of ours there
+    return
+  for sibling in siblings:
+    middle = sibling.name[len(prefix):len(sibling.name) - len(suffix)]
+    tag, _, pid = middle.rpartition('-')
+    if not (tag.isidentifier() and pid.isdigit()) or int(pid) == os.getpid():
+      continue
+    try:
+      os.kill(int(pid), 0)
+    except ProcessLookupError:
+      if owned_by_me(sibling):
+        remove(sibling)
+    except PermissionError:  # another user's live process
+      pass
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
 """files.py: the one float -> uint8, and writes that are whole or absent."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -55,3 +57,25 @@ def test_extensions_are_lower_case_with_dot():
     assert ext.startswith('.') and ext == ext.lower()
   assert '.m4v' in files.VIDEO_EXTENSIONS and not set(files.IMAGE_EXTENSIONS) & set(
       files.VIDEO_EXTENSIONS)
+
+
+def test_temporaries_of_dead_processes_are_removed(tmp_path):
+  """A run killed before its cleanup leaves `.name.tmp-PID`; the next run removes it
+  (its process is gone), never one of a live process or another name's."""
+  dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                        capture_output=True, text=True, check=True).stdout.strip()
+  final = tmp_path / 'out'
+  stale = tmp_path / f'.out.tmp-{dead}'
+  stale.mkdir()
+  (stale / 'half.png').write_bytes(b'x')
+  live = tmp_path / f'.out.old-{os.getppid()}'
+  live.write_bytes(b'y')
+  other = tmp_path / f'.other.tmp-{dead}'
+  other.write_bytes(b'z')
+  video_tmp = tmp_path / f'.clip.tmp-{dead}.mp4'
+  video_tmp.write_bytes(b'v')
+  tmp = files.temp_sibling(final)
+  assert tmp.name == f'.out.tmp-{os.getpid()}'
+  assert not stale.exists() and live.exists() and other.exists()
+  files.remove_stale_siblings(tmp_path / 'clip.mp4', 'clip', '.mp4')
+  assert not video_tmp.exists()

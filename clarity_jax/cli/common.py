@@ -8,6 +8,7 @@ traceback would only bury that line. Anything else is a bug and keeps its traceb
 
 from collections.abc import Iterator
 import contextlib
+import signal
 import sys
 from typing import NamedTuple
 
@@ -18,14 +19,26 @@ from absl import logging
 from clarity_jax import errors
 
 
-def start(argv: list[str], *, quiet: bool = False) -> None:
+def start(argv: list[str], *, quiet: bool = False, sigterm_interrupts: bool = True) -> None:
   """The first line of a command's main(): refuses stray arguments, and with
   `quiet` turns absl's INFO logs off (orbax logs every file it touches) unless
-  --verbosity was given, so that an error stays the one line it should be."""
+  --verbosity was given, so that an error stays the one line it should be.
+
+  SIGTERM then stops the command as Ctrl-C does, through every cleanup on the way
+  out (temporary outputs removed), instead of killing it where it stands. Training
+  passes sigterm_interrupts=False: there SIGTERM means preemption (save, then stop).
+  """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if sigterm_interrupts:
+    signal.signal(signal.SIGTERM, _interrupt)
   if quiet and not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+
+
+def _interrupt(signum: int, frame) -> None:
+  del signum, frame
+  raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -69,7 +69,7 @@ def _init_distributed() -> None:
 
 @common.exit_on_error(loop.NonFiniteLossError)
 def main(argv: list[str]) -> None:
-  common.start(argv)
+  common.start(argv, sigterm_interrupts=False)  # SIGTERM: preemption, handled by the loop
   _init_distributed()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())

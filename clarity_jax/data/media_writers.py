@@ -77,6 +77,7 @@ class _Staged:
     final.parent.mkdir(parents=True, exist_ok=True)
     # Not files.temp_sibling: the temporary keeps the extension, from which PyAV
     # picks the container and write_image the image format.
+    files.remove_stale_siblings(final, final.stem, final.suffix)
     self.tmp = final.with_name(f'.{final.stem}.tmp-{os.getpid()}{final.suffix}')
     self.discard()
 

@@ -107,36 +107,36 @@ def degrade_tree(input_root: Path, output: Path, scale: int, seed: int,
                  cfg: ml_collections.ConfigDict) -> dict[str, Any]:
   """Writes the degraded copy of input_root and its sidecar; returns the sidecar.
 
-  Each clip is written to a temporary sibling folder and renamed into place when
-  complete, so an error leaves no half-degraded clip under its final name.
+  Everything is written to a temporary sibling folder and renamed into place when
+  complete, so an error leaves no partial output under the final name.
   """
   clips = frames.list_clips(input_root)
   sizes = {name: frames.check_clip_sizes(name, paths) for name, paths in clips.items()}
   single = frames.is_one_clip(clips, input_root)
   _check_output(output)
-  output.mkdir(parents=True, exist_ok=True)
   sidecar = {
       'program': 'clarity_jax.degrade', 'version': files.package_version(), 'seed': seed,
       'scale': scale, 'codec': _codec_name(cfg), 'layout': 'single_clip' if single else 'clips',
       'libraries': {'numpy': np.__version__, 'opencv': cv2.__version__, 'av': av.__version__},
       'degradation_config': cfg.to_dict(), 'clips': {}}
   total = sum(len(p) for p in clips.values())
-  with tqdm.tqdm(total=total, unit='frame', desc='degrade', disable=None) as progress:
-    for name, paths in clips.items():
-      final = output if single else output / name
-      tmp = files.temp_sibling(final)
-      files.remove(tmp)
-      tmp.mkdir(parents=True)
-      try:
-        sidecar['clips'][name] = degrade_clip(name, paths, sizes[name], tmp, scale, seed, cfg,
-                                              progress)
-        if single:  # the sidecar moves in with the frames
-          _write_json(tmp / SIDECAR, sidecar)
-        files.replace_folder(tmp, final)
-      finally:
-        files.remove(tmp)
-  if not single:
-    _write_json(output / SIDECAR, sidecar)
+  # The whole output is built under a hidden name and moved into place complete:
+  # a failing clip, Ctrl-C or SIGTERM leaves no partial output (nor an empty folder).
+  output.parent.mkdir(parents=True, exist_ok=True)
+  tmp = files.temp_sibling(output)
+  files.remove(tmp)
+  tmp.mkdir()
+  try:
+    with tqdm.tqdm(total=total, unit='frame', desc='degrade', disable=None) as progress:
+      for name, paths in clips.items():
+        folder = tmp if single else tmp / name
+        folder.mkdir(exist_ok=True)
+        sidecar['clips'][name] = degrade_clip(name, paths, sizes[name], folder, scale, seed,
+                                              cfg, progress)
+    _write_json(tmp / SIDECAR, sidecar)
+    files.replace_folder(tmp, output)
+  finally:
+    files.remove(tmp)
   return sidecar
 
 

@@ -3,9 +3,11 @@ sidecar, the default ranges, bad input."""
 
 import filecmp
 import json
+import signal
 from pathlib import Path
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -170,8 +172,41 @@ def test_bad_input_stops_with_one_line_and_writes_nothing(tmp_path):
   assert r.returncode != 0
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith(f'error: {bad}: ') and 'not a readable image' in last
-  assert not (tmp_path / 'lq' / 'a').exists() and not list((tmp_path / 'lq').glob('.*'))
-  assert not (tmp_path / 'lq' / 'degradation.json').exists()
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['hr']  # not even an empty lq/
+
+
+def test_a_later_clip_failing_leaves_no_partial_output(tmp_path, default_ranges):
+  """Clip 'a' degrades fine, then 'b' fails: no output at all, so a rerun with the
+  input fixed is accepted (it was refused when 'a' stayed behind without a sidecar)."""
+  cfg = degrade.with_codec(default_ranges, 'none')
+  root = tmp_path / 'hr'
+  _photo_clip(root / 'a', 2, 16, 16)
+  _photo_clip(root / 'b', 2, 16, 16)
+  (root / 'b' / '0001.png').write_bytes(b'')
+  with pytest.raises(frames.FrameError):
+    degrade.degrade_tree(root, tmp_path / 'lq', 2, 0, cfg)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['hr']
+  _photo_clip(root / 'c', 2, 16, 16)
+  (root / 'b' / '0001.png').unlink()
+  degrade.degrade_tree(root, tmp_path / 'lq', 2, 0, cfg)
+  assert sorted(p.name for p in (tmp_path / 'lq').iterdir()) == ['a', 'b', 'c',
+                                                                 degrade.SIDECAR]
+
+
+def test_sigterm_leaves_nothing_and_says_interrupted(tmp_path):
+  root = tmp_path / 'hr'
+  for clip in 'abcdefgh':
+    _photo_clip(root / clip, 6, 256, 256)
+  proc = subprocess.Popen([sys.executable, '-m', 'clarity_jax.degrade', f'--input={root}',
+                           f'--output={tmp_path / "lq"}', '--scale=2'], cwd=tmp_path,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while not list(tmp_path.glob('.lq.tmp-*/*/*.png')) and time.time() < deadline:
+    time.sleep(0.05)  # until frames are being written
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130 and err.strip().splitlines()[-1] == 'interrupted'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['hr']
 
 
 def test_bad_inputs_in_process(tmp_path, default_ranges):
