@@ -1,4 +1,4 @@
-"""The experiment behind docs/results.md: the joint model against its baselines.
+"""The experiment behind docs/baselines.md: the joint model against its baselines.
 
   launch/experiment.sh [--steps=N] [--variant=small] [--output=runs/experiment]
 
@@ -13,9 +13,9 @@ One command, every stage a program of the project run as a user would run it:
      single_frame.py, no_alignment.py, no_attention.py);
   3. `clarity_jax.export` of each; 4. one `clarity_jax.evaluate` run scoring them all
      (and bicubic, deblur-only + bicubic and the two-stage deblur -> SR cascade);
-  5. docs/results.md (launch/experiment_docs.py): the tables, the protocol, the
+  5. docs/baselines.md (launch/experiment_docs.py): the tables, the protocol, the
      budget, the machine, the date, a check of each claim of the paper against the
-     numbers, and the pictures (copied to docs/results/).
+     numbers, and the pictures (copied to docs/baselines/).
 
 Stages whose outputs exist are reused (training resumes from its checkpoints), so
 an interrupted experiment is finished by running the same command again.
@@ -314,8 +314,8 @@ def define_flags() -> None:
   tests do, must not claim --output in absl's global registry)."""
   flags.DEFINE_string('output', str(REPO / 'runs' / 'experiment'),
                       'Held-out set, workdirs, bundles and evaluation go here.')
-  flags.DEFINE_string('docs', str(REPO / 'docs' / 'results.md'),
-                      'The write-up (pictures beside it, in docs/results/).')
+  flags.DEFINE_string('docs', str(REPO / 'docs' / 'baselines.md'),
+                      'The write-up (pictures beside it, in docs/baselines/).')
   flags.DEFINE_integer('steps', None, 'Training steps of every network (default: '
                        'runlocal).', lower_bound=1)
   flags.DEFINE_string('variant', None, 'Model variant (default: the runlocal one).')

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The experiment of docs/results.md in one command: builds the held-out set (validation
+# The experiment of docs/baselines.md in one command: builds the held-out set (validation
 # photographs as clips, plus the first frames of the videos in --video_dir when given,
 # degraded with clarity_jax.degrade --seed=0), trains the joint model and every
 # baseline under the same budget and data, exports the bundles, evaluates them all in
-# one run, and writes docs/results.md with its pictures under docs/results/.
+# one run, and writes docs/baselines.md with its pictures under docs/baselines/.
 #
 # Usage (from anywhere; relative paths are taken from the repository root):
 #   launch/experiment.sh [--steps=N] [--variant=small] [--batch_size=4] \
 #       [--crop_size=32] [--frames=7] [--hr_size=192] \
 #       [--video_dir=DIR] [--max_videos=5] [--video_size=320,180] \
-#       [--output=runs/experiment] [--docs=docs/results.md]
+#       [--output=runs/experiment] [--docs=docs/baselines.md]
 #
 # --video_dir: a folder of videos (.mp4, .mkv, ...) whose first --frames frames,
 # area-downscaled to --video_size, join the held-out set as real clips; default none.

@@ -1,4 +1,4 @@
-"""The write-up of launch/experiment.py: docs/results.md and its pictures.
+"""The write-up of launch/experiment.py: docs/baselines.md and its pictures.
 
 Everything in it comes from the evaluation's metrics.json (through the tables of
 clarity_jax/evaluation/report.py), the budget, the held-out set and the times of
@@ -19,8 +19,8 @@ from clarity_jax.evaluation import report as report_lib
 def write_docs(report: dict[str, Any], eval_dir: Path, docs: Path, *, budget: dict[str, Any],
                heldout: dict[str, Any], timings: dict[str, float], command: str,
                claims: Sequence[str]) -> None:
-  """docs/results.md and docs/results/*.png, each replaced atomically."""
-  pictures = docs.with_suffix('')  # docs/results.md -> docs/results/
+  """docs/baselines.md and docs/baselines/*.png, each replaced atomically."""
+  pictures = docs.with_suffix('')  # docs/baselines.md -> docs/baselines/
   tmp_pictures = files.temp_sibling(pictures)
   files.remove(tmp_pictures)
   tmp_pictures.mkdir(parents=True)

@@ -32,3 +32,17 @@ def test_override_sets_dotted_fields(load_config):
   for field in ('data.no_such_field', 'scale.x'):
     with pytest.raises(errors.ConfigError, match=f'config.{field}: no such field'):
       config_lib.override(config, {field: 1})
+
+
+def test_the_shipped_recipe_config(repo):
+  """configs/shipped.py: runlocal with only its deltas; valid once given footage."""
+  from clarity_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config(repo / 'configs' / 'shipped.py')
+  assert config.data.source == 'footage' and config.data.downscale == 2
+  assert config.degradation.truncate_kernels is False
+  assert config.model.variant == 'small' and config.num_neighbors == 2 and config.scale == 4
+  assert config.ema_decay > 0
+  with pytest.raises(errors.ConfigError, match="data.path"):
+    config_lib.validate(config)
+  config.data.path = str(repo / 'configs')
+  config_lib.validate(config)

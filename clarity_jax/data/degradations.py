@@ -184,6 +184,8 @@ def _sample_blur(rng: np.random.Generator, cfg: Any, n: int,
     blur_params['size'] = kernels.sample_kernel_size(rng, cfg)
   ranges = kernels.kernel_param_ranges(kernel_type, cfg, shrink)
   blur_params['frames'] = _drift_frames(rng, ranges, n, cfg.drift)
+  if 'size' in blur_params:  # one size for the window: its widest frame's
+    blur_params['size'] = kernels.fitted_size(blur_params['size'], blur_params['frames'], cfg)
   return blur_params
 
 

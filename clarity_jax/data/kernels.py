@@ -229,14 +229,23 @@ def sample_kernel_params(rng: np.random.Generator, cfg: Any,
     params['size'] = sample_kernel_size(rng, cfg)
   for name, r in kernel_param_ranges(kernel_type, cfg).items():
     params[name] = float(rng.uniform(r.low, r.high))
-  sigma = max(params.get('sigma_x', 0.0), params.get('sigma_y', 0.0))
-  if sigma and not cfg.get('truncate_kernels', True):
-    # A Gaussian cut at +-1 sigma by a small square is nearly a box blur, whose
-    # inverse rings along the pixel axes: grow the square to +-3 sigma (docs/results.md).
-    top = int(cfg.kernel_size_range[1])
-    params['size'] = min(max(params['size'], 2 * math.ceil(3 * sigma) + 1),
-                         top if top % 2 else top - 1)
+  if 'size' in params:
+    params['size'] = fitted_size(params['size'], [params], cfg)
   return params
+
+
+def fitted_size(size: int, frames: list[Mapping[str, Any]], cfg: Any) -> int:
+  """`size`, or with cfg.truncate_kernels False, grown to +-3 sigma of the widest
+  Gaussian-family kernel among `frames` (parameter dicts), up to the range's top.
+
+  A Gaussian cut at +-1 sigma by a small square is nearly a box blur, whose inverse
+  rings along the pixel axes (docs/results.md).
+  """
+  sigma = max(max(f.get('sigma_x', 0.0), f.get('sigma_y', 0.0)) for f in frames)
+  if not sigma or cfg.get('truncate_kernels', True):
+    return size
+  top = int(cfg.kernel_size_range[1])
+  return min(max(size, 2 * math.ceil(3 * sigma) + 1), top if top % 2 else top - 1)
 
 
 def make_kernel(params: Mapping[str, Any]) -> np.ndarray:

@@ -217,3 +217,22 @@ def test_untruncated_kernels_keep_their_tails_inside(kernel_type):
   assert border[False].mean() < 0.5 * border[True].mean()
   if kernel_type.startswith('gaussian'):  # plateau tails are heavy at any size
     assert (border[True] > 0.05).mean() > 0.1 and np.quantile(border[False], 0.95) < 0.01
+
+
+def test_window_kernels_are_untruncated_too():
+  """The training windows draw their blur through degradations.sample_window_params:
+  truncate_kernels=False must reach them (one size per window, its widest frame's)."""
+  from clarity_jax.data import degradations  # pylint: disable=g-import-not-at-top
+  cfg = degradation_config.get_config()
+  cfg.blur_prob, cfg.kernel_types, cfg.kernel_probs = 1.0, ('gaussian_iso',), (1.0,)
+  sizes = {}
+  for truncate in (True, False):
+    cfg.truncate_kernels = truncate
+    params = [degradations.sample_window_params(np.random.default_rng(i), cfg, 5, 4)['blur']
+              for i in range(200)]
+    sizes[truncate] = [p['size'] for p in params]
+    if not truncate:
+      for p in params:
+        sigma = max(f['sigma_x'] for f in p['frames'])
+        assert p['size'] >= min(2 * math.ceil(3 * sigma) + 1, 21)
+  assert sizes[False] != sizes[True] and all(a >= b for a, b in zip(sizes[False], sizes[True]))
