@@ -11,6 +11,7 @@ a single clip folder of frames.
 
 from collections.abc import Sequence
 import os
+import warnings
 from pathlib import Path
 import re
 
@@ -51,6 +52,11 @@ def _to_float_rgb(img: np.ndarray, path: Path) -> np.ndarray:
   raise FrameError(path, f'unsupported number of channels {channels}')
 
 
+# The largest frame read: 100 megapixels (an 8K frame is 33) is 1.2 GB as float32
+# RGB. A few hundred bytes of PNG can declare 20000x20000 pixels: refused unread.
+MAX_PIXELS = 100_000_000
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
   """Reads a frame as float32 RGB [H, W, 3] in [0, 1].
 
@@ -65,6 +71,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     raise FrameError(path, f'cannot read ({e.strerror or e})') from e
   if data.size == 0:
     raise FrameError(path, 'empty file (0 bytes)')
+  image_size(path)  # the header's size first: no decoding of a decompression bomb
   img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # None for truncated or corrupt data
   if img is None or img.size == 0:
     raise FrameError(path, 'not a readable image (truncated or corrupt?)')
@@ -167,17 +174,27 @@ def is_one_clip(clips: dict[str, list[Path]], root: str | os.PathLike) -> bool:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-  """(height, width) from the file header alone (PIL reads no pixels for this)."""
+  """(height, width) from the file header alone (PIL reads no pixels for this);
+  FrameError for frames over MAX_PIXELS."""
   path = Path(path)
   try:
     if path.stat().st_size == 0:
       raise FrameError(path, 'empty file (0 bytes)')
-    with Image.open(path) as im:
-      w, h = im.size
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+      limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below
+      try:
+        with Image.open(path) as im:
+          w, h = im.size
+      finally:
+        Image.MAX_IMAGE_PIXELS = limit
   except FrameError:
     raise
   except (OSError, Image.UnidentifiedImageError, ValueError) as e:
     raise FrameError(path, f'not a readable image ({e.__class__.__name__})') from e
+  if w * h > MAX_PIXELS:
+    raise FrameError(path, f'{w}x{h} is {w * h / 1e6:.0f} megapixels, over the '
+                     f'{MAX_PIXELS // 10**6}-megapixel limit (a decompression bomb?)')
   return h, w
 
 

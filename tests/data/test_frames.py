@@ -182,3 +182,25 @@ def test_frame_error_takes_a_ready_message():
   assert str(frames.FrameError('/x/y.png: broken')) == '/x/y.png: broken'
   err = frames.FrameError('/x/y.png', 'broken')
   assert str(err) == '/x/y.png: broken' and err.path == Path('/x/y.png')
+
+
+def test_a_decompression_bomb_is_refused_unread(tmp_path):
+  """380 kB of PNG declaring 20000x20000 pixels (4.8 GB as float32): one line, from the
+  header, before any decoding."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  w = h = 20000
+  def chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+  rows = zlib.compress(b''.join(b'\x00' + bytes(w) for _ in range(h)), 9)
+  bomb = tmp_path / 'bomb.png'
+  bomb.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0,
+                                                                     0, 0))
+                   + chunk(b'IDAT', rows) + chunk(b'IEND', b''))
+  message = (f'{bomb}: 20000x20000 is 400 megapixels, over the 100-megapixel limit '
+             '(a decompression bomb?)')
+  for read in (frames.image_size, frames.read_image):
+    with pytest.raises(frames.FrameError) as e:
+      read(bomb)
+    assert str(e.value) == message
