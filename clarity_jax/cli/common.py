@@ -43,8 +43,9 @@ def _interrupt(signum: int, frame) -> None:
 
 @contextlib.contextmanager
 def exit_on_error(*also: type[Exception]) -> Iterator[None]:
-  """Turns a PathError, a ConfigError or one of `also` into 'error: <message>' and
-  exit status 1, and Ctrl-C into 'interrupted' and exit status 130.
+  """Turns a PathError, a ConfigError, an OSError naming a file (permission denied,
+  disk full) or one of `also` into 'error: <message>' and exit status 1, and Ctrl-C
+  into 'interrupted' and exit status 130.
 
   A decorator of a command's main() (or a `with` block around its work).
   """
@@ -52,6 +53,10 @@ def exit_on_error(*also: type[Exception]) -> Iterator[None]:
     yield
   except (errors.PathError, errors.ConfigError, *also) as e:
     sys.exit(f'error: {e}')
+  except OSError as e:  # a read-only folder, a full disk: the user's to fix, if named
+    if not e.filename:
+      raise
+    sys.exit(f'error: {e.filename}: {e.strerror or e}')
   except KeyboardInterrupt:  # Ctrl-C: outputs were already cleaned up on the way out
     print('\ninterrupted', file=sys.stderr, flush=True)
     sys.exit(130)

@@ -33,6 +33,9 @@ X264_PRESETS = ('ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'
 # 5120x2880 (x4 of 720p) output that alone is ~2 GB, growing over the first 40
 # frames. 10 keeps the encoder's memory small and flat at a minor cost in size.
 X264_LOOKAHEAD = 10
+# Containers of the written H.264 (.webm, readable, holds only VP8/VP9/AV1): the
+# name is checked before a single frame is restored, not when the first is muxed.
+H264_CONTAINERS = ('.mp4', '.mkv', '.mov', '.m4v', '.avi')
 
 
 # What marks an output as this program's own, so that --overwrite replaces only
@@ -125,9 +128,11 @@ class VideoWriter(_Writer):
   def __init__(self, path: str | os.PathLike, fps: fractions.Fraction | float | None, *,
                crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, overwrite: bool = False):
     self.path = Path(path)
-    if self.path.suffix.lower() not in files.VIDEO_EXTENSIONS:
-      raise video_io.MediaError(self.path, 'not a video file name; use one of '
-                       f'{files.VIDEO_EXTENSIONS}')
+    suffix = self.path.suffix.lower()
+    if suffix not in H264_CONTAINERS:
+      raise video_io.MediaError(self.path, (
+          f'{suffix} cannot hold the H.264 video written' if suffix in files.VIDEO_EXTENSIONS
+          else 'not a video file name') + f'; use one of {", ".join(H264_CONTAINERS)}')
     self.fps = fractions.Fraction(fps or video_io.DEFAULT_FPS).limit_denominator(1001)
     self.crf, self.preset = int(crf), preset
     self._staged = _Staged(self.path, overwrite)

@@ -1,5 +1,6 @@
 """cli/common: expected errors end a command with one line, bugs do not."""
 
+import os
 import importlib
 import pkgutil
 
@@ -79,3 +80,25 @@ def test_ctrl_c_is_one_line_and_status_130(capsys):
       raise KeyboardInterrupt
   assert info.value.code == 130
   assert capsys.readouterr().err.strip() == 'interrupted'
+
+
+def test_file_system_errors_naming_a_file_are_one_line(tmp_path):
+  if os.getuid() == 0:
+    pytest.skip('root writes into read-only folders')
+  folder = tmp_path / 'read_only'
+  folder.mkdir()
+  folder.chmod(0o500)
+  with pytest.raises(SystemExit) as info:
+    with common.exit_on_error():
+      (folder / 'out.png').write_bytes(b'x')
+  assert info.value.code == f'error: {folder / "out.png"}: Permission denied'
+
+
+def test_os_errors_naming_a_file_are_one_line_and_others_keep_their_traceback(tmp_path):
+  with pytest.raises(SystemExit) as info:
+    with common.exit_on_error():
+      raise OSError(28, 'No space left on device', str(tmp_path / 'big.mp4'))
+  assert info.value.code == f'error: {tmp_path / "big.mp4"}: No space left on device'
+  with pytest.raises(OSError):
+    with common.exit_on_error():
+      raise OSError('a bug with no file')

@@ -210,3 +210,12 @@ def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
       writer.write(np.full((8, 8, 3), value, np.float32), 'a.png')
     assert media_writers.is_marked_output(path)
   assert leftovers(tmp_path) == []
+
+
+def test_a_webm_output_is_refused_before_any_frame(tmp_path):
+  """.webm is readable but cannot hold H.264: refused by name, nothing written."""
+  with pytest.raises(video_io.MediaError) as e:
+    media_writers.VideoWriter(tmp_path / 'out.webm', FPS)
+  assert str(e.value) == (f'{tmp_path / "out.webm"}: .webm cannot hold the H.264 video '
+                          'written; use one of .mp4, .mkv, .mov, .m4v, .avi')
+  assert list(tmp_path.iterdir()) == []
