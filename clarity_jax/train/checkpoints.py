@@ -92,6 +92,10 @@ class Checkpointer:
                                 meta=ocp.args.JsonSave(meta)),
         force=True)
 
+  def read_meta(self, step: int) -> dict:
+    """The JSON record of checkpoint `step`, without touching its arrays."""
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores into the shapes, dtypes and shardings of `abstract_state`."""
     step = self.manager.latest_step() if step is None else step

@@ -125,7 +125,9 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
     return state, 0
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
-  state, meta = ckpt.restore(abstract)
+  # The saved config is compared first: restoring another network's arrays into
+  # this one's shapes would fail deep inside orbax with a traceback.
+  meta = ckpt.read_meta(ckpt.latest_step())
   saved = ml_collections.ConfigDict(json.loads(meta['config']))
   for field in ('scale', 'num_neighbors'):
     if saved[field] != config[field]:
@@ -136,6 +138,7 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
     raise errors.ConfigError(
         f'config.model.variant: {config.model.variant} differs from {saved.model.variant} '
         f'in the checkpoint under {ckpt.directory}; use a new --workdir')
+  state, meta = ckpt.restore(abstract)
   step = int(meta['step'])
   logging.info('Resumed from %s at step %d (data stream at example %d).',
                ckpt.directory, step, meta['data_stream']['next_example_index'])

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from clarity_jax import errors
 from clarity_jax.train import checkpoints
 from clarity_jax.train import loop
 
@@ -125,3 +126,14 @@ def test_resume_is_exact(main, final_params, tmp_path, reference_run, sig):
   step, params = final_params(tmp_path)
   assert step == 6
   _assert_same_params(params, ref_params)
+
+
+def test_resuming_with_another_network_is_one_line(tiny_config, tmp_path):
+  """The saved config is compared before any array is restored into the new shapes."""
+  loop.train_and_evaluate(tiny_config(num_train_steps=2, eval_every_steps=1000), str(tmp_path))
+  for field, value, says in (('model__variant', 'small', 'config.model.variant: small '
+                              'differs from tiny'),
+                             ('num_neighbors', 2, 'config.num_neighbors: 2 differs from 1')):
+    with pytest.raises(errors.ConfigError) as e:
+      loop.train_and_evaluate(tiny_config(num_train_steps=4, **{field: value}), str(tmp_path))
+    assert str(e.value).startswith(says) and '\n' not in str(e.value)
