@@ -43,8 +43,9 @@ def test_step_0_gives_the_bundles_output(source, tiny_config, photo_windows, tmp
   state, step = _state_at_step_0(config, tmp_path)
   assert step == 0 and int(state.step) == 0
   window = jnp.asarray(photo_windows(1, 24, 32))
-  want = nnx.merge(graphdef, params)(window)
-  got = nnx.merge(state_lib.model_graphdef(config), state.params)(window)
+  forward = jax.jit(lambda g, p, x: nnx.merge(g, p)(x), static_argnums=0)
+  want = forward(graphdef, params, window)
+  got = forward(state_lib.model_graphdef(config), state.params, window)
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
   # The EMA starts from the same weights; the optimiser starts fresh.
   for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(params)):
