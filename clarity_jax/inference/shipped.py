@@ -19,8 +19,10 @@ FOLDER = Path(__file__).resolve().parent.parent / 'weights' / NAME
 # Every file of the shipped bundle. A new shipped model changes these with it, and
 # only when it validates better (docs/model_card.md, "Replacing the model").
 SHA256 = {
-    'bundle.json': None,
-    'params.safetensors': None,
+    'bundle.json':
+        'e465664c06ddb7ed81747b53a0d409018671195293d38b6a1739cb3322e7d6ef',
+    'params.safetensors':
+        '895aecc8f3bd1602efbfb1cd65fa22fdd522fa9cf3156058a7f95fb9fc0cceee',
 }
 
 

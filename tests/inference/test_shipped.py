@@ -1,0 +1,94 @@
+"""The model shipped in the package: verified by sha256, used by enhance with no
+--bundle, free of the line artifact, and installed by a plain (non-editable) build."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import skimage.data
+
+from clarity_jax import files
+from clarity_jax.evaluation import artifacts
+from clarity_jax.inference import bundle
+from clarity_jax.inference import restorer
+from clarity_jax.inference import shipped
+
+
+@pytest.fixture(scope='module')
+def engine():
+  return restorer.Restorer.from_bundle(shipped.bundle_path(), tile=0)
+
+
+def test_the_shipped_bundle_verifies_and_loads(engine):
+  _, info = engine
+  assert info.model == bundle.ModelSpec('small', scale=4, num_neighbors=2)
+  assert sum((shipped.FOLDER / f).stat().st_size for f in shipped.SHA256) <= 10 * 2**20
+  assert set(shipped.SHA256) == {p.name for p in shipped.FOLDER.iterdir()}
+
+
+@pytest.mark.parametrize('victim', ['params.safetensors', 'bundle.json'])
+def test_a_tampered_copy_is_one_line_sha256_error(tmp_path, victim):
+  copy = tmp_path / shipped.NAME
+  shutil.copytree(shipped.FOLDER, copy)
+  data = bytearray((copy / victim).read_bytes())
+  data[len(data) // 2] ^= 1
+  (copy / victim).write_bytes(bytes(data))
+  with pytest.raises(bundle.BundleError) as e:
+    shipped.bundle_path(copy)
+  text = str(e.value)
+  assert text.startswith(f'{copy / victim}: sha256 ') and 'damaged or altered' in text
+  assert '\n' not in text
+  (copy / victim).unlink()
+  with pytest.raises(bundle.BundleError, match='missing from the shipped model'):
+    shipped.bundle_path(copy)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason='open defect: the shipped model draws thin horizontal/vertical '
+                   'lines on sharp input (score 8.3; docs/results.md, model card); strict, '
+                   'so that fixing it turns this into a failure to remove the mark')
+def test_no_thin_line_artifact(engine):
+  """Isotropic filters after bicubic score 1.03-1.06 on this probe; models that draw
+  axis-aligned lines through texture score 2 and more (docs/results.md)."""
+  model, _ = engine
+  grass = skimage.data.grass()[:256, :256].astype(np.float32) / 255.0
+  grass = np.repeat(grass[..., None], 3, axis=-1)
+  restore = lambda lq: model([np.stack([lq] * (2 * model.num_neighbors + 1))])[0]
+  assert artifacts.line_artifact_score(restore, grass, 4) < 1.5
+
+
+def test_enhance_without_bundle_uses_the_shipped_model(repo, tmp_path, write_video,
+                                                       smooth_frames, decode_all, engine):
+  video = write_video(tmp_path / 'in.mp4', smooth_frames(3, 32, 48))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run([sys.executable, '-m', 'clarity_jax.enhance', '--progress=false',
+                         f'--input={video}', f'--output={tmp_path / "out.mp4"}'],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  assert f'model: the shipped model {shipped.NAME} (small x4 K=2' in proc.stdout
+  out, _ = decode_all(tmp_path / 'out.mp4')
+  assert out.shape == (3, 128, 192, 3)
+
+
+def test_a_plain_build_installs_the_weights(repo, tmp_path):
+  """`pip install .` installs what a non-editable wheel holds: the weights must be
+  in it, byte for byte."""
+  source = tmp_path / 'source'  # built from a copy: the checkout gets no build/ folder
+  shutil.copytree(repo / 'clarity_jax', source / 'clarity_jax',
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  for name in ('setup.cfg', 'pyproject.toml', 'README.md'):
+    shutil.copy(repo / name, source / name)
+  proc = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+                         '--no-build-isolation', '-q', '-w', str(tmp_path), str(source)],
+                        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  (wheel,) = tmp_path.glob('clarity_jax-*.whl')
+  with zipfile.ZipFile(wheel) as z:
+    for name, digest in shipped.SHA256.items():
+      member = f'clarity_jax/weights/{shipped.NAME}/{name}'
+      z.extract(member, tmp_path / 'x')
+      assert files.sha256_file(tmp_path / 'x' / member) == digest
