@@ -119,8 +119,11 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
     if init_from is not None:  # fresh optimiser and schedule, the given weights
       params, where = init_from()
       params = jax.device_put(params, rep)
-      state = state.replace(params=params,
-                            ema_params=params if state.ema_params is not None else None)
+      # A copy, not an alias: the train step donates params and EMA params, and XLA
+      # refuses one buffer donated twice.
+      state = state.replace(
+          params=params,
+          ema_params=None if state.ema_params is None else jax.tree.map(jnp.copy, params))
       logging.info('Warm start from %s.', where)
     return state, 0
   abstract = jax.tree.map(

@@ -50,6 +50,10 @@ def test_step_0_gives_the_bundles_output(source, tiny_config, photo_windows, tmp
   # The EMA starts from the same weights; the optimiser starts fresh.
   for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(params)):
     np.testing.assert_array_equal(np.asarray(a), b)
+  # ... in buffers of its own: the train step donates both, and one buffer donated
+  # twice stops the first step.
+  for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params)):
+    assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
   assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(state.opt_state)
              if np.asarray(x).dtype == np.float32)
 
@@ -78,8 +82,8 @@ def test_neither_bundle_nor_workdir(tiny_config, tmp_path):
 
 def test_a_resumed_warm_started_run_is_exact(source, tiny_config, final_params, tmp_path):
   """Straight to step 4, then again from its step-2 checkpoint: the same weights;
-  and a workdir serves as init_from as well as a bundle does."""
-  config = tiny_config(init_from=str(source[0]), eval_every_steps=1000)
+  and a workdir serves as init_from as well as a bundle does. With an EMA copy."""
+  config = tiny_config(init_from=str(source[0]), eval_every_steps=1000, ema_decay=0.999)
   loop.train_and_evaluate(config, str(tmp_path))
   step, straight = final_params(tmp_path)
   assert step == 4
