@@ -65,6 +65,15 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
   return x.astype(np.uint8)
 
 
+def to_uint16(frame: np.ndarray) -> np.ndarray:
+  """float [0, 1] -> uint16 (NaN to 0, clipped, rounded half up): 10-bit video out."""
+  x = np.nan_to_num(np.asarray(frame, np.float32).copy(), copy=False)
+  np.clip(x, 0.0, 1.0, out=x)
+  x *= 65535.0
+  x += 0.5
+  return x.astype(np.uint16)
+
+
 def temp_sibling(path: Path, tag: str = 'tmp') -> Path:
   """A hidden name beside `path`, unique to this process: same folder, so that
   os.replace onto `path` is an atomic rename.

@@ -66,6 +66,12 @@ class VideoReader:
         self.fps = stream.average_rate or stream.guessed_rate
         self.num_frames = _expected_frames(container, stream, self.fps)
         self._exact_count = bool(stream.frames)
+        # Each frame's own time (variable-frame-rate footage keeps it on output).
+        self.time_base = stream.time_base
+        # The pixel format, so that 10-bit and 4:4:4 input stay so (media_writers).
+        fmt = stream.codec_context.format
+        self.pix_fmt = fmt.name if fmt is not None else None
+        self.bit_depth = max((c.bits for c in fmt.components), default=8) if fmt else 8
     except av.error.FFmpegError as e:
       raise MediaError(self.path, f'not a readable video ({ffmpeg_reason(e)}); truncated '
                        'or not a video?') from e
@@ -73,18 +79,23 @@ class VideoReader:
       raise MediaError(self.path, f'video stream has no frame size ({self.codec})')
 
   def __iter__(self) -> Iterator[np.ndarray]:
+    """Frames in order; `timestamps` grows with them (pts in `time_base`)."""
     count = 0
     h, w = self.size
+    # More than 8 bits a sample are decoded to 16-bit RGB, so none are lost.
+    rgb_format, peak = ('rgb48le', 65535.0) if self.bit_depth > 8 else ('rgb24', 255.0)
+    self.timestamps: list[int | None] = []
     try:
       with av.open(str(self.path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = 'AUTO'  # frame threads: decoding keeps up with restoring
         for frame in container.decode(stream):
-          rgb = frame.to_ndarray(format='rgb24')
+          rgb = frame.to_ndarray(format=rgb_format)
           if rgb.shape[:2] != (h, w):
             raise MediaError(self.path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
                              f'earlier frames are {w}x{h}')
-          yield rgb.astype(np.float32) / 255.0
+          self.timestamps.append(frame.pts)
+          yield rgb.astype(np.float32) / peak
           count += 1
     except av.error.FFmpegError as e:
       raise MediaError(self.path, f'cannot decode frame {count} ({ffmpeg_reason(e)}): '

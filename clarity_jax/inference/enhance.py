@@ -27,6 +27,7 @@ import tqdm
 
 from clarity_jax import files
 from clarity_jax.data import media_writers
+from clarity_jax.data import passthrough
 from clarity_jax.data import video_io
 from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.models import bicubic
@@ -70,9 +71,18 @@ def _frame_name(source: video_io.Source, clip: str, reader: Any, index: int) -> 
   return f'{clip}/{name}' if source.kind == 'clips' else name
 
 
-def _open_writer(kind: str, path: Path, fps: Any, crf: int, preset: str, overwrite: bool):
+def _open_writer(kind: str, path: Path, source: video_io.Source, crf: int, preset: str,
+                 overwrite: bool):
   if kind == 'video':
-    return media_writers.VideoWriter(path, fps, crf=crf, preset=preset, overwrite=overwrite)
+    reader = next(iter(source.clips.values()))
+    if source.kind != 'video':  # frames: evenly spaced, 8-bit 4:2:0
+      return media_writers.VideoWriter(path, reader.fps, crf=crf, preset=preset,
+                                       overwrite=overwrite)
+    # Video to video: the input's timestamps, pixel format, audio and subtitles.
+    return media_writers.VideoWriter(
+        path, reader.fps, crf=crf, preset=preset, overwrite=overwrite,
+        pix_fmt=media_writers.output_pix_fmt(reader.pix_fmt, reader.path),
+        time_base=reader.time_base, passthrough=passthrough.Passthrough(reader.path))
   if kind == 'image':
     return media_writers.ImageWriter(path, overwrite=overwrite)
   return media_writers.FrameFolderWriter(path, overwrite=overwrite)
@@ -112,14 +122,13 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
     if out == given or out in given.parents:
       raise EnhanceError(output, 'the output would replace the input'
                          + ('' if out == given else f' folder holding {input_path}'))
-  fps = next(iter(source.clips.values())).fps
   total = source.num_frames
   if total is not None and max_frames:
     total = sum(min(r.num_frames, max_frames) for r in source.clips.values())
   s = restorer.scale
-  writers = [_open_writer(kind, output, fps, crf, preset, overwrite)]
+  writers = [_open_writer(kind, output, source, crf, preset, overwrite)]
   if compare:
-    writers.append(_open_writer(kind, compare_path(output), fps, crf, preset, overwrite))
+    writers.append(_open_writer(kind, compare_path(output), source, crf, preset, overwrite))
   start = time.perf_counter()
   count = 0
   try:
@@ -131,11 +140,17 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
         clip_frames = itertools.islice(iter(reader), max_frames)
         for i, (lq, out) in enumerate(restorer_lib.restore_frames(restorer, clip_frames)):
           name = _frame_name(source, clip, reader, i)
-          writers[0].write(out, name)
+          # The reader has decoded frame i (and K more) by now: its time is known.
+          pts = reader.timestamps[i] if kind == 'video' and source.kind == 'video' else None
+          writers[0].write(out, name, pts=pts)
           if compare:
-            writers[1].write(side_by_side(lq, out, s), name)
+            writers[1].write(side_by_side(lq, out, s), name, pts=pts)
           count += 1
           bar.update(1)
+        if kind == 'video' and max_frames and (reader.num_frames is None
+                                               or reader.num_frames > max_frames):
+          for writer in writers:
+            writer.end_audio_with_video()
     for writer in writers:
       writer.close()
   except BaseException:

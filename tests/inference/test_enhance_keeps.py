@@ -1,0 +1,165 @@
+"""enhance keeps what restoration does not touch: audio and subtitle streams,
+every frame's timestamp, 10-bit depth and 4:4:4 chroma."""
+
+import fractions
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clarity_jax.data import media_writers
+from clarity_jax.inference import enhance
+
+TB = fractions.Fraction(1, 1000)
+AUDIO_RATE = 48_000
+
+
+def _video(path: Path, frames_u8: np.ndarray, pts: list[int], *, audio: str | None = 'aac',
+           audio_seconds: float = 0.0, subtitle: bool = False, pix_fmt: str = 'yuv420p',
+           deep: bool = False) -> Path:
+  """A video whose frames sit at `pts` (ms): variable frame rate when uneven; with a
+  sine tone of `audio_seconds` in `audio`, and a subtitle stream if asked."""
+  with av.open(str(path), 'w') as c:
+    v = c.add_stream('libx264', rate=25)
+    v.height, v.width = frames_u8.shape[1:3]
+    v.pix_fmt = pix_fmt
+    v.codec_context.time_base = TB
+    v.time_base = TB
+    v.options = {'crf': '12'}
+    a = None
+    if audio:
+      a = c.add_stream(audio, rate=AUDIO_RATE)
+      a.layout = 'mono'
+    srt = None
+    if subtitle:  # PyAV encodes no subtitles: demux them from an .srt file
+      text = path.with_suffix('.srt')
+      text.write_text('1\n00:00:00,000 --> 00:00:00,100\nplate AB-123\n\n')
+      srt = av.open(str(text))
+      c.add_stream_from_template(srt.streams.subtitles[0])
+    for f, t in zip(frames_u8, pts):
+      frame = av.VideoFrame.from_ndarray(f, format='rgb48le' if deep else 'rgb24')
+      frame.pts, frame.time_base = t, TB
+      for p in v.encode(frame):
+        c.mux(p)
+    for p in v.encode():
+      c.mux(p)
+    if a is not None:
+      n = int(audio_seconds * AUDIO_RATE)
+      tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / AUDIO_RATE)).astype(np.float32)
+      fmt = a.codec_context.format.name
+      for start in range(0, n, 1024):
+        chunk = tone[start:start + 1024][None]
+        frame = av.AudioFrame.from_ndarray(
+            chunk if fmt in ('fltp', 'flt') else (chunk * 32767).astype(np.int16),
+            format=fmt if fmt in ('fltp', 'flt') else 's16p', layout='mono')
+        frame.sample_rate = AUDIO_RATE
+        frame.pts, frame.time_base = start, fractions.Fraction(1, AUDIO_RATE)
+        for p in a.encode(frame):
+          c.mux(p)
+      for p in a.encode():
+        c.mux(p)
+    if srt is not None:
+      for p in srt.demux(srt.streams.subtitles[0]):
+        if p.size:
+          p.stream = c.streams.subtitles[0]
+          c.mux(p)
+      srt.close()
+  return path
+
+
+def _streams(path: Path) -> dict:
+  """Per stream type: (codec, first packet start, last packet end (seconds), packet
+  count); and the video's frame times (seconds) and pixel format."""
+  out = {}
+  with av.open(str(path)) as c:
+    for s in c.streams:
+      with av.open(str(path)) as c2:
+        packets = [p for p in c2.demux(c2.streams[s.index]) if p.size]
+      first = min(p.pts * p.time_base for p in packets) if packets else None
+      last = max((p.pts + (p.duration or 0)) * p.time_base for p in packets) if packets else None
+      out[s.type] = (s.codec_context.name if s.codec_context else s.codec.name,
+                     first, last, len(packets))
+    v = c.streams.video[0]
+    out['times'] = [f.pts * f.time_base for f in c.decode(v)]
+    out['pix_fmt'] = v.codec_context.pix_fmt
+  return out
+
+
+@pytest.fixture
+def run(tiny_model, tmp_path):
+  def go(video: Path, name: str = 'out.mp4', **kw) -> Path:
+    engine = tiny_model.restorer(tile=None, batch=2)
+    out = tmp_path / name
+    enhance.enhance(engine, video, out, progress=False, **kw)
+    return out
+  return go
+
+
+def test_audio_is_copied_in_sync_and_timestamps_kept(run, smooth_frames, tmp_path):
+  """Variable frame rate (gaps of 40, 80 and 20 ms) and an AAC track: output frames
+  at the input's times, the audio packets copied bit for bit."""
+  src = smooth_frames(7, 24, 32)
+  pts = [0, 40, 120, 140, 180, 260, 280]
+  video = _video(tmp_path / 'vfr.mp4', src, pts, audio_seconds=0.3)
+  out = run(video)
+  got, want = _streams(out), _streams(video)
+  assert got['times'] == want['times'] == [t * TB for t in pts]
+  assert got['audio'][0] == 'aac'
+  # The same duration, within one AAC frame (1,024 samples).
+  one_frame = fractions.Fraction(1024, AUDIO_RATE)
+  assert abs(got['audio'][2] - want['audio'][2]) <= one_frame
+  assert abs(got['audio'][1] - want['audio'][1]) <= one_frame
+  assert got['audio'][3] == want['audio'][3]
+
+
+def test_max_frames_cuts_the_audio_with_the_picture(run, smooth_frames, tmp_path):
+  src = smooth_frames(8, 24, 32)
+  video = _video(tmp_path / 'in.mp4', src, [40 * i for i in range(8)], audio_seconds=0.32)
+  got = _streams(run(video, max_frames=3))
+  assert len(got['times']) == 3
+  # Audio up to the end of frame 3 (120 ms), not the input's 320 ms.
+  assert got['audio'][2] <= fractions.Fraction(120, 1000) + fractions.Fraction(1024, AUDIO_RATE)
+
+
+def test_audio_the_container_cannot_hold_is_reencoded(run, smooth_frames, tmp_path):
+  """Opus (mkv) into .avi: re-encoded to AAC, same length within an audio frame."""
+  src = smooth_frames(5, 24, 32)
+  video = _video(tmp_path / 'in.mkv', src, [40 * i for i in range(5)], audio='libopus',
+                 audio_seconds=0.2)
+  got, want = _streams(run(video, 'out.avi')), _streams(video)
+  assert want['audio'][0] == 'opus' and got['audio'][0] == 'aac'
+  assert abs(got['audio'][2] - want['audio'][2]) <= fractions.Fraction(2048, AUDIO_RATE)
+
+
+def test_subtitles_kept_in_mkv_and_named_when_dropped(run, smooth_frames, tmp_path, caplog):
+  src = smooth_frames(4, 24, 32)
+  video = _video(tmp_path / 'in.mkv', src, [40 * i for i in range(4)], audio=None,
+                 subtitle=True)
+  with av.open(str(run(video, 'out.mkv'))) as c:
+    assert [s.type for s in c.streams] == ['video', 'subtitle']
+  with caplog.at_level(logging.WARNING):
+    mp4 = run(video, 'out.mp4')
+  with av.open(str(mp4)) as c:
+    assert [s.type for s in c.streams] == ['video']
+  assert 'subtitle stream 1 (srt) dropped: mp4 cannot hold srt' in caplog.text
+  assert '.mkv' in caplog.text
+
+
+@pytest.mark.parametrize('pix_fmt', ['yuv420p10le', 'yuv444p', 'yuv444p10le'])
+def test_pixel_format_is_kept(run, smooth_frames, tmp_path, pix_fmt):
+  deep = pix_fmt.endswith('10le')
+  src = smooth_frames(3, 24, 32)
+  frames = (src.astype(np.uint16) * 257) if deep else src
+  video = _video(tmp_path / 'in.mp4', frames, [0, 40, 80], audio=None, pix_fmt=pix_fmt,
+                 deep=deep)
+  assert _streams(run(video))['pix_fmt'] == pix_fmt
+
+
+def test_output_pix_fmt_table():
+  assert media_writers.output_pix_fmt(None) == 'yuv420p'
+  assert media_writers.output_pix_fmt('yuvj420p') == 'yuv420p'
+  assert media_writers.output_pix_fmt('yuv422p10le') == 'yuv422p10le'
+  assert media_writers.output_pix_fmt('gbrp') == 'yuv444p'
+  assert media_writers.output_pix_fmt('yuv420p12le') == 'yuv420p10le'
