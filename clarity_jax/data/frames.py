@@ -71,11 +71,31 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     raise FrameError(path, f'cannot read ({e.strerror or e})') from e
   if data.size == 0:
     raise FrameError(path, 'empty file (0 bytes)')
-  image_size(path)  # the header's size first: no decoding of a decompression bomb
+  # The header first: no decoding of a decompression bomb.
+  _, _, orientation = _header(path)
   img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # None for truncated or corrupt data
   if img is None or img.size == 0:
     raise FrameError(path, 'not a readable image (truncated or corrupt?)')
-  return _to_float_rgb(img, path)
+  return _to_float_rgb(_upright(img, orientation), path)
+
+
+# EXIF orientation -> the transform that shows the picture upright, in NumPy (as
+# PIL.ImageOps.exif_transpose, which would need PIL to decode; OpenCV's
+# IMREAD_UNCHANGED, which keeps 16-bit and alpha, ignores the tag).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
+  turn = _UPRIGHT.get(orientation)
+  return img if turn is None else np.ascontiguousarray(turn(img))
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95) -> None:
@@ -174,8 +194,14 @@ def is_one_clip(clips: dict[str, list[Path]], root: str | os.PathLike) -> bool:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-  """(height, width) from the file header alone (PIL reads no pixels for this);
-  FrameError for frames over MAX_PIXELS."""
+  """(height, width) as shown, upright after any EXIF orientation, from the file
+  header alone (PIL reads no pixels for this); FrameError over MAX_PIXELS."""
+  h, w, orientation = _header(path)
+  return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _header(path: str | os.PathLike) -> tuple[int, int, int]:
+  """(stored height, stored width, EXIF orientation 1-8) from the header."""
   path = Path(path)
   try:
     if path.stat().st_size == 0:
@@ -186,6 +212,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
       try:
         with Image.open(path) as im:
           w, h = im.size
+          orientation = _orientation(im)
       finally:
         Image.MAX_IMAGE_PIXELS = limit
   except FrameError:
@@ -195,7 +222,19 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
   if w * h > MAX_PIXELS:
     raise FrameError(path, f'{w}x{h} is {w * h / 1e6:.0f} megapixels, over the '
                      f'{MAX_PIXELS // 10**6}-megapixel limit (a decompression bomb?)')
-  return h, w
+  return h, w, orientation
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _orientation(im: Image.Image) -> int:
+  """The EXIF orientation; 1 (as stored) when absent, unreadable or out of range."""
+  try:
+    value = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+  except (TypeError, ValueError, SyntaxError, OSError):  # PIL's broken-EXIF errors
+    return 1
+  return value if 1 <= value <= 8 else 1
 
 
 def check_clip_sizes(clip_name: str, paths: Sequence[str | os.PathLike]) -> tuple[int, int]:

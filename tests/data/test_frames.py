@@ -204,3 +204,22 @@ def test_a_decompression_bomb_is_refused_unread(tmp_path):
     with pytest.raises(frames.FrameError) as e:
       read(bomb)
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize('ext', ['.png', '.jpg'])
+def test_exif_orientation_is_applied(tmp_path, ext):
+  """Phone pictures store sensor rows with an EXIF orientation tag: read upright,
+  as PIL's exif_transpose shows them, and sized upright from the header alone."""
+  from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+  rgb = _rgb(12, 20, seed=3)
+  for orientation in range(1, 9):
+    path = tmp_path / f'o{orientation}{ext}'
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif, quality=100)
+    with Image.open(path) as im:
+      want = np.asarray(ImageOps.exif_transpose(im).convert('RGB'), np.float32) / 255
+    got = frames.read_image(path)
+    assert frames.image_size(path) == got.shape[:2] == want.shape[:2], orientation
+    np.testing.assert_allclose(got, want, atol=(0 if ext == '.png' else 3 / 255) + 1e-6,
+                               err_msg=f'orientation {orientation}')
