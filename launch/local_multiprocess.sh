@@ -10,7 +10,8 @@
 #   DEVICES_PER_PROCESS=2 launch/local_multiprocess.sh 2 \
 #     --config=configs/default.py:runlocal --workdir=runs/local2
 #
-# Process i runs `python -m clarity_jax.main FLAGS...` with the standard variables
+# Process i runs `python -m clarity_jax.main --verbosity=0 FLAGS...` (INFO logs on:
+# they go to the log files) with the standard variables
 # JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i, which
 # clarity_jax.main passes to jax.distributed.initialize (process 0 hosts the
 # coordinator; CPU processes talk through gloo collectives). The config's batch_size
@@ -66,7 +67,7 @@ echo "local_multiprocess: ${num_processes} processes x ${devices} device(s)," \
   "coordinator 127.0.0.1:${port}, logs in ${log_dir}" >&2
 for ((i = 0; i < num_processes; i++)); do
   cmd=(env JAX_COORDINATOR_ADDRESS="127.0.0.1:${port}" JAX_NUM_PROCESSES="${num_processes}"
-       JAX_PROCESS_ID="${i}" "${python_bin}" -m clarity_jax.main "$@")
+       JAX_PROCESS_ID="${i}" "${python_bin}" -m clarity_jax.main --verbosity=0 "$@")
   if ((i == 0)); then
     "${cmd[@]}" > >(tee "${log_dir}/process_0.log") 2>&1 &
   else

@@ -12,7 +12,8 @@
 #     --config.batch_size=64
 #   # resume after a preemption or a stop: the same command again
 #
-# Each worker runs `python3 -m clarity_jax.main --distributed=on FLAGS...`: JAX finds
+# Each worker runs `python3 -m clarity_jax.main --distributed=on --verbosity=0 FLAGS...`
+# (INFO logs on, for the log files): JAX finds
 # the other workers itself (jax.distributed.initialize() reads the TPU metadata).
 # --workdir must be a folder every worker sees at the same path (Filestore/NFS, or a
 # bucket mounted with gcsfuse): orbax writes checkpoints cooperatively from all
@@ -85,7 +86,7 @@ fi
 
 printf -v flags '%q ' "$@"
 printf -v q_src '%q' "${src_dir}"
-command="cd ${q_src} && python3 -m clarity_jax.main --distributed=on ${flags}"
+command="cd ${q_src} && python3 -m clarity_jax.main --distributed=on --verbosity=0 ${flags}"
 if [[ -n "${LOG_FILE:-}" ]]; then
   printf -v q_log '%q' "${LOG_FILE}"
   command="set -o pipefail; ${command} 2>&1 | tee -a ${q_log}"

@@ -33,6 +33,7 @@ TINY_FLAGS = [
     '--config.num_neighbors=1', '--config.data.crop_size=16', '--config.batch_size=2',
     '--config.warmup_steps=1', '--config.log_every_steps=1', '--config.eval_every_steps=1000',
     '--config.num_eval_batches=1', '--config.checkpoint_every_steps=2',
+    '--verbosity=0',  # INFO logs on (quiet by default): tests read the lines they assert
 ]
 
 

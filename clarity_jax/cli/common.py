@@ -8,6 +8,7 @@ traceback would only bury that line. Anything else is a bug and keeps its traceb
 
 from collections.abc import Iterator
 import contextlib
+import os
 import signal
 import sys
 from typing import NamedTuple
@@ -42,24 +43,36 @@ def _interrupt(signum: int, frame) -> None:
 
 
 @contextlib.contextmanager
-def exit_on_error(*also: type[Exception]) -> Iterator[None]:
+def exit_on_error(*also: type[Exception], hard_exit: bool = False) -> Iterator[None]:
   """Turns a PathError, a ConfigError, an OSError naming a file (permission denied,
   disk full) or one of `also` into 'error: <message>' and exit status 1, and Ctrl-C
   into 'interrupted' and exit status 130.
 
-  A decorator of a command's main() (or a `with` block around its work).
+  A decorator of a command's main() (or a `with` block around its work). With
+  `hard_exit` (training) the process ends right after the message: TensorFlow's
+  input threads, still running, would otherwise abort the interpreter's shutdown
+  ('terminate called without an active exception', status 134) or hang it.
+  Everything the command owns (checkpoints, outputs) is closed on the way out.
   """
+  def leave(message: str, status: int) -> None:
+    if not hard_exit:
+      print(message, file=sys.stderr, flush=True)
+      sys.exit(status)
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+
   try:
     yield
   except (errors.PathError, errors.ConfigError, *also) as e:
-    sys.exit(f'error: {e}')
+    leave(f'error: {e}', 1)
   except OSError as e:  # a read-only folder, a full disk: the user's to fix, if named
     if not e.filename:
       raise
-    sys.exit(f'error: {e.filename}: {e.strerror or e}')
+    leave(f'error: {e.filename}: {e.strerror or e}', 1)
   except KeyboardInterrupt:  # Ctrl-C: outputs were already cleaned up on the way out
-    print('\ninterrupted', file=sys.stderr, flush=True)
-    sys.exit(130)
+    leave('\ninterrupted', 130)
 
 
 class RestorerFlags(NamedTuple):

@@ -13,7 +13,7 @@ Without --bundle the model that ships with the package restores
 from absl import flags
 
 from clarity_jax.cli import common
-from clarity_jax.data import media_writers
+from clarity_jax.data import video_writer
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
 from clarity_jax.inference import shipped
@@ -28,10 +28,10 @@ _MAX_FRAMES = flags.DEFINE_integer('max_frames', None, 'Restore only the first N
 _COMPARE = flags.DEFINE_bool('compare', False, 'Also write OUTPUT_compare: bicubic | '
                              'restored side by side.')
 _RESTORER = common.define_restorer_flags()
-_CRF = flags.DEFINE_integer('crf', media_writers.DEFAULT_CRF, 'x264 quality of video '
+_CRF = flags.DEFINE_integer('crf', video_writer.DEFAULT_CRF, 'x264 quality of video '
                             'outputs (lower is better).', lower_bound=0, upper_bound=51)
 _PRESET = flags.DEFINE_enum(
-    'preset', media_writers.DEFAULT_PRESET, list(media_writers.X264_PRESETS),
+    'preset', video_writer.DEFAULT_PRESET, list(video_writer.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
     '(a 4K encode at medium costs ~375 CPU-ms a frame; benchmark --what=output).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output (only once '

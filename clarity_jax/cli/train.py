@@ -67,9 +67,11 @@ def _init_distributed() -> None:
   jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
 
 
-@common.exit_on_error(loop.NonFiniteLossError)
+@common.exit_on_error(loop.NonFiniteLossError, hard_exit=True)
 def main(argv: list[str]) -> None:
-  common.start(argv, sigterm_interrupts=False)  # SIGTERM: preemption, handled by the loop
+  # Quiet: progress bar, validation lines and warnings; --verbosity=0 for INFO logs.
+  # SIGTERM means preemption, handled by the loop.
+  common.start(argv, quiet=True, sigterm_interrupts=False)
   _init_distributed()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())

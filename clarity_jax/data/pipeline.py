@@ -31,10 +31,36 @@ except RuntimeError:  # TensorFlow already initialised its devices elsewhere
   pass
 
 
+class _Batches:
+  """The numpy batches of a tf.data stream; an example's own exception (say, a
+  FrameError naming a corrupt frame) is raised as itself, not inside a TensorFlow
+  traceback, so the command ends with the one-line error."""
+
+  def __init__(self, ds: tf.data.Dataset, failures: list[Exception]):
+    self._ds, self._failures = ds, failures
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    it = self._ds.as_numpy_iterator()
+    while True:
+      try:
+        batch = next(it)
+      except StopIteration:
+        return
+      except tf.errors.OpError:
+        # Freed now, not at interpreter exit, where its worker threads (blocked on
+        # the GIL) would hang the process after the error is printed.
+        del it
+        if self._failures:
+          raise self._failures[0] from None
+        raise
+      yield batch
+
+
 def _batched(make: examples.ExampleMaker, *, batch: int, global_batch: int,
              process_index: int, start_step: int, num_steps: int | None,
-             parallel: int, prefetch: int) -> tf.data.Dataset:
+             parallel: int, prefetch: int) -> _Batches:
   """Steps start_step.. (num_steps of them, or forever) of this host's batches."""
+  failures: list[Exception] = []
   first = start_step * batch
   local = (tf.data.Dataset.counter(first) if num_steps is None
            else tf.data.Dataset.range(first, first + num_steps * batch))
@@ -42,7 +68,11 @@ def _batched(make: examples.ExampleMaker, *, batch: int, global_batch: int,
   keys = tuple(spec)
 
   def example(i: np.int64) -> tuple[np.ndarray, ...]:
-    values = make(int(i))
+    try:
+      values = make(int(i))
+    except Exception as e:  # kept for _Batches, which raises it instead of TF's wrapper
+      failures.append(e)
+      raise
     return tuple(values[key] for key in keys)
 
   def load(index):
@@ -57,7 +87,7 @@ def _batched(make: examples.ExampleMaker, *, batch: int, global_batch: int,
                                  process_index=process_index)
 
   ds = local.map(to_global).map(load, num_parallel_calls=parallel, deterministic=True)
-  return ds.batch(batch, drop_remainder=True).prefetch(prefetch)
+  return _Batches(ds.batch(batch, drop_remainder=True).prefetch(prefetch), failures)
 
 
 def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int = 0,
@@ -76,17 +106,17 @@ def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int 
   ds = _batched(examples.train_maker(config), batch=batch, global_batch=config.batch_size,
                 process_index=index, start_step=start_step, num_steps=None,
                 parallel=config.data.num_parallel_calls, prefetch=config.data.prefetch)
-  return ds.as_numpy_iterator()
+  return iter(ds)
 
 
 class _Replayable:
   """An iterable that replays the same finite tf.data stream at every iteration."""
 
-  def __init__(self, ds: tf.data.Dataset, length: int):
-    self._ds, self._length = ds, length
+  def __init__(self, batches: _Batches, length: int):
+    self._batches, self._length = batches, length
 
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    return self._ds.as_numpy_iterator()
+    return iter(self._batches)
 
   def __len__(self) -> int:
     return self._length

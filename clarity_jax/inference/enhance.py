@@ -16,12 +16,14 @@ network adds its residual to.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import os
 from pathlib import Path
 import time
 from typing import Any
 
+import jax
 import numpy as np
 import tqdm
 
@@ -29,6 +31,7 @@ from clarity_jax import files
 from clarity_jax.data import media_writers
 from clarity_jax.data import passthrough
 from clarity_jax.data import video_io
+from clarity_jax.data import video_writer
 from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.models import bicubic
 
@@ -72,20 +75,33 @@ def _frame_name(source: video_io.Source, clip: str, reader: Any, index: int) -> 
 
 
 def _open_writer(kind: str, path: Path, source: video_io.Source, crf: int, preset: str,
-                 overwrite: bool):
+                 overwrite: bool, job: dict[str, Any]):
   if kind == 'video':
     reader = next(iter(source.clips.values()))
     if source.kind != 'video':  # frames: evenly spaced, 8-bit 4:2:0
-      return media_writers.VideoWriter(path, reader.fps, crf=crf, preset=preset,
-                                       overwrite=overwrite)
+      return video_writer.VideoWriter(path, reader.fps, crf=crf, preset=preset,
+                                      overwrite=overwrite, job=job)
     # Video to video: the input's timestamps, pixel format, audio and subtitles.
-    return media_writers.VideoWriter(
-        path, reader.fps, crf=crf, preset=preset, overwrite=overwrite,
-        pix_fmt=media_writers.output_pix_fmt(reader.pix_fmt, reader.path),
+    return video_writer.VideoWriter(
+        path, reader.fps, crf=crf, preset=preset, overwrite=overwrite, job=job,
+        pix_fmt=video_writer.output_pix_fmt(reader.pix_fmt, reader.path),
         time_base=reader.time_base, passthrough=passthrough.Passthrough(reader.path))
   if kind == 'image':
     return media_writers.ImageWriter(path, overwrite=overwrite)
   return media_writers.FrameFolderWriter(path, overwrite=overwrite)
+
+
+def _job(restorer: restorer_lib.Restorer, source: video_io.Source,
+         max_frames: int | None) -> dict[str, Any]:
+  """What makes the frames of an output: a resumed job must have the same."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(restorer.params):
+    digest.update(np.asarray(leaf).tobytes())
+  stat = source.path.stat()
+  return {'input': str(source.path.resolve()), 'input_bytes': stat.st_size,
+          'input_mtime_ns': stat.st_mtime_ns, 'params_sha256': digest.hexdigest(),
+          'tile': restorer.tile, 'tile_overlap': restorer.tile_overlap,
+          'batch': restorer.batch, 'max_frames': max_frames}
 
 
 @dataclasses.dataclass
@@ -97,16 +113,17 @@ class Summary:
   input_size: tuple[int, int]
   output_size: tuple[int, int]
   seconds: float
+  restored: int  # by this run: fewer than `frames` when it resumed an interrupted job
 
   @property
   def fps(self) -> float:
-    return self.frames / max(self.seconds, 1e-9)
+    return self.restored / max(self.seconds, 1e-9)
 
 
 def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
             output: str | os.PathLike, *,
             max_frames: int | None = None, compare: bool = False, overwrite: bool = False,
-            crf: int = media_writers.DEFAULT_CRF, preset: str = media_writers.DEFAULT_PRESET,
+            crf: int = video_writer.DEFAULT_CRF, preset: str = video_writer.DEFAULT_PRESET,
             progress: bool = True) -> Summary:
   """Restores every clip of `input_path` into `output` (and its _compare twin).
 
@@ -126,19 +143,33 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
   if total is not None and max_frames:
     total = sum(min(r.num_frames, max_frames) for r in source.clips.values())
   s = restorer.scale
-  writers = [_open_writer(kind, output, source, crf, preset, overwrite)]
-  if compare:
-    writers.append(_open_writer(kind, compare_path(output), source, crf, preset, overwrite))
+  job = _job(restorer, source, max_frames) if kind == 'video' else {}
+  writers = []
+  try:
+    writers.append(_open_writer(kind, output, source, crf, preset, overwrite, job))
+    if compare:
+      writers.append(_open_writer(kind, compare_path(output), source, crf, preset,
+                                  overwrite, job))
+  except BaseException:
+    for writer in writers:
+      writer.abort()
+    raise
+  # A video (one clip) interrupted earlier continues after its last whole segment.
+  first = min(getattr(w, 'frames_done', 0) for w in writers)
+  for writer in writers:
+    if getattr(writer, 'frames_done', 0) > first:
+      writer.keep_until(first)
   start = time.perf_counter()
   count = 0
   try:
-    with tqdm.tqdm(total=total, unit='frame', desc='enhance', disable=not progress,
-                   dynamic_ncols=True, smoothing=0.1) as bar:
+    with tqdm.tqdm(total=total, initial=first, unit='frame', desc='enhance',
+                   disable=not progress, dynamic_ncols=True, smoothing=0.1) as bar:
       for clip, reader in source.clips.items():
         bar.set_postfix_str(f'{clip} {reader.size[1]}x{reader.size[0]} -> '
                             f'{s * reader.size[1]}x{s * reader.size[0]}')
         clip_frames = itertools.islice(iter(reader), max_frames)
-        for i, (lq, out) in enumerate(restorer_lib.restore_frames(restorer, clip_frames)):
+        restored = restorer_lib.restore_frames(restorer, clip_frames, start=first)
+        for i, (lq, out) in enumerate(restored, start=first):
           name = _frame_name(source, clip, reader, i)
           # The reader has decoded frame i (and K more) by now: its time is known.
           pts = reader.timestamps[i] if kind == 'video' and source.kind == 'video' else None
@@ -159,5 +190,6 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
     raise
   h, w = next(iter(source.clips.values())).size
   return Summary(output=output, compare=compare_path(output) if compare else None,
-                 kind=kind, frames=count, input_size=(h, w), output_size=(s * h, s * w),
-                 seconds=time.perf_counter() - start)
+                 kind=kind, frames=first + count, input_size=(h, w),
+                 output_size=(s * h, s * w),
+                 seconds=time.perf_counter() - start, restored=count)

@@ -213,12 +213,16 @@ class Restorer:
       frame[s * y:s * y + th, s * x:s * x + tw] += tile * weight
 
 
-def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray]
+def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """(LQ frame, restored frame) for every input frame, in order, streaming."""
+  """(LQ frame, restored frame) for every input frame from `start` on, in order,
+  streaming. Earlier frames are read (they are the first windows' neighbours) but
+  not restored: a resumed job gives the frames an uninterrupted one would."""
   k = restorer.num_neighbors
   batch: list[tuple[np.ndarray, ...]] = []
-  for window in temporal_windows(frames, k):
+  for t, window in enumerate(temporal_windows(frames, k)):
+    if t < start:
+      continue
     batch.append(window)
     if len(batch) == restorer.batch:
       yield from zip((w[k] for w in batch), restorer(batch))

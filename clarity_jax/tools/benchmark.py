@@ -256,7 +256,7 @@ def model_benchmarks(config: ml_collections.ConfigDict, settings: Settings) -> d
 
 def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Frames/s of enhance's host-side output path at the output size (s h, s w):
-  float -> uint8 and the x264 encode of `media_writers.VideoWriter` at enhance's
+  float -> uint8 and the x264 encode of `video_writer.VideoWriter` at enhance's
   defaults. A restored video can go no faster than this, whatever the accelerator.
 
   The frames are a photograph panning by 3 px a frame, so x264 sees real texture
@@ -267,7 +267,7 @@ def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> 
   import cv2  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import skimage.data  # pylint: disable=g-import-not-at-top
-  from clarity_jax.data import media_writers  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import video_writer  # pylint: disable=g-import-not-at-top
   s = config.scale
   h, w = s * settings.height, s * settings.width
   num_batches, warmup = settings.num_batches, settings.warmup
@@ -275,11 +275,11 @@ def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> 
   photo = cv2.resize(skimage.data.astronaut(), (w + 3 * n, h), interpolation=cv2.INTER_CUBIC)
   frames = [photo[:, 3 * i:3 * i + w].astype(np.float32) / 255.0 for i in range(n)]
   out: dict[str, Any] = {'what': 'output', 'output': [h, w], 'frames': num_batches,
-                         'codec': 'libx264', 'crf': media_writers.DEFAULT_CRF,
+                         'codec': 'libx264', 'crf': video_writer.DEFAULT_CRF,
                          'cores': os.cpu_count()}
-  for preset in (media_writers.DEFAULT_PRESET, 'veryfast'):  # enhance's default and --preset
+  for preset in (video_writer.DEFAULT_PRESET, 'veryfast'):  # enhance's default and --preset
     with tempfile.TemporaryDirectory() as tmp:
-      writer = media_writers.VideoWriter(os.path.join(tmp, 'out.mp4'), 30, preset=preset)
+      writer = video_writer.VideoWriter(os.path.join(tmp, 'out.mp4'), 30, preset=preset)
       for frame in frames[:warmup]:
         writer.write(frame)
       wall, cpu = time.perf_counter(), time.process_time()

@@ -167,88 +167,97 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   graphdef = state_lib.model_graphdef(config)
   ckpt = checkpoints.Checkpointer(workdir, config)
-  state, start_step = _restore_or_init(config, ckpt, mesh, init_from)
-  n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  logging.info('ClarityNetSR %s: %.3fM parameters, scale %d, K=%d.', config.model.variant,
-               n_params / 1e6, config.scale, config.num_neighbors)
-  if start_step == 0:
-    writer.write_hparams({k: v for k, v in _flat(config).items()})
-
-  perceptual, vgg_params = make_perceptual(config)
-  if vgg_params is not None:
-    vgg_params = jax.device_put(vgg_params, sharding.replicated(mesh))
-  train_fn = ts.jit_train_step(config, graphdef, mesh, perceptual)
-  eval_fn = ts.jit_eval_step(config, graphdef, mesh)
-  eval_batches = list(data.create_eval_iterator(config))
-  train_iter = data.create_train_iterator(config, start_step=start_step)
-
-  def save(step: int, metrics: dict[str, Any] | None) -> None:
-    if metrics is not None:
-      _check_finite(metrics, step)
-    ckpt.save(step, state, {
-        'step': step,
-        'data_stream': {'seed': config.seed, 'batches_consumed': step,
-                        'next_example_index': step * config.batch_size},
-        'config': config.to_json(),
-    })
-
-  def run_eval(step: int) -> dict[str, float]:
-    means, picture = evaluate(eval_fn, state.eval_params, mesh, eval_batches)
-    writer.write_scalars(step, {f'val/{k}': v for k, v in means.items()})
-    logging.info('step %d: validation PSNR %.2f dB (bicubic %.2f dB), SSIM %.4f '
-                 '(bicubic %.4f)', step, means['psnr'], means['bicubic_psnr'],
-                 means['ssim'], means['bicubic_ssim'])
-    if picture is not None and is_chief:
-      grid = _sample_grid(*picture, n=config.num_sample_images)
-      writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
-      data.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
-    return means
-
-  progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
-                       desc='train', unit='step', dynamic_ncols=True, mininterval=2.0)
-  pending: list[dict[str, jax.Array]] = []
-  previous = None
-  last_log = time.perf_counter()
-  step = start_step
-  means = None
+  # Closed on any error too: its save threads would otherwise keep the process alive
+  # after the error is printed.
   try:
-    while step < config.num_train_steps:
-      batch = sharding.global_batch(mesh, next(train_iter))
-      # The batch is placed explicitly just above; any other host<->device copy in
-      # the step would be a hidden one that stalls the accelerator: refuse it.
-      with jax.transfer_guard('disallow'):
-        state, metrics = train_fn(state, batch, vgg_params)
-      step += 1
-      # Check the previous step's loss while this one runs: no pipeline stall.
-      if previous is not None:
-        _check_finite(previous, step - 1)
-      previous = metrics
-      pending.append(metrics)
-      report(step)
-      progress.update(1)
+    state, start_step = _restore_or_init(config, ckpt, mesh, init_from)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    logging.info('ClarityNetSR %s: %.3fM parameters, scale %d, K=%d.', config.model.variant,
+                 n_params / 1e6, config.scale, config.num_neighbors)
+    if start_step == 0:
+      writer.write_hparams({k: v for k, v in _flat(config).items()})
 
-      if step % config.log_every_steps == 0 or step == config.num_train_steps:
-        summary = {f'train/{k}': float(np.mean(v))
-                   for k, v in jax.tree.map(lambda *x: np.stack(x),
-                                            *jax.device_get(pending)).items()}
-        now = time.perf_counter()
-        summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
-        last_log = now
-        pending = []
-        writer.write_scalars(step, summary)
-        progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
-      if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-        means = run_eval(step)
-      preempted = ckpt.should_stop_for_preemption(step)
-      if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
-          or preempted):
-        save(step, metrics)
-      if preempted:
-        logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
-                        step)
-        break
-  finally:  # an error starts on a line of its own, not glued to the bar
-    progress.close()
+    perceptual, vgg_params = make_perceptual(config)
+    if vgg_params is not None:
+      vgg_params = jax.device_put(vgg_params, sharding.replicated(mesh))
+    train_fn = ts.jit_train_step(config, graphdef, mesh, perceptual)
+    eval_fn = ts.jit_eval_step(config, graphdef, mesh)
+    eval_batches = list(data.create_eval_iterator(config))
+    train_iter = data.create_train_iterator(config, start_step=start_step)
+
+    def save(step: int, metrics: dict[str, Any] | None) -> None:
+      if metrics is not None:
+        _check_finite(metrics, step)
+      ckpt.save(step, state, {
+          'step': step,
+          'data_stream': {'seed': config.seed, 'batches_consumed': step,
+                          'next_example_index': step * config.batch_size},
+          'config': config.to_json(),
+      })
+
+    def run_eval(step: int) -> dict[str, float]:
+      means, picture = evaluate(eval_fn, state.eval_params, mesh, eval_batches)
+      writer.write_scalars(step, {f'val/{k}': v for k, v in means.items()})
+      line = (f"step {step}: validation PSNR {means['psnr']:.2f} dB (bicubic "
+              f"{means['bicubic_psnr']:.2f} dB), SSIM {means['ssim']:.4f} (bicubic "
+              f"{means['bicubic_ssim']:.4f})")
+      logging.info(line)
+      if is_chief:  # shown above the progress bar even when INFO logs are off
+        tqdm.tqdm.write(line)
+      if picture is not None and is_chief:
+        grid = _sample_grid(*picture, n=config.num_sample_images)
+        writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
+        data.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
+      return means
+
+    progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
+                         desc='train', unit='step', dynamic_ncols=True, mininterval=2.0)
+    pending: list[dict[str, jax.Array]] = []
+    previous = None
+    last_log = time.perf_counter()
+    step = start_step
+    means = None
+    try:
+      while step < config.num_train_steps:
+        batch = sharding.global_batch(mesh, next(train_iter))
+        # The batch is placed explicitly just above; any other host<->device copy in
+        # the step would be a hidden one that stalls the accelerator: refuse it.
+        with jax.transfer_guard('disallow'):
+          state, metrics = train_fn(state, batch, vgg_params)
+        step += 1
+        # Check the previous step's loss while this one runs: no pipeline stall.
+        if previous is not None:
+          _check_finite(previous, step - 1)
+        previous = metrics
+        pending.append(metrics)
+        report(step)
+        progress.update(1)
+
+        if step % config.log_every_steps == 0 or step == config.num_train_steps:
+          summary = {f'train/{k}': float(np.mean(v))
+                     for k, v in jax.tree.map(lambda *x: np.stack(x),
+                                              *jax.device_get(pending)).items()}
+          now = time.perf_counter()
+          summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
+          last_log = now
+          pending = []
+          writer.write_scalars(step, summary)
+          progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
+        if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+          means = run_eval(step)
+        preempted = ckpt.should_stop_for_preemption(step)
+        if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+            or preempted):
+          save(step, metrics)
+        if preempted:
+          logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
+                          step)
+          break
+    finally:  # an error starts on a line of its own, not glued to the bar
+      progress.close()
+  except BaseException:
+    ckpt.close()
+    raise
   ckpt.close()
   writer.flush()
   digest = params_digest(state.params)

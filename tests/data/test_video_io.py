@@ -11,6 +11,7 @@ import pytest
 
 from clarity_jax.data import frames
 from clarity_jax.data import media_writers
+from clarity_jax.data import video_writer
 from clarity_jax.data import video_io
 
 FPS = fractions.Fraction(30000, 1001)  # write_video's default rate
@@ -138,7 +139,7 @@ def test_empty_and_mixed_size_folders(tmp_path):
 def test_video_writer_round_trip(tmp_path, smooth_frames, decode_all, h, w):
   src = smooth_frames(6, h, w)
   out = tmp_path / 'out.mp4'
-  with media_writers.VideoWriter(out, FPS) as writer:
+  with video_writer.VideoWriter(out, FPS) as writer:
     for f in src:
       writer.write(f.astype(np.float32) / 255.0)
       assert not out.exists()  # only a hidden temporary name while writing
@@ -152,7 +153,7 @@ def test_video_writer_round_trip(tmp_path, smooth_frames, decode_all, h, w):
 def test_writers_leave_nothing_on_failure(tmp_path):
   out = tmp_path / 'out.mp4'
   with pytest.raises(RuntimeError):
-    with media_writers.VideoWriter(out, FPS) as writer:
+    with video_writer.VideoWriter(out, FPS) as writer:
       writer.write(np.zeros((16, 16, 3), np.uint8))
       raise RuntimeError('decoder failed half-way')
   folder = tmp_path / 'frames'
@@ -193,7 +194,7 @@ def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
   before = sorted(p.name for p in tmp_path.rglob('*'))
   writer_type = {'': media_writers.FrameFolderWriter, '.mp4': None, '.png':
                  media_writers.ImageWriter, '.jpg': media_writers.ImageWriter}[path.suffix]
-  make = ((lambda: media_writers.VideoWriter(path, FPS, overwrite=True))
+  make = ((lambda: video_writer.VideoWriter(path, FPS, overwrite=True))
           if writer_type is None else (lambda: writer_type(path, overwrite=True)))
   with pytest.raises(video_io.MediaError) as e:
     make()
@@ -215,7 +216,7 @@ def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
 def test_a_webm_output_is_refused_before_any_frame(tmp_path):
   """.webm is readable but cannot hold H.264: refused by name, nothing written."""
   with pytest.raises(video_io.MediaError) as e:
-    media_writers.VideoWriter(tmp_path / 'out.webm', FPS)
+    video_writer.VideoWriter(tmp_path / 'out.webm', FPS)
   assert str(e.value) == (f'{tmp_path / "out.webm"}: .webm cannot hold the H.264 video '
                           'written; use one of .mp4, .mkv, .mov, .m4v, .avi')
   assert list(tmp_path.iterdir()) == []

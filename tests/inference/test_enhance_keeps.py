@@ -3,13 +3,17 @@ every frame's timestamp, 10-bit depth and 4:4:4 chroma."""
 
 import fractions
 import logging
+import os
 from pathlib import Path
+import subprocess
+import sys
+import time
 
 import av
 import numpy as np
 import pytest
 
-from clarity_jax.data import media_writers
+from clarity_jax.data import video_writer
 from clarity_jax.inference import enhance
 
 TB = fractions.Fraction(1, 1000)
@@ -158,8 +162,43 @@ def test_pixel_format_is_kept(run, smooth_frames, tmp_path, pix_fmt):
 
 
 def test_output_pix_fmt_table():
-  assert media_writers.output_pix_fmt(None) == 'yuv420p'
-  assert media_writers.output_pix_fmt('yuvj420p') == 'yuv420p'
-  assert media_writers.output_pix_fmt('yuv422p10le') == 'yuv422p10le'
-  assert media_writers.output_pix_fmt('gbrp') == 'yuv444p'
-  assert media_writers.output_pix_fmt('yuv420p12le') == 'yuv420p10le'
+  assert video_writer.output_pix_fmt(None) == 'yuv420p'
+  assert video_writer.output_pix_fmt('yuvj420p') == 'yuv420p'
+  assert video_writer.output_pix_fmt('yuv422p10le') == 'yuv422p10le'
+  assert video_writer.output_pix_fmt('gbrp') == 'yuv444p'
+  assert video_writer.output_pix_fmt('yuv420p12le') == 'yuv420p10le'
+
+
+def test_a_killed_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_frames, tmp_path):
+  """SIGKILL after two whole segments; the same command again restores only the rest,
+  and the output equals an uninterrupted run's, byte for byte, audio included."""
+  n = 3 * video_writer.SEGMENT_FRAMES + 20
+  video = _video(tmp_path / 'in.mp4', smooth_frames(n, 24, 32), [40 * i for i in range(n)],
+                 audio_seconds=n * 0.04)
+  env = dict(os.environ, PYTHONPATH=str(repo))
+
+  def command(out: Path) -> list[str]:
+    return [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={tiny_model.path}',
+            f'--input={video}', f'--output={out}', '--progress=false', '--tile=0',
+            '--preset=ultrafast']
+
+  straight = tmp_path / 'straight.mp4'
+  assert subprocess.run(command(straight), env=env, capture_output=True).returncode == 0
+  out = tmp_path / 'resumed.mp4'
+  parts = video_writer.work_folder(out)
+  proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while not (parts / 'seg-000001.mp4').exists():
+    assert proc.poll() is None and time.time() < deadline, 'no second segment'
+    time.sleep(0.02)
+  proc.kill()
+  proc.wait()
+  assert not out.exists()
+  done = subprocess.run(command(out), env=env, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'resuming after frame 200' in done.stderr
+  assert f'{n} frames' in done.stdout
+  assert out.read_bytes() == straight.read_bytes()
+  assert not parts.exists()
+  assert _streams(out)['times'] == [i * fractions.Fraction(40, 1000) for i in range(n)]

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from clarity_jax import data
 from clarity_jax import errors
 from clarity_jax import sharding
 from clarity_jax.train import checkpoints
@@ -54,6 +55,27 @@ def test_missing_data_path_is_one_line_on_the_command_line(main, tmp_path):
   last = out.strip().splitlines()[-1]
   assert last == f'error: config.data.path: {tmp_path}/missing: no such directory'
   assert not (tmp_path / 'w' / 'checkpoints').exists()
+
+
+def test_a_corrupt_training_frame_ends_the_run_in_one_line(repo, tiny_flags, tmp_path):
+  """Read lazily by the input workers, a truncated frame once printed TensorFlow
+  tracebacks and the process never exited."""
+  clip = tmp_path / 'data' / 'clip'
+  clip.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for i in range(4):
+    data.write_image(clip / f'{i:03d}.png', rng.random((72, 80, 3)))
+  bad = clip / '002.png'
+  bad.write_bytes(bad.read_bytes()[:300])
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  proc = subprocess.run(
+      [sys.executable, '-m', 'clarity_jax.main', f'--workdir={tmp_path}/w', *tiny_flags,
+       '--config.data.source=frame_folders', f'--config.data.path={tmp_path}/data'],
+      cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'error: {bad}: not a readable image (truncated or corrupt?)')
+  assert 'Traceback' not in proc.stderr + proc.stdout
 
 
 def test_nan_loss_stops_before_a_checkpoint(tiny_config, tmp_path):
