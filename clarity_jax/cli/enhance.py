@@ -13,6 +13,7 @@ Without --bundle the model that ships with the package restores
 from absl import flags
 
 from clarity_jax.cli import common
+from clarity_jax.data import video_io
 from clarity_jax.data import video_writer
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
@@ -20,8 +21,8 @@ from clarity_jax.inference import shipped
 
 _BUNDLE = flags.DEFINE_string('bundle', None, 'Inference bundle (clarity_jax.export); '
                               'default: the model shipped with the package.')
-_INPUT = flags.DEFINE_string('input', None, 'Video file, image, frame folder or folder of '
-                             'clip folders.')
+_INPUT = flags.DEFINE_string('input', None, 'Video file, image, frame folder, folder of '
+                             'clip folders, or folder of videos (a folder of outputs).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Video file, image file or folder.')
 _MAX_FRAMES = flags.DEFINE_integer('max_frames', None, 'Restore only the first N frames of '
                                    'each clip.', lower_bound=1)
@@ -49,10 +50,23 @@ def main(argv: list[str]) -> None:
       batch=r.batch.value)
   print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'
                      if _BUNDLE.value else shipped.describe(info)), flush=True)
-  summary = enhance.enhance(
-      engine, _INPUT.value, _OUTPUT.value, max_frames=_MAX_FRAMES.value,
-      compare=_COMPARE.value, overwrite=_OVERWRITE.value, crf=_CRF.value,
-      preset=_PRESET.value, progress=r.progress.value)
+  options = dict(max_frames=_MAX_FRAMES.value, compare=_COMPARE.value,
+                 overwrite=_OVERWRITE.value, crf=_CRF.value, preset=_PRESET.value,
+                 progress=r.progress.value)
+  videos = video_io.list_videos(_INPUT.value)
+  if not videos:
+    _report(enhance.enhance(engine, _INPUT.value, _OUTPUT.value, **options), info)
+    return
+  print(f'{_INPUT.value}: {len(videos)} videos -> {_OUTPUT.value}', flush=True)
+  for video, summary in zip(videos, enhance.enhance_videos(engine, videos, _OUTPUT.value,
+                                                           **options)):
+    if summary is None:
+      print(f'{video.name}: already restored, skipped', flush=True)
+    else:
+      _report(summary, info)
+
+
+def _report(summary: enhance.Summary, info) -> None:
   print(f'{summary.output}: {summary.frames} frames {summary.input_size[1]}x'
         f'{summary.input_size[0]} -> {summary.output_size[1]}x{summary.output_size[0]} '
         f'({info.model.variant} x{info.model.scale}, {summary.fps:.2f} frames/s)'

@@ -35,7 +35,8 @@ def is_marked_output(path: Path) -> bool:
       return (path / FOLDER_MARK_FILE).is_file()
     if path.suffix.lower() in files.VIDEO_EXTENSIONS:
       with av.open(str(path)) as container:
-        return container.metadata.get('comment') == OUTPUT_MARK
+        tags = {k.lower(): v for k, v in container.metadata.items()}  # mkv: COMMENT
+        return tags.get('comment') == OUTPUT_MARK
     if path.suffix.lower() in files.IMAGE_EXTENSIONS:
       with Image.open(path) as im:
         mark = im.info.get('comment', im.info.get('Comment', b''))

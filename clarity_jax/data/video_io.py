@@ -170,6 +170,18 @@ class Source:
     return None if any(c is None for c in counts) else sum(counts)
 
 
+def list_videos(folder: str | os.PathLike) -> list[Path]:
+  """The video files directly in `folder` (not hidden), in natural order; [] when it
+  holds any frame or clip folder too (it is then a frame input, not a batch)."""
+  folder = Path(folder)
+  if not folder.is_dir():
+    return []
+  entries = [p for p in folder.iterdir() if not p.name.startswith('.')]
+  videos = [p for p in entries if p.is_file() and p.suffix.lower() in files.VIDEO_EXTENSIONS]
+  others = [p for p in entries if p.is_dir() or p.suffix.lower() in files.IMAGE_EXTENSIONS]
+  return [] if others else sorted(videos, key=lambda p: frames.natural_key(p.name))
+
+
 def open_source(path: str | os.PathLike) -> Source:
   """Classifies and opens an input: a video file, an image, a frame folder, or a
   folder of clip folders (ROOT/<clip>/<frames>)."""

@@ -193,3 +193,37 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
                  kind=kind, frames=first + count, input_size=(h, w),
                  output_size=(s * h, s * w),
                  seconds=time.perf_counter() - start, restored=count)
+
+
+def batch_output_name(video: Path) -> str:
+  """A batch's output name for one input video: the same name, in .mp4 when the
+  input's container cannot hold H.264 (.webm)."""
+  suffix = video.suffix if video.suffix.lower() in video_writer.H264_CONTAINERS else '.mp4'
+  return video.stem + suffix
+
+
+def enhance_videos(restorer: restorer_lib.Restorer, videos: list[Path],
+                   output: str | os.PathLike, *, compare: bool = False,
+                   overwrite: bool = False, **kwargs: Any) -> list[Summary | None]:
+  """A folder of videos -> a folder of outputs, one per video, in order.
+
+  An output already complete (an earlier enhance output under its name, with its
+  _compare twin when asked) is skipped, None in the list, unless `overwrite`; one
+  interrupted half-way resumes (VideoWriter). `kwargs` go to enhance().
+  """
+  output = Path(output)
+  if output.suffix.lower() in files.VIDEO_EXTENSIONS + files.IMAGE_EXTENSIONS:
+    raise EnhanceError(output, f'a folder of {len(videos)} videos needs a folder output')
+  if videos and output.resolve() == videos[0].parent.resolve():
+    raise EnhanceError(output, 'the outputs would land among the input videos; choose '
+                       'another folder')
+  summaries: list[Summary | None] = []
+  for video in videos:
+    out = output / batch_output_name(video)
+    wanted = [out] + ([compare_path(out)] if compare else [])
+    if not overwrite and all(media_writers.is_marked_output(p) for p in wanted):
+      summaries.append(None)
+      continue
+    summaries.append(enhance(restorer, video, out, compare=compare, overwrite=overwrite,
+                             **kwargs))
+  return summaries

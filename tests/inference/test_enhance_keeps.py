@@ -202,3 +202,36 @@ def test_a_killed_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_frames,
   assert out.read_bytes() == straight.read_bytes()
   assert not parts.exists()
   assert _streams(out)['times'] == [i * fractions.Fraction(40, 1000) for i in range(n)]
+
+
+def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, repo, smooth_frames,
+                                                       tmp_path):
+  """One output per video (.webm becomes .mp4); a second run skips the complete ones
+  and does the one whose output was removed."""
+  clips = tmp_path / 'clips'
+  clips.mkdir()
+  _video(clips / 'b.mkv', smooth_frames(3, 24, 32), [0, 40, 80], audio=None)
+  _video(clips / 'a.mp4', smooth_frames(4, 24, 32), [0, 40, 80, 120], audio_seconds=0.16)
+  (clips / 'notes.txt').write_text('not a video')
+  out = tmp_path / 'restored'
+  cmd = [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={tiny_model.path}',
+         f'--input={clips}', f'--output={out}', '--progress=false', '--tile=0',
+         '--preset=ultrafast']
+  env = dict(os.environ, PYTHONPATH=str(repo))
+  first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert sorted(os.listdir(out)) == ['a.mp4', 'b.mkv']
+  assert len(_streams(out / 'a.mp4')['times']) == 4 and 'audio' in _streams(out / 'a.mp4')
+  assert len(_streams(out / 'b.mkv')['times']) == 3
+  stamp = (out / 'b.mkv').stat().st_mtime_ns
+  (out / 'a.mp4').unlink()
+  second = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  assert second.returncode == 0, second.stderr[-2000:]
+  assert 'b.mkv: already restored, skipped' in second.stdout
+  assert (out / 'b.mkv').stat().st_mtime_ns == stamp and (out / 'a.mp4').is_file()
+  same = subprocess.run([*cmd[:5], f'--output={clips}', *cmd[6:]], env=env,
+                        capture_output=True, text=True)
+  assert same.returncode == 1
+  assert same.stderr.strip().splitlines()[-1] == (
+      f'error: {clips}: the outputs would land among the input videos; choose another folder')
+  assert video_writer.work_folder(out / 'a.mp4').exists() is False
