@@ -1,7 +1,9 @@
-"""Peak memory of `clarity_jax.enhance` as the input video gets longer.
+"""Peak memory of `clarity_jax.enhance` as the input video gets longer, or for one
+large image.
 
   python launch/enhance_memory.py --bundle=BUNDLE --input=VIDEO --frames=20,40 \\
       [--tile=256] [--batch=4] [--compare]
+  python launch/enhance_memory.py --bundle=BUNDLE --input=PHOTO.png --frames=1
 
 Runs the enhance CLI once per frame count (--max_frames) in a fresh process and
 reads that process's peak resident memory (ru_maxrss from wait4, so nothing of
@@ -23,7 +25,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def measure(bundle: str, video: str, frames: int, extra: list[str], out_dir: str) -> dict:
-  output = os.path.join(out_dir, f'out_{frames}.mp4')
+  image = pathlib.Path(video).suffix.lower() in ('.png', '.jpg', '.jpeg', '.bmp', '.tif',
+                                                 '.tiff', '.webp')
+  output = os.path.join(out_dir, f'out_{frames}' + ('.png' if image else '.mp4'))
   cmd = [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={bundle}',
          f'--input={video}', f'--output={output}', f'--max_frames={frames}',
          '--progress=false', '--overwrite', *extra]
@@ -44,7 +48,7 @@ def measure(bundle: str, video: str, frames: int, extra: list[str], out_dir: str
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--bundle', required=True)
-  parser.add_argument('--input', required=True, help='a video file')
+  parser.add_argument('--input', required=True, help='a video file or an image')
   parser.add_argument('--frames', default='20,40', help='comma-separated frame counts')
   parser.add_argument('--tile', type=int, default=256)
   parser.add_argument('--batch', type=int, default=4)

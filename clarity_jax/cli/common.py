@@ -20,6 +20,54 @@ from absl import logging
 from clarity_jax import errors
 
 
+def run(main) -> None:
+  """app.run(main), with command-line mistakes as one line (parse_flags)."""
+  app.run(main, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, where a missing config file, an unknown config field or a
+  bad flag is 'error: <what>' and exit status 1, not absl's usage text or an
+  ml_collections traceback."""
+  config = _config_file(argv)
+  if config is not None and not os.path.isfile(config):
+    sys.exit(f'error: {config}: no such config file')
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'error: {str(e).splitlines()[0]}')
+  except (AttributeError, KeyError) as e:  # an override of a field the config lacks
+    field = _unknown_field(argv, config)
+    if field is None:
+      raise
+    sys.exit(f'error: --config.{field}: no such config field in {config}')
+
+
+def _config_file(argv: list[str]) -> str | None:
+  """The file of --config=PATH[:ARGS], if given."""
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      return arg[len('--config='):].split(':', 1)[0]
+  return None
+
+
+def _unknown_field(argv: list[str], config_file: str | None) -> str | None:
+  """The first --config.FIELD=... whose FIELD the config does not have."""
+  if config_file is None:
+    return None
+  from clarity_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  spec = next(a for a in argv[1:] if a.startswith('--config='))[len('--config='):]
+  config = config_lib.get_config(config_file, spec.split(':', 1)[1] if ':' in spec else None)
+  for arg in argv[1:]:
+    if arg.startswith('--config.'):
+      field = arg[len('--config.'):].split('=', 1)[0]
+      try:
+        config_lib.override(config.copy_and_resolve_references(), {field: None})
+      except errors.ConfigError:
+        return field
+  return None
+
+
 def start(argv: list[str], *, quiet: bool = False, sigterm_interrupts: bool = True) -> None:
   """The first line of a command's main(): refuses stray arguments, and with
   `quiet` turns absl's INFO logs off (orbax logs every file it touches) unless
@@ -56,6 +104,8 @@ def exit_on_error(*also: type[Exception], hard_exit: bool = False) -> Iterator[N
   """
   def leave(message: str, status: int) -> None:
     if not hard_exit:
+      if status == 1:
+        sys.exit(message)  # printed by the interpreter, status 1
       print(message, file=sys.stderr, flush=True)
       sys.exit(status)
     print(message, file=sys.stderr)

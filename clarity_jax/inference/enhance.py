@@ -40,8 +40,11 @@ EnhanceError = restorer_lib.EnhanceError
 
 
 def side_by_side(lq: np.ndarray, restored: np.ndarray, scale: int) -> np.ndarray:
-  """bicubic | restored, one frame wide twice."""
-  return np.concatenate([bicubic.upsample_frame(lq, scale), restored], axis=1)
+  """bicubic | restored, one frame wide twice (in the restored frame's dtype)."""
+  left = bicubic.upsample_frame(lq, scale)
+  if restored.dtype == np.uint8:
+    left = files.to_uint8(left)
+  return np.concatenate([left, restored], axis=1)
 
 
 # ----------------------------------------------------------- inputs to outputs
@@ -168,7 +171,11 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
         bar.set_postfix_str(f'{clip} {reader.size[1]}x{reader.size[0]} -> '
                             f'{s * reader.size[1]}x{s * reader.size[0]}')
         clip_frames = itertools.islice(iter(reader), max_frames)
-        restored = restorer_lib.restore_frames(restorer, clip_frames, start=first)
+        # uint8 frames unless a 10-bit video is written: the output's own precision,
+        # and a quarter of float32's memory (a 4000x3000 photo is 16000x12000 at x4).
+        restored = restorer_lib.restore_frames(
+            restorer, clip_frames, start=first,
+            uint8=not getattr(writers[0], 'pix_fmt', '').endswith('10le'))
         for i, (lq, out) in enumerate(restored, start=first):
           name = _frame_name(source, clip, reader, i)
           # The reader has decoded frame i (and K more) by now: its time is known.

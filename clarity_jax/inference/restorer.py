@@ -30,6 +30,7 @@ import numpy as np
 from flax import nnx
 
 from clarity_jax import errors
+from clarity_jax import files
 from clarity_jax.data import sources
 from clarity_jax.inference import bundle as bundle_lib
 
@@ -167,12 +168,16 @@ class Restorer:
   def tile_shape(self, h: int, w: int) -> tuple[int, int]:
     return (min(self.tile, h), min(self.tile, w)) if self.tile else (h, w)
 
-  def __call__(self, windows: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+  def __call__(self, windows: Sequence[Sequence[np.ndarray]], uint8: bool = False
+               ) -> list[np.ndarray]:
     """Restores up to `batch` windows (each 2K+1 float [h, w, 3] frames in [0, 1],
-    e.g. a [n, 2K+1, h, w, 3] array) -> n float32 [s h, s w, 3] frames in [0, 1].
+    e.g. a [n, 2K+1, h, w, 3] array) -> n [s h, s w, 3] frames: float32 in [0, 1],
+    or with `uint8` rounded to uint8, a quarter of the memory (what files hold).
 
     Each restored frame is its own array, so a caller holding one frame does not
-    keep a whole batch alive.
+    keep a whole batch alive. Tiles are blended into a float32 band one tile row
+    high, and rows no later tile reaches are finished as the band moves down: the
+    float working memory follows the tile, not the frame.
     """
     n, t = len(windows), len(windows[0])
     h, w = windows[0][0].shape[:2]
@@ -186,8 +191,9 @@ class Restorer:
       self._weights[(h, w)] = (_axis_weights(h, th, self.tile_overlap, self.scale),
                                _axis_weights(w, tw, self.tile_overlap, self.scale))
     (ys, ramps_y, norm_y), (xs, ramps_x, norm_x) = self._weights[(h, w)]
-    s = self.scale
-    out = [np.zeros((s * h, s * w, 3), np.float32) for _ in range(n)]
+    band = _Band([np.empty((self.scale * h, self.scale * w, 3),
+                           np.uint8 if uint8 else np.float32) for _ in range(n)],
+                 self.scale * th, norm_y, norm_x)
     pending = collections.deque()
     for (y, ry), (x, rx) in itertools.product(zip(ys, ramps_y), zip(xs, ramps_x)):
       lq = np.stack([np.stack([f[y:y + th, x:x + tw] for f in win]) for win in padded])
@@ -195,29 +201,64 @@ class Restorer:
       pending.append((y, x, ry, rx, _restore_tiles(self.params, lq.astype(np.float32),
                                                    graphdef=self.graphdef)))
       if len(pending) > 1:
-        self._blend(out, *pending.popleft())
+        band.add(self.scale, *pending.popleft())
     while pending:
-      self._blend(out, *pending.popleft())
-    for frame in out:
-      frame *= norm_y[:, None, None]
-      frame *= norm_x[None, :, None]
-    return out
+      band.add(self.scale, *pending.popleft())
+    band.finish()
+    return band.frames
 
-  def _blend(self, out: list[np.ndarray], y: int, x: int, ry: np.ndarray, rx: np.ndarray,
-             restored: jax.Array) -> None:
-    s = self.scale
+
+class _Band:
+  """The float32 accumulator of the tile row being blended, over full-size outputs.
+
+  Tiles come row by row (y never decreases); when a row starts at output row r,
+  rows above r are complete: normalised by the separable weight sums, converted to
+  the output's dtype and copied out, and the band moves down to start at r.
+  """
+
+  def __init__(self, frames: list[np.ndarray], height: int, norm_y: np.ndarray,
+               norm_x: np.ndarray):
+    self.frames, self.height = frames, height
+    self.norm_y, self.norm_x = norm_y, norm_x
+    self.top = 0
+    self.acc = [np.zeros((0,) + f.shape[1:], np.float32) for f in frames]
+
+  def add(self, s: int, y: int, x: int, ry: np.ndarray, rx: np.ndarray,
+          restored: jax.Array) -> None:
+    self._flush(s * y)
     tiles = np.asarray(restored)
     th, tw = tiles.shape[1:3]
+    if self.acc[0].shape[0] < th:
+      grow = th - self.acc[0].shape[0]
+      self.acc = [np.concatenate([a, np.zeros((grow,) + a.shape[1:], np.float32)])
+                  for a in self.acc]
     weight = ry[:, None, None] * rx[None, :, None]
-    for frame, tile in zip(out, tiles):  # padded windows beyond len(out) are dropped
-      frame[s * y:s * y + th, s * x:s * x + tw] += tile * weight
+    for acc, tile in zip(self.acc, tiles):  # padded windows beyond the frames are dropped
+      acc[:th, s * x:s * x + tw] += tile * weight
+
+  def finish(self) -> None:
+    self._flush(self.frames[0].shape[0])
+
+  def _flush(self, row: int) -> None:
+    """Finishes output rows [top, row) and moves the band to start at `row`."""
+    if row <= self.top:
+      return
+    k = row - self.top
+    for frame, acc in zip(self.frames, self.acc):
+      done = acc[:k]
+      done *= self.norm_y[self.top:row, None, None]
+      done *= self.norm_x[None, :, None]
+      frame[self.top:row] = files.to_uint8(done) if frame.dtype == np.uint8 else done
+    self.acc = [a[k:] for a in self.acc]
+    self.top = row
 
 
-def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0,
+                   uint8: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """(LQ frame, restored frame) for every input frame from `start` on, in order,
-  streaming. Earlier frames are read (they are the first windows' neighbours) but
-  not restored: a resumed job gives the frames an uninterrupted one would."""
+  streaming (restored frames in uint8 with `uint8`). Earlier frames are read (they
+  are the first windows' neighbours) but not restored: a resumed job gives the
+  frames an uninterrupted one would."""
   k = restorer.num_neighbors
   batch: list[tuple[np.ndarray, ...]] = []
   for t, window in enumerate(temporal_windows(frames, k)):
@@ -225,7 +266,7 @@ def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int 
       continue
     batch.append(window)
     if len(batch) == restorer.batch:
-      yield from zip((w[k] for w in batch), restorer(batch))
+      yield from zip((w[k] for w in batch), restorer(batch, uint8))
       batch = []
   if batch:
-    yield from zip((w[k] for w in batch), restorer(batch))
+    yield from zip((w[k] for w in batch), restorer(batch, uint8))

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from clarity_jax import errors
 from clarity_jax.models import bicubic
 from clarity_jax.models import flow as flow_lib
 from clarity_jax.models import fusion as fusion_lib
@@ -252,6 +253,9 @@ def model_from_config(config: Any, rngs: nnx.Rngs, *, dtype: str | None = None
                       ) -> ClarityNetSR:
   """The model a configs/default.py ConfigDict asks for; `dtype` overrides the
   config's computation dtype (the benchmark times both)."""
+  if config.model.variant not in VARIANTS:  # the user's field: one line, not a traceback
+    raise errors.ConfigError(f'config.model.variant: unknown variant '
+                             f'{config.model.variant!r}; choose from {sorted(VARIANTS)}')
   return create_model(config.model.variant, scale=config.scale,
                       num_neighbors=config.num_neighbors,
                       use_alignment=config.model.use_alignment,

@@ -3,6 +3,8 @@
 import os
 import importlib
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -102,3 +104,20 @@ def test_os_errors_naming_a_file_are_one_line_and_others_keep_their_traceback(tm
   with pytest.raises(OSError):
     with common.exit_on_error():
       raise OSError('a bug with no file')
+
+
+@pytest.mark.parametrize('args,line', [
+    (['--config=configs/nope.py'], 'error: configs/nope.py: no such config file'),
+    (['--config=configs/default.py', '--config.data.nope=1'],
+     'error: --config.data.nope: no such config field in configs/default.py'),
+    (['--config=configs/default.py:variant=huge'],
+     "error: config.model.variant: unknown variant 'huge'; choose from "
+     "['base', 'small', 'tiny']"),
+    (['--config=configs/default.py', '--nope'], "error: Unknown command line flag 'nope'"),
+])
+def test_command_line_mistakes_are_one_line(repo, tmp_path, args, line):
+  proc = subprocess.run([sys.executable, '-m', 'clarity_jax.main', f'--workdir={tmp_path}/w',
+                         *args], cwd=repo, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [line]
+  assert not (tmp_path / 'w' / 'checkpoints').exists()

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from clarity_jax import files
 from clarity_jax.inference import restorer
 
 
@@ -152,6 +153,17 @@ def test_tiled_output_matches_untiled_without_seams(tiny_model, photo_windows):
   abutting = np.stack(tiny_model.restorer(tile=48, tile_overlap=0, batch=2)(windows))
   assert _seam_profile(abutting, untiled) > 5 / 255
   assert psnr(abutting, untiled) < psnr(tiled, untiled) - 10
+
+
+def test_uint8_output_is_the_float_output_rounded(tiny_model, photo_windows):
+  """uint8 frames (a quarter of the memory) hold what files.to_uint8 makes of the
+  float ones, tile rows finished band by band as in the float path."""
+  windows = photo_windows(2, 72, 100)
+  engine = tiny_model.restorer(tile=32, tile_overlap=8, batch=2)
+  floats, small = engine(windows), engine(windows, uint8=True)
+  for f, u in zip(floats, small):
+    assert u.dtype == np.uint8 and u.shape == f.shape
+    np.testing.assert_array_equal(u, files.to_uint8(f))
 
 
 def test_one_compiled_program_per_tile_shape(tiny_model, photo_windows, monkeypatch):
