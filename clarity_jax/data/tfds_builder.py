@@ -139,8 +139,14 @@ def _vimeo90k(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
   for split, listing in (('train', 'sep_trainlist.txt'), ('validation', 'sep_testlist.txt')):
     clips = {}
     if (root / listing).is_file():
+      sequences = (root / 'sequences').resolve()
       for line in (root / listing).read_text().split():
         folder = root / 'sequences' / line
+        # A listing names folders under sequences/: '../', an absolute path or a
+        # link out of it would read whatever it points at.
+        if not folder.resolve().is_relative_to(sequences) or folder.resolve() == sequences:
+          raise frames.FrameError(root / listing, f'{line!r} is not a folder under '
+                                  f'{root / "sequences"}')
         if not folder.is_dir():
           raise frames.FrameError(folder, f'listed in {listing} but missing')
         clips[line] = frames.list_clips(folder)[folder.name]

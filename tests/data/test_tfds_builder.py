@@ -73,6 +73,17 @@ def test_gopro_and_vimeo90k_layouts(tmp_path):
   assert list(builder.info.splits) == ['train']
 
 
+@pytest.mark.parametrize('line', ['../outside', '00001/../../outside', '/etc'])
+def test_vimeo90k_listing_cannot_leave_sequences(tmp_path, line):
+  vimeo = tmp_path / 'vimeo_septuplet'
+  write_tree(vimeo / 'sequences' / '00001', {'0001': 2})
+  write_tree(vimeo, {'outside': 2})  # frames a listing must not reach
+  (vimeo / 'sep_trainlist.txt').write_text(f'00001/0001\n{line}\n')
+  with pytest.raises(frames.FrameError, match=f'sep_trainlist.txt: {line!r} is not a folder '
+                     'under'):
+    _prepare(vimeo, tmp_path / 'data', 'vimeo90k')
+
+
 def test_mixed_frame_sizes_stop_the_build_naming_the_file(tmp_path):
   write_tree(tmp_path / 'manual', {'clip': 2})
   odd = tmp_path / 'manual' / 'clip' / '00002.png'
