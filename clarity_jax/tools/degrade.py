@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import json
 from pathlib import Path
 from typing import Any
+import os
 import zlib
 
 from absl import logging
@@ -111,6 +112,13 @@ def degrade_tree(input_root: Path, output: Path, scale: int, seed: int,
   complete, so an error leaves no partial output under the final name.
   """
   clips = frames.list_clips(input_root)
+  for name, paths in clips.items():
+    # Clip and frame names go into the sidecar (JSON, UTF-8) and seed the clip's
+    # degradation: a name the file system holds as undecodable bytes has neither.
+    for path in (paths[0].parent, *paths):
+      if path.name != path.name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace'):
+        shown = os.fsencode(path).decode('utf-8', 'backslashreplace')
+        raise frames.FrameError(shown, 'name is not valid UTF-8; rename it')
   sizes = {name: frames.check_clip_sizes(name, paths) for name, paths in clips.items()}
   single = frames.is_one_clip(clips, input_root)
   _check_output(output)

@@ -1,6 +1,7 @@
 """tools/degrade and `python -m clarity_jax.degrade`: layout, reproducibility from the
 sidecar, the default ranges, bad input."""
 
+import os
 import filecmp
 import json
 import signal
@@ -173,6 +174,17 @@ def test_bad_input_stops_with_one_line_and_writes_nothing(tmp_path):
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith(f'error: {bad}: ') and 'not a readable image' in last
   assert sorted(p.name for p in tmp_path.iterdir()) == ['hr']  # not even an empty lq/
+
+
+def test_a_clip_name_that_is_not_utf8_is_one_line(tmp_path):
+  root = tmp_path / 'hr'
+  _photo_clip(root / 'good', 2, 16, 16)
+  os.rename(root / 'good', os.path.join(os.fsencode(root), b'clip\xff'))
+  r = _run(f'--input={root}', f'--output={tmp_path / "lq"}', '--scale=2', cwd=tmp_path)
+  assert r.returncode == 1
+  assert r.stderr.strip().splitlines() == [
+      f'error: {root}/clip\\xff: name is not valid UTF-8; rename it']
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['hr']
 
 
 def test_a_later_clip_failing_leaves_no_partial_output(tmp_path, default_ranges):
