@@ -1,9 +1,9 @@
 """tools/degrade and `python -m clarity_jax.degrade`: layout, reproducibility from the
 sidecar, the default ranges, bad input."""
 
-import os
 import filecmp
 import json
+import os
 import signal
 from pathlib import Path
 import subprocess
