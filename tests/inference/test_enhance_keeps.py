@@ -5,6 +5,7 @@ import fractions
 import logging
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
 import time
@@ -169,9 +170,12 @@ def test_output_pix_fmt_table():
   assert video_writer.output_pix_fmt('yuv420p12le') == 'yuv420p10le'
 
 
-def test_a_killed_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_frames, tmp_path):
-  """SIGKILL after two whole segments; the same command again restores only the rest,
-  and the output equals an uninterrupted run's, byte for byte, audio included."""
+def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_frames,
+                                                      tmp_path):
+  """Ctrl-C after the first whole segment: 'interrupted', status 130, nothing under
+  the output name, the segment kept. Then SIGKILL after the second. The same command
+  again restores only the rest, and the output equals an uninterrupted run's, byte
+  for byte, audio included."""
   n = 3 * video_writer.SEGMENT_FRAMES + 20
   video = _video(tmp_path / 'in.mp4', smooth_frames(n, 24, 32), [40 * i for i in range(n)],
                  audio_seconds=n * 0.04)
@@ -182,22 +186,34 @@ def test_a_killed_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_frames,
             f'--input={video}', f'--output={out}', '--progress=false', '--tile=0',
             '--preset=ultrafast']
 
+  def stop_after(segment: int, sig: int) -> subprocess.Popen:
+    proc = subprocess.Popen(command(out), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (parts / f'seg-{segment:06d}.mp4').exists():
+      assert proc.poll() is None and time.time() < deadline, f'no segment {segment}'
+      time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    assert not out.exists()
+    return proc
+
   straight = tmp_path / 'straight.mp4'
   assert subprocess.run(command(straight), env=env, capture_output=True).returncode == 0
   out = tmp_path / 'resumed.mp4'
   parts = video_writer.work_folder(out)
-  proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  while not (parts / 'seg-000001.mp4').exists():
-    assert proc.poll() is None and time.time() < deadline, 'no second segment'
-    time.sleep(0.02)
-  proc.kill()
-  proc.wait()
-  assert not out.exists()
+  interrupted = stop_after(0, signal.SIGINT)
+  stderr = interrupted.stderr.read()
+  assert interrupted.returncode == 130, stderr[-2000:]
+  assert stderr.strip().splitlines()[-1] == 'interrupted'
+  assert 'the same command continues from there' in stderr and 'Traceback' not in stderr
+  assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.resumed')) == [
+      parts.name]  # no temporaries beside the kept segments
+  assert not [p for p in parts.iterdir() if p.name.startswith('.')]
+  stop_after(1, signal.SIGKILL)
   done = subprocess.run(command(out), env=env, capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert 'resuming after frame 200' in done.stderr
+  assert 'resuming after frame' in done.stderr
   assert f'{n} frames' in done.stdout
   assert out.read_bytes() == straight.read_bytes()
   assert not parts.exists()
