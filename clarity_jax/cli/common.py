@@ -77,8 +77,8 @@ def start(argv: list[str], *, quiet: bool = False, sigterm_interrupts: bool = Tr
   out (temporary outputs removed), instead of killing it where it stands. Training
   passes sigterm_interrupts=False: there SIGTERM means preemption (save, then stop).
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if len(argv) > 1:  # one line, not absl's usage text
+    sys.exit(f'error: unexpected arguments: {argv[1:]}')
   if sigterm_interrupts:
     signal.signal(signal.SIGTERM, _interrupt)
   if quiet and not flags.FLAGS['verbosity'].present:
