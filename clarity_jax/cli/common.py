@@ -81,6 +81,9 @@ def start(argv: list[str], *, quiet: bool = False, sigterm_interrupts: bool = Tr
     sys.exit(f'error: unexpected arguments: {argv[1:]}')
   if sigterm_interrupts:
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C too, even when the shell that started us ignored SIGINT (a background
+    # job): Python then never installs its own handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
   if quiet and not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
 
