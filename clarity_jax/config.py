@@ -106,6 +106,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     paths = config.data.val_path.split(',') if source == 'footage' else [config.data.val_path]
     for path in paths:
       _check(os.path.exists(path), 'data.val_path', f'{path}: no such file or folder')
+  _check(config.model.get('uncertainty', False) or not config.get('freeze_restorer', False),
+         'freeze_restorer', 'trains only the uncertainty head: set config.model.uncertainty=True')
   weights = config.loss.vgg_weights
   if weights and config.loss.perceptual_weight > 0:
     _check(os.path.isfile(weights), 'loss.vgg_weights', f'{weights}: no such file')

@@ -70,6 +70,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.use_alignment = True  # ablation: False skips flow + warp
   config.model.use_attention = True  # ablation: False fuses by plain averaging
   config.model.dtype = 'float32'  # computation dtype; 'bfloat16' on accelerators
+  # The uncertainty head: the model also predicts, per output pixel, the Laplace
+  # scale b of its error (enhance --uncertainty maps it). Trained by the NLL
+  # |x - x_hat| / b + log b with x_hat held fixed, so the restoration is the same
+  # with or without it.
+  config.model.uncertainty = False
 
   # Objective (eq. 7).
   config.loss = ml_collections.ConfigDict()
@@ -84,6 +89,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Temporal loss: the pipeline then also yields the window one frame later
   # (lq_next, hr_next) and the step restores both (twice the compute).
   config.loss.temporal_weight = 0.0
+
+  # Train only the uncertainty head, the restorer's weights frozen as loaded: adds
+  # the head to a trained model (init_from a bundle without it), in minutes.
+  config.freeze_restorer = False
 
   # Warm start: a bundle folder or a training workdir whose weights a fresh run starts
   # from (fresh optimiser, schedule from step 0), e.g. fine-tuning the shipped model

@@ -1,7 +1,7 @@
 """Restores a video, a frame folder, clip folders or an image.
 
   python -m clarity_jax.enhance --input=PATH --output=PATH [--bundle=BUNDLE] \\
-      [--max_frames=N] [--compare] [--tile=256] [--tile_overlap=16] [--batch=4] \\
+      [--max_frames=N] [--compare] [--uncertainty] [--tile=256] [--tile_overlap=16] [--batch=4] \\
       [--dtype=float32|bfloat16]
 
 The work is inference/enhance.py (files in and out) and inference/restorer.py
@@ -28,6 +28,10 @@ _MAX_FRAMES = flags.DEFINE_integer('max_frames', None, 'Restore only the first N
                                    'each clip.', lower_bound=1)
 _COMPARE = flags.DEFINE_bool('compare', False, 'Also write OUTPUT_compare: bicubic | '
                              'restored side by side.')
+_UNCERTAINTY = flags.DEFINE_bool(
+    'uncertainty', False, 'Also write OUTPUT_uncertainty: the predicted error of every '
+    'pixel as a colour map with a legend (a model with the uncertainty head), and add it '
+    'to --compare as a third column.')
 _RESTORER = common.define_restorer_flags()
 _CRF = flags.DEFINE_integer('crf', video_writer.DEFAULT_CRF, 'x264 quality of video '
                             'outputs (lower is better).', lower_bound=0, upper_bound=51)
@@ -46,8 +50,8 @@ def main(argv: list[str]) -> None:
   r = _RESTORER
   path = _BUNDLE.value or shipped.bundle_path()
   engine, info = restorer.Restorer.from_bundle(
-      path, r.dtype.value, tile=r.tile.value, tile_overlap=r.tile_overlap.value,
-      batch=r.batch.value)
+      path, r.dtype.value, uncertainty=_UNCERTAINTY.value, tile=r.tile.value,
+      tile_overlap=r.tile_overlap.value, batch=r.batch.value)
   print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'
                      if _BUNDLE.value else shipped.describe(info)), flush=True)
   options = dict(max_frames=_MAX_FRAMES.value, compare=_COMPARE.value,
@@ -70,4 +74,6 @@ def _report(summary: enhance.Summary, info) -> None:
   print(f'{summary.output}: {summary.frames} frames {summary.input_size[1]}x'
         f'{summary.input_size[0]} -> {summary.output_size[1]}x{summary.output_size[0]} '
         f'({info.model.variant} x{info.model.scale}, {summary.fps:.2f} frames/s)'
-        + (f'; side by side: {summary.compare}' if summary.compare else ''), flush=True)
+        + (f'; side by side: {summary.compare}' if summary.compare else '')
+        + (f'; uncertainty maps: {summary.uncertainty}' if summary.uncertainty else ''),
+        flush=True)

@@ -10,7 +10,9 @@ H.264, CRF 18, yuv420p), an image extension one image, anything else a folder of
 frames with the input's names (clip folders kept). --compare also writes
 OUTPUT_compare (same kind): bicubic | restored side by side, the bicubic being the
 model's own global skip (models/bicubic.py), so the left half is exactly what the
-network adds its residual to.
+network adds its residual to. --uncertainty (a model with the uncertainty head)
+also writes OUTPUT_uncertainty: every frame's predicted error as a colour map with
+its legend (uncertainty_map.py), and gives the comparison a third column.
 """
 
 from __future__ import annotations
@@ -33,26 +35,46 @@ from clarity_jax.data import passthrough
 from clarity_jax.data import video_io
 from clarity_jax.data import video_writer
 from clarity_jax.inference import restorer as restorer_lib
+from clarity_jax.inference import uncertainty_map
 from clarity_jax.models import bicubic
 
 # The job's path errors and the engine's flag errors are one kind for the command.
 EnhanceError = restorer_lib.EnhanceError
 
 
-def side_by_side(lq: np.ndarray, restored: np.ndarray, scale: int) -> np.ndarray:
-  """bicubic | restored, one frame wide twice (in the restored frame's dtype)."""
+def _like(picture: np.ndarray, restored: np.ndarray) -> np.ndarray:
+  """A uint8 picture in the restored frame's dtype (float for 10-bit outputs)."""
+  return picture if restored.dtype == np.uint8 else picture.astype(np.float32) / 255.0
+
+
+def side_by_side(lq: np.ndarray, restored: np.ndarray, scale: int,
+                 error_scale: np.ndarray | None = None) -> np.ndarray:
+  """bicubic | restored (| the uncertainty map, with its legend under all three),
+  in the restored frame's dtype."""
   left = bicubic.upsample_frame(lq, scale)
   if restored.dtype == np.uint8:
     left = files.to_uint8(left)
-  return np.concatenate([left, restored], axis=1)
+  if error_scale is None:
+    return np.concatenate([left, restored], axis=1)
+  row = np.concatenate([left, restored, _like(uncertainty_map.colorize(error_scale),
+                                              restored)], axis=1)
+  return np.concatenate([row, _like(uncertainty_map.legend(row.shape[1]), restored)])
 
 
 # ----------------------------------------------------------- inputs to outputs
 
 
+def companion_path(output: Path, what: str) -> Path:
+  """OUTPUT_<what> beside OUTPUT: video.mp4 -> video_compare.mp4, dir -> dir_compare."""
+  return output.with_name(f'{output.stem}_{what}{output.suffix}')
+
+
 def compare_path(output: Path) -> Path:
-  """OUTPUT_compare beside OUTPUT: video.mp4 -> video_compare.mp4, dir -> dir_compare."""
-  return output.with_name(f'{output.stem}_compare{output.suffix}')
+  return companion_path(output, 'compare')
+
+
+def uncertainty_path(output: Path) -> Path:
+  return companion_path(output, 'uncertainty')
 
 
 def output_kind(source: video_io.Source, output: Path) -> str:
@@ -111,6 +133,7 @@ def _job(restorer: restorer_lib.Restorer, source: video_io.Source,
 class Summary:
   output: Path
   compare: Path | None
+  uncertainty: Path | None
   kind: str
   frames: int
   input_size: tuple[int, int]
@@ -128,7 +151,8 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
             max_frames: int | None = None, compare: bool = False, overwrite: bool = False,
             crf: int = video_writer.DEFAULT_CRF, preset: str = video_writer.DEFAULT_PRESET,
             progress: bool = True) -> Summary:
-  """Restores every clip of `input_path` into `output` (and its _compare twin).
+  """Restores every clip of `input_path` into `output` (and its _compare twin; with
+  a restorer.uncertainty, its _uncertainty maps).
 
   Inputs are opened and checked, and the output names reserved, before the first
   frame is restored; outputs appear under their names only once complete.
@@ -137,7 +161,9 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
   source = video_io.open_source(input_path)
   kind = output_kind(source, output)
   given = Path(input_path).resolve()
-  for out in (output, compare_path(output)):
+  maps = restorer.uncertainty
+  companions = (['compare'] if compare else []) + (['uncertainty'] if maps else [])
+  for out in [output] + [companion_path(output, c) for c in companions]:
     out = out.resolve()
     if out == given or out in given.parents:
       raise EnhanceError(output, 'the output would replace the input'
@@ -150,9 +176,9 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
   writers = []
   try:
     writers.append(_open_writer(kind, output, source, crf, preset, overwrite, job))
-    if compare:
-      writers.append(_open_writer(kind, compare_path(output), source, crf, preset,
-                                  overwrite, job))
+    for companion in companions:
+      writers.append(_open_writer(kind, companion_path(output, companion), source, crf,
+                                  preset, overwrite, job))
   except BaseException:
     for writer in writers:
       writer.abort()
@@ -173,16 +199,19 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
         clip_frames = itertools.islice(iter(reader), max_frames)
         # uint8 frames unless a 10-bit video is written: the output's own precision,
         # and a quarter of float32's memory (a 4000x3000 photo is 16000x12000 at x4).
-        restored = restorer_lib.restore_frames(
+        restored = restorer_lib.restore_frames_and_maps(
             restorer, clip_frames, start=first,
             uint8=not getattr(writers[0], 'pix_fmt', '').endswith('10le'))
-        for i, (lq, out) in enumerate(restored, start=first):
+        for i, (lq, out, error_scale) in enumerate(restored, start=first):
           name = _frame_name(source, clip, reader, i)
           # The reader has decoded frame i (and K more) by now: its time is known.
           pts = reader.timestamps[i] if kind == 'video' and source.kind == 'video' else None
+          pictures = {'compare': lambda: side_by_side(lq, out, s, error_scale),
+                      'uncertainty': lambda: _like(
+                          uncertainty_map.map_picture(error_scale), out)}
           writers[0].write(out, name, pts=pts)
-          if compare:
-            writers[1].write(side_by_side(lq, out, s), name, pts=pts)
+          for writer, companion in zip(writers[1:], companions):
+            writer.write(pictures[companion](), name, pts=pts)
           count += 1
           bar.update(1)
         if kind == 'video' and max_frames and (reader.num_frames is None
@@ -197,7 +226,7 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
     raise
   h, w = next(iter(source.clips.values())).size
   return Summary(output=output, compare=compare_path(output) if compare else None,
-                 kind=kind, frames=first + count, input_size=(h, w),
+                 uncertainty=uncertainty_path(output) if maps else None, kind=kind, frames=first + count, input_size=(h, w),
                  output_size=(s * h, s * w),
                  seconds=time.perf_counter() - start, restored=count)
 
@@ -227,7 +256,8 @@ def enhance_videos(restorer: restorer_lib.Restorer, videos: list[Path],
   summaries: list[Summary | None] = []
   for video in videos:
     out = output / batch_output_name(video)
-    wanted = [out] + ([compare_path(out)] if compare else [])
+    wanted = ([out] + ([compare_path(out)] if compare else [])
+              + ([uncertainty_path(out)] if restorer.uncertainty else []))
     if not overwrite and all(media_writers.is_marked_output(p) for p in wanted):
       summaries.append(None)
       continue

@@ -1,5 +1,6 @@
-"""What fixes a trained network's structure: variant, scale, K and the ablation
-switches, read from a training config or from a bundle's bundle.json."""
+"""What fixes a trained network's structure: variant, scale, K, the ablation
+switches and the uncertainty head, read from a training config or from a
+bundle's bundle.json."""
 
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ class ModelSpec:
   num_neighbors: int
   use_alignment: bool = True
   use_attention: bool = True
+  uncertainty: bool = False  # the per-pixel error-scale head (absent before it existed)
 
   @classmethod
   def from_config(cls, config: Any) -> 'ModelSpec':
     return cls(variant=str(config.model.variant), scale=int(config.scale),
                num_neighbors=int(config.num_neighbors),
                use_alignment=bool(config.model.use_alignment),
-               use_attention=bool(config.model.use_attention))
+               use_attention=bool(config.model.use_attention),
+               uncertainty=bool(config.model.get('uncertainty', False)))
 
   @classmethod
   def from_json(cls, model: dict[str, Any]) -> 'ModelSpec':
@@ -58,4 +61,4 @@ class ModelSpec:
     return claritynet.create_model(
         self.variant, scale=self.scale, num_neighbors=self.num_neighbors,
         use_alignment=self.use_alignment, use_attention=self.use_attention,
-        dtype=dtype, rngs=nnx.Rngs(seed))
+        uncertainty=self.uncertainty, dtype=dtype, rngs=nnx.Rngs(seed))

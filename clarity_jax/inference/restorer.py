@@ -128,11 +128,18 @@ def _axis_weights(size: int, tile: int, overlap: int, scale: int
 # ------------------------------------------------------------------ the engine
 
 
-@functools.partial(jax.jit, static_argnames='graphdef')
-def _restore_tiles(params: Any, lq: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:
-  """One batch of tiles through the network. Module-level, keyed by the graph: every
-  Restorer of a model shares the compiled programs."""
-  return jnp.clip(nnx.merge(graphdef, params)(lq), 0.0, 1.0)
+@functools.partial(jax.jit, static_argnames=('graphdef', 'uncertainty'))
+def _restore_tiles(params: Any, lq: jax.Array, *, graphdef: nnx.GraphDef,
+                   uncertainty: bool = False) -> jax.Array:
+  """One batch of tiles through the network: [B, s h, s w, 3], or with `uncertainty`
+  4 channels, the 4th the head's error scale b (blended across tiles like the
+  colours). Module-level, keyed by the graph: every Restorer of a model shares
+  the compiled programs."""
+  model = nnx.merge(graphdef, params)
+  if not uncertainty:
+    return jnp.clip(model(lq), 0.0, 1.0)
+  restored, scale = model.restore(lq)
+  return jnp.concatenate([jnp.clip(restored, 0.0, 1.0), scale[..., None]], axis=-1)
 
 
 class Restorer:
@@ -146,7 +153,8 @@ class Restorer:
   """
 
   def __init__(self, graphdef: nnx.GraphDef, params: Any, *, scale: int,
-               num_neighbors: int, tile: int = 256, tile_overlap: int = 16, batch: int = 4):
+               num_neighbors: int, tile: int = 256, tile_overlap: int = 16, batch: int = 4,
+               uncertainty: bool = False):
     if tile and not 2 * tile_overlap < tile:
       raise EnhanceError(f'--tile_overlap: {tile_overlap} must be less than half of '
                          f'--tile ({tile})')
@@ -155,15 +163,24 @@ class Restorer:
     self.scale, self.num_neighbors = scale, num_neighbors
     self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
     self.graphdef = graphdef
+    self.uncertainty = uncertainty  # also restore the head's error-scale maps
     self.params = jax.device_put(params)
     self._weights: dict[tuple[int, int], Any] = {}
 
   @classmethod
-  def from_bundle(cls, path: str | os.PathLike, dtype: str = 'float32', **kwargs
+  def from_bundle(cls, path: str | os.PathLike, dtype: str = 'float32',
+                  uncertainty: bool = False, **kwargs
                   ) -> tuple['Restorer', bundle_lib.BundleInfo]:
+    """A restorer of a bundle's model; with `uncertainty`, one that also maps the
+    error scale (a bundle without the head is refused in one line)."""
+    if uncertainty and not bundle_lib.read_info(path).model.uncertainty:
+      raise bundle_lib.BundleError(
+          path, 'has no uncertainty head (trained without config.model.uncertainty); '
+          'add one: configs/uncertainty_head.py, or drop --uncertainty')
     graphdef, params, info = bundle_lib.load_params(path, dtype)
     return cls(graphdef, params, scale=info.model.scale,
-               num_neighbors=info.model.num_neighbors, **kwargs), info
+               num_neighbors=info.model.num_neighbors, uncertainty=uncertainty,
+               **kwargs), info
 
   def tile_shape(self, h: int, w: int) -> tuple[int, int]:
     return (min(self.tile, h), min(self.tile, w)) if self.tile else (h, w)
@@ -172,7 +189,13 @@ class Restorer:
                ) -> list[np.ndarray]:
     """Restores up to `batch` windows (each 2K+1 float [h, w, 3] frames in [0, 1],
     e.g. a [n, 2K+1, h, w, 3] array) -> n [s h, s w, 3] frames: float32 in [0, 1],
-    or with `uint8` rounded to uint8, a quarter of the memory (what files hold).
+    or with `uint8` rounded to uint8, a quarter of the memory (what files hold)."""
+    return self.restore(windows, uint8)[0]
+
+  def restore(self, windows: Sequence[Sequence[np.ndarray]], uint8: bool = False
+              ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """(frames, maps) for up to `batch` windows, as __call__; maps are the error
+    scale b [s h, s w] float32 of each frame with `uncertainty`, else None.
 
     Each restored frame is its own array, so a caller holding one frame does not
     keep a whole batch alive. Tiles are blended into a float32 band one tile row
@@ -191,21 +214,24 @@ class Restorer:
       self._weights[(h, w)] = (_axis_weights(h, th, self.tile_overlap, self.scale),
                                _axis_weights(w, tw, self.tile_overlap, self.scale))
     (ys, ramps_y, norm_y), (xs, ramps_x, norm_x) = self._weights[(h, w)]
-    band = _Band([np.empty((self.scale * h, self.scale * w, 3),
-                           np.uint8 if uint8 else np.float32) for _ in range(n)],
+    size = (self.scale * h, self.scale * w)
+    band = _Band([np.empty(size + (3,), np.uint8 if uint8 else np.float32)
+                  for _ in range(n)],
+                 [np.empty(size, np.float32) for _ in range(n)] if self.uncertainty else None,
                  self.scale * th, norm_y, norm_x)
     pending = collections.deque()
     for (y, ry), (x, rx) in itertools.product(zip(ys, ramps_y), zip(xs, ramps_x)):
       lq = np.stack([np.stack([f[y:y + th, x:x + tw] for f in win]) for win in padded])
       # Dispatch is asynchronous: this tile computes while the last one is blended.
-      pending.append((y, x, ry, rx, _restore_tiles(self.params, lq.astype(np.float32),
-                                                   graphdef=self.graphdef)))
+      pending.append((y, x, ry, rx, _restore_tiles(
+          self.params, lq.astype(np.float32), graphdef=self.graphdef,
+          uncertainty=self.uncertainty)))
       if len(pending) > 1:
         band.add(self.scale, *pending.popleft())
     while pending:
       band.add(self.scale, *pending.popleft())
     band.finish()
-    return band.frames
+    return band.frames, band.maps
 
 
 class _Band:
@@ -213,15 +239,17 @@ class _Band:
 
   Tiles come row by row (y never decreases); when a row starts at output row r,
   rows above r are complete: normalised by the separable weight sums, converted to
-  the output's dtype and copied out, and the band moves down to start at r.
+  the output's dtype and copied out, and the band moves down to start at r. With
+  `maps`, tiles carry a 4th channel, finished into the maps.
   """
 
-  def __init__(self, frames: list[np.ndarray], height: int, norm_y: np.ndarray,
-               norm_x: np.ndarray):
-    self.frames, self.height = frames, height
+  def __init__(self, frames: list[np.ndarray], maps: list[np.ndarray] | None,
+               height: int, norm_y: np.ndarray, norm_x: np.ndarray):
+    self.frames, self.maps, self.height = frames, maps, height
     self.norm_y, self.norm_x = norm_y, norm_x
     self.top = 0
-    self.acc = [np.zeros((0,) + f.shape[1:], np.float32) for f in frames]
+    channels = 3 if maps is None else 4
+    self.acc = [np.zeros((0, f.shape[1], channels), np.float32) for f in frames]
 
   def add(self, s: int, y: int, x: int, ry: np.ndarray, rx: np.ndarray,
           restored: jax.Array) -> None:
@@ -244,29 +272,47 @@ class _Band:
     if row <= self.top:
       return
     k = row - self.top
-    for frame, acc in zip(self.frames, self.acc):
+    for i, (frame, acc) in enumerate(zip(self.frames, self.acc)):
       done = acc[:k]
       done *= self.norm_y[self.top:row, None, None]
       done *= self.norm_x[None, :, None]
-      frame[self.top:row] = files.to_uint8(done) if frame.dtype == np.uint8 else done
+      rgb = done[..., :3]
+      frame[self.top:row] = files.to_uint8(rgb) if frame.dtype == np.uint8 else rgb
+      if self.maps is not None:
+        self.maps[i][self.top:row] = done[..., 3]
     self.acc = [a[k:] for a in self.acc]
     self.top = row
 
 
-def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0,
-                   uint8: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """(LQ frame, restored frame) for every input frame from `start` on, in order,
-  streaming (restored frames in uint8 with `uint8`). Earlier frames are read (they
-  are the first windows' neighbours) but not restored: a resumed job gives the
-  frames an uninterrupted one would."""
+def restore_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
+                            start: int = 0, uint8: bool = False
+                            ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+  """(LQ frame, restored frame, error-scale map or None) for every input frame from
+  `start` on, in order, streaming (restored frames in uint8 with `uint8`; maps with
+  restorer.uncertainty). Earlier frames are read (they are the first windows'
+  neighbours) but not restored: a resumed job gives the frames an uninterrupted
+  one would."""
   k = restorer.num_neighbors
+
+  def run(batch):
+    restored, maps = restorer.restore(batch, uint8)
+    return zip((w[k] for w in batch), restored, maps or [None] * len(batch))
+
   batch: list[tuple[np.ndarray, ...]] = []
   for t, window in enumerate(temporal_windows(frames, k)):
     if t < start:
       continue
     batch.append(window)
     if len(batch) == restorer.batch:
-      yield from zip((w[k] for w in batch), restorer(batch, uint8))
+      yield from run(batch)
       batch = []
   if batch:
-    yield from zip((w[k] for w in batch), restorer(batch, uint8))
+    yield from run(batch)
+
+
+def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0,
+                   uint8: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """(LQ frame, restored frame) for every input frame: restore_frames_and_maps
+  without the maps."""
+  for lq, restored, _ in restore_frames_and_maps(restorer, frames, start, uint8):
+    yield lq, restored

@@ -10,6 +10,7 @@ checkpoint, resuming reads that and init_from is not read again.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ import ml_collections
 from clarity_jax import errors
 from clarity_jax.inference import bundle as bundle_lib
 from clarity_jax.train import checkpoints
+
+
+# The uncertainty head's parameters (train/state.py's UNCERTAINTY_KEY).
+_HEAD = 'uncertainty_head'
 
 
 def _describe(spec: bundle_lib.ModelSpec) -> str:
@@ -43,7 +48,16 @@ def load(config: ml_collections.ConfigDict) -> tuple[Any, str]:
   else:
     raise errors.PathError(path, 'config.init_from: no such bundle or workdir')
   want = bundle_lib.ModelSpec.from_config(config)
-  if spec != want:
+  # The uncertainty head may differ: a restorer without one gets a fresh head (the
+  # run's own initialisation, filled in by the train loop); one with a head it
+  # does not want leaves it behind.
+  if dataclasses.replace(spec, uncertainty=want.uncertainty) != want:
     raise errors.ConfigError(f'{path}: config.init_from holds a {_describe(spec)} model; '
                              f'the config trains {_describe(want)}')
-  return params, f'{path} (step {step}, {_describe(spec)})'
+  note = ''
+  if spec.uncertainty and not want.uncertainty:
+    params = {k: v for k, v in params.items() if k != _HEAD}
+    note = ', its uncertainty head left out'
+  elif want.uncertainty and not spec.uncertainty:
+    note = ', a new uncertainty head'
+  return params, f'{path} (step {step}, {_describe(spec)}{note})'

@@ -8,6 +8,8 @@
     -> G: residual decoder at LR, conv to 3 s^2 channels, depth-to-space,
           + bicubic upsampled reference frame (global skip)               eq. 6
     -> [B, s h, s w, 3] float32, not clipped
+  [ -> U: optional uncertainty head on G's last features (held fixed): the Laplace
+          scale b of every output pixel's error, [B, s h, s w] float32 ]
 
 Everything heavy runs at the input (LR) resolution and the only HR-resolution
 work is the depth-to-space and the skip, so the cost grows with h w, not s^2 h w.
@@ -24,6 +26,7 @@ regenerate with `python docs/variants_table.py`):
   | base | 4,300,985 | 604.0 |
 """
 
+import math
 import numbers
 from typing import Any
 
@@ -59,6 +62,13 @@ _DTYPES = ('float32', 'bfloat16', 'float16')
 # without normalisation layers.
 _RESIDUAL_INIT = nnx.initializers.variance_scaling(0.01, 'fan_in',
                                                    'truncated_normal')
+
+
+# The uncertainty head's scale b (in [0, 1] image units) starts near 3/255, a
+# typical restoration error, and never goes below a tenth of a grey level, where
+# |e| / b would overflow on a perfect pixel.
+UNCERTAINTY_INIT = 3.0 / 255.0
+UNCERTAINTY_FLOOR = 0.1 / 255.0
 
 
 def _lrelu(x: jax.Array) -> jax.Array:
@@ -119,14 +129,50 @@ class Decoder(nnx.Module):
     self.conv_body = conv(features, features)
     self.conv_out = conv(features, 3 * scale * scale)
 
-  def __call__(self, fused: jax.Array) -> jax.Array:
-    """fused [B, h, w, C] -> residual image [B, s h, s w, 3] (computation dtype)."""
+  def features(self, fused: jax.Array) -> jax.Array:
+    """fused [B, h, w, C] -> the last LR features [B, h, w, F], before upsampling."""
     x = self.conv_in(fused)
     y = x
     for block in self.blocks:
       y = block(y)
-    y = _lrelu(self.conv_body(y) + x)
-    return dm_pix.depth_to_space(self.conv_out(y), self.scale)
+    return _lrelu(self.conv_body(y) + x)
+
+  def upsample(self, features: jax.Array) -> jax.Array:
+    """Last features -> residual image [B, s h, s w, 3] (computation dtype)."""
+    return dm_pix.depth_to_space(self.conv_out(features), self.scale)
+
+  def __call__(self, fused: jax.Array) -> jax.Array:
+    return self.upsample(self.features(fused))
+
+
+class UncertaintyHead(nnx.Module):
+  """U: the Laplace scale b of each output pixel's error, from G's last features.
+
+  A sub-pixel head of its own (two convs at LR, depth-to-space to s x s), so it
+  costs a few percent of the decoder. Its input is held fixed (stop_gradient):
+  training it never changes the restoration, and it can be added to a trained,
+  frozen restorer. b is shared by the three colours: it estimates the mean
+  absolute error over RGB, the quantity the Charbonnier loss measures.
+  """
+
+  def __init__(self, in_features: int, scale: int, *, dtype: jnp.dtype,
+               param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    hidden = max(in_features // 2, 8)
+    self.scale = scale
+    self.conv_in = nnx.Conv(in_features, hidden, (3, 3), dtype=dtype,
+                            param_dtype=param_dtype, rngs=rngs)
+    # softplus(bias) = UNCERTAINTY_INIT - floor: every pixel starts at a plausible
+    # scale, and small kernels keep it there until the head has learnt something.
+    bias = math.log(math.expm1(UNCERTAINTY_INIT - UNCERTAINTY_FLOOR))
+    self.conv_out = nnx.Conv(hidden, scale * scale, (3, 3), dtype=dtype,
+                             param_dtype=param_dtype, kernel_init=_RESIDUAL_INIT,
+                             bias_init=nnx.initializers.constant(bias), rngs=rngs)
+
+  def __call__(self, features: jax.Array) -> jax.Array:
+    """features [B, h, w, F] -> b [B, s h, s w] float32, >= UNCERTAINTY_FLOOR."""
+    x = _lrelu(self.conv_in(jax.lax.stop_gradient(features)))
+    raw = dm_pix.depth_to_space(self.conv_out(x), self.scale)[..., 0]
+    return jax.nn.softplus(raw.astype(jnp.float32)) + UNCERTAINTY_FLOOR
 
 
 class ClarityNetSR(nnx.Module):
@@ -142,8 +188,9 @@ class ClarityNetSR(nnx.Module):
   def __init__(self, *, scale: int, num_neighbors: int, encoder_features: int,
                encoder_blocks: int, decoder_features: int, decoder_blocks: int,
                flow_features: int, flow_levels: int, use_alignment: bool = True,
-               use_attention: bool = True, dtype: jnp.dtype = jnp.float32,
-               param_dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
+               use_attention: bool = True, uncertainty: bool = False,
+               dtype: jnp.dtype = jnp.float32, param_dtype: jnp.dtype = jnp.float32,
+               rngs: nnx.Rngs):
     _check_task(scale, num_neighbors)
     self.scale = int(scale)
     self.num_neighbors = int(num_neighbors)
@@ -160,6 +207,10 @@ class ClarityNetSR(nnx.Module):
                    if use_attention else fusion_lib.MeanFusion(encoder_features, **kw))
     self.decoder = Decoder(encoder_features, decoder_features, decoder_blocks,
                            self.scale, **kw)
+    # Created last, so the restorer's parameters draw the same random numbers with
+    # and without it: the same seed gives the same restorer.
+    self.uncertainty_head = (UncertaintyHead(decoder_features, self.scale, **kw)
+                             if uncertainty else None)
 
   def pad(self, lq: jax.Array) -> jax.Array:
     """Edge-pads h, w up to multiples of `pad_multiple` (checks the shape too).
@@ -196,22 +247,45 @@ class ClarityNetSR(nnx.Module):
       feats = self.encoder(frames.reshape(b * t, h, w, c))
     return feats.reshape(b, t, h, w, -1)
 
-  def decode(self, fused: jax.Array, lq: jax.Array) -> jax.Array:
-    """G (eq. 6): fused features (padded) + the unpadded lq -> restored frame."""
+  def decode(self, fused: jax.Array, lq: jax.Array, with_uncertainty: bool = False
+             ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """G (eq. 6): fused features (padded) + the unpadded lq -> restored frame
+    (and U's scale map with `with_uncertainty`)."""
     _, _, h, w, _ = lq.shape
+    hh, ww = self.scale * h, self.scale * w
     with jax.named_scope('decoder'):
-      residual = self.decoder(fused)[:, :self.scale * h, :self.scale * w]
+      features = self.decoder.features(fused)
+      residual = self.decoder.upsample(features)[:, :hh, :ww]
     with jax.named_scope('skip'):
       skip = upsample_reference(lq, self.num_neighbors, self.scale)
-    return skip + residual.astype(jnp.float32)
+    restored = skip + residual.astype(jnp.float32)
+    if not with_uncertainty:
+      return restored
+    with jax.named_scope('uncertainty'):
+      scale_map = self.uncertainty_head(features)[:, :hh, :ww]
+    return restored, scale_map
 
-  def __call__(self, lq: jax.Array) -> jax.Array:
-    """lq [B, 2K+1, h, w, 3] in [0, 1] -> [B, s h, s w, 3] float32."""
+  def _fused(self, lq: jax.Array) -> jax.Array:
     aligned, _ = self.align(self.pad(lq))
     feats = self.encode(aligned)
     with jax.named_scope('fusion'):
       fused, _ = self.fusion(feats, self.num_neighbors)
-    return self.decode(fused, lq)
+    return fused
+
+  def __call__(self, lq: jax.Array) -> jax.Array:
+    """lq [B, 2K+1, h, w, 3] in [0, 1] -> [B, s h, s w, 3] float32."""
+    return self.decode(self._fused(lq), lq)
+
+  @property
+  def has_uncertainty(self) -> bool:
+    return self.uncertainty_head is not None
+
+  def restore(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """lq -> (restored [B, s h, s w, 3], b [B, s h, s w]): the frame and the Laplace
+    scale of its error per pixel (needs the head: model.uncertainty)."""
+    if self.uncertainty_head is None:
+      raise ValueError('ClarityNetSR: this model has no uncertainty head')
+    return self.decode(self._fused(lq), lq, with_uncertainty=True)
 
 
 def upsample_reference(lq: jax.Array, ref_index: int, scale: int) -> jax.Array:
@@ -236,7 +310,7 @@ def _as_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
 
 def create_model(variant: str, *, scale: int, num_neighbors: int,
                  use_alignment: bool = True, use_attention: bool = True,
-                 dtype: str | jnp.dtype = 'float32',
+                 uncertainty: bool = False, dtype: str | jnp.dtype = 'float32',
                  rngs: nnx.Rngs) -> ClarityNetSR:
   """The factory: a named size from VARIANTS, parameters always in float32."""
   if variant not in VARIANTS:
@@ -245,7 +319,8 @@ def create_model(variant: str, *, scale: int, num_neighbors: int,
   _check_task(scale, num_neighbors)
   return ClarityNetSR(scale=scale, num_neighbors=num_neighbors,
                       use_alignment=use_alignment, use_attention=use_attention,
-                      dtype=_as_dtype(dtype), param_dtype=jnp.float32,
+                      uncertainty=uncertainty, dtype=_as_dtype(dtype),
+                      param_dtype=jnp.float32,
                       rngs=rngs, **VARIANTS[variant])
 
 
@@ -260,6 +335,7 @@ def model_from_config(config: Any, rngs: nnx.Rngs, *, dtype: str | None = None
                       num_neighbors=config.num_neighbors,
                       use_alignment=config.model.use_alignment,
                       use_attention=config.model.use_attention,
+                      uncertainty=config.model.get('uncertainty', False),
                       dtype=config.model.dtype if dtype is None else dtype, rngs=rngs)
 
 

@@ -118,7 +118,8 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
     state = state_lib.create_state(config, mesh)
     if init_from is not None:  # fresh optimiser and schedule, the given weights
       params, where = init_from()
-      params = jax.device_put(params, rep)
+      # Parts the source lacks (a new uncertainty head) keep this run's initialisation.
+      params = {**state.params, **jax.device_put(params, rep)}
       # A copy, not an alias: the train step donates params and EMA params, and XLA
       # refuses one buffer donated twice.
       state = state.replace(
@@ -137,10 +138,12 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
       raise errors.ConfigError(
           f'config.{field}: {config[field]} differs from {saved[field]} in the checkpoint '
           f'under {ckpt.directory}; use a new --workdir')
-  if saved.model.variant != config.model.variant:
-    raise errors.ConfigError(
-        f'config.model.variant: {config.model.variant} differs from {saved.model.variant} '
-        f'in the checkpoint under {ckpt.directory}; use a new --workdir')
+  for field in ('variant', 'uncertainty'):
+    had, has = saved.model.get(field, False), config.model.get(field, False)
+    if had != has:
+      raise errors.ConfigError(
+          f'config.model.{field}: {has} differs from {had} in the checkpoint under '
+          f'{ckpt.directory}; use a new --workdir')
   state, meta = ckpt.restore(abstract)
   step = int(meta['step'])
   logging.info('Resumed from %s at step %d (data stream at example %d).',

@@ -70,6 +70,21 @@ def perceptual_loss(vgg: 'vgg_lib.VGG19 | tuple[nnx.GraphDef, nnx.State]',
   return sum(terms) / len(terms)
 
 
+def laplace_nll(pred: jax.Array, target: jax.Array, scale: jax.Array) -> jax.Array:
+  """mean(|target - pred|_rgb / b + log b): the Laplace negative log-likelihood of
+  the error (up to log 2), with one scale b [..., H, W] per pixel shared by RGB.
+
+  Its minimum over b is b = the mean absolute error over RGB, so b learns the
+  expected L1 error of each pixel, the error the Charbonnier term measures. The
+  prediction is held fixed (stop_gradient): only b learns from this term
+  (heteroscedastic regression, Kendall & Gal 2017, with the mean frozen).
+  """
+  err = jnp.mean(jnp.abs(target.astype(jnp.float32)
+                         - jax.lax.stop_gradient(pred.astype(jnp.float32))), axis=-1)
+  scale = scale.astype(jnp.float32)
+  return jnp.mean(err / scale + jnp.log(scale))
+
+
 def temporal_loss(out_t: jax.Array, out_next: jax.Array, hr_t: jax.Array,
                   hr_next: jax.Array, eps: float = 1e-3) -> jax.Array:
   """Charbonnier between (out_next - out_t) and (hr_next - hr_t).

@@ -47,7 +47,11 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
       end_value=config.learning_rate * config.end_learning_rate_factor)
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+# The uncertainty head's parameters: models/claritynet.py's ClarityNetSR.uncertainty_head.
+UNCERTAINTY_KEY = 'uncertainty_head'
+
+
+def _adamw(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   # Weight decay on kernels only: decaying biases or attention temperatures
   # only hurts.
   def decay_mask(params):
@@ -58,6 +62,27 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
       optax.clip_by_global_norm(config.grad_clip_norm),
       optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.99,
                   weight_decay=config.weight_decay, mask=decay_mask))
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW with gradient clipping; with the uncertainty head, one per partition.
+
+  The head and the restorer are clipped and stepped separately, so the head's
+  gradients never change the restorer's updates (a shared global-norm clip would
+  couple them): a run with the head trains the same restorer as one without.
+  config.freeze_restorer leaves the restorer's weights exactly as they are, weight
+  decay included, and keeps no optimiser state for them.
+  """
+  if not config.model.get('uncertainty', False):
+    return _adamw(config)  # one chain: checkpoints from before the head still restore
+
+  def labels(params):
+    return {k: jax.tree.map(lambda _: k if k == UNCERTAINTY_KEY else 'restorer', v)
+            for k, v in params.items()}
+
+  restorer = optax.set_to_zero() if config.get('freeze_restorer', False) else _adamw(config)
+  return optax.multi_transform({'restorer': restorer, UNCERTAINTY_KEY: _adamw(config)},
+                               labels)
 
 
 def init_state(config: ml_collections.ConfigDict) -> TrainState:

@@ -22,7 +22,8 @@ from clarity_jax import metrics
 from clarity_jax import sharding
 from clarity_jax.models import bicubic as bicubic_lib
 from clarity_jax.train import losses
-from clarity_jax.train.state import Params, TrainState, learning_rate_schedule, make_optimizer
+from clarity_jax.train.state import (UNCERTAINTY_KEY, Params, TrainState,
+                                     learning_rate_schedule, make_optimizer)
 
 Batch = dict[str, jax.Array]
 # (vgg_params, pred, target) -> scalar: the perceptual term with the frozen VGG's
@@ -44,9 +45,34 @@ def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
 def compute_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
                    params: Params, batch: Batch, perceptual: PerceptualFn | None,
                    vgg_params: Params | None) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Eq. (7): weighted Charbonnier + perceptual + edge (+ temporal)."""
+  """Eq. (7): weighted Charbonnier + perceptual + edge (+ temporal); with the
+  uncertainty head, + its NLL, from the same forward pass (only the head learns
+  from it).
+
+  With config.freeze_restorer only the NLL is differentiated (the restorer's
+  terms, VGG included, would be computed for nothing); the Charbonnier of the
+  frozen restoration is still reported.
+  """
+  model = nnx.merge(graphdef, params)
+  if not config.model.get('uncertainty', False):
+    return _restorer_losses(config, graphdef, params, batch, model(batch['lq']),
+                            perceptual, vgg_params)
+  out, scale = model.restore(batch['lq'])
+  nll = losses.laplace_nll(out, batch['hr'], scale)
+  if config.get('freeze_restorer', False):
+    charbonnier = losses.charbonnier(jax.lax.stop_gradient(out), batch['hr'],
+                                     config.loss.charbonnier_eps)
+    return nll, {'charbonnier': charbonnier, 'uncertainty': nll}
+  total, terms = _restorer_losses(config, graphdef, params, batch, out, perceptual,
+                                  vgg_params)
+  return total + nll, {**terms, 'uncertainty': nll}
+
+
+def _restorer_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
+                     params: Params, batch: Batch, out: jax.Array,
+                     perceptual: PerceptualFn | None, vgg_params: Params | None
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
   lc = config.loss
-  out = apply_model(graphdef, params, batch['lq'])
   hr = batch['hr']
   if lc.temporal_weight > 0:
     out_next = apply_model(graphdef, params, batch['lq_next'])
@@ -106,6 +132,8 @@ def train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
       step = state.step.astype(jnp.float32)
       decay = jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
       ema = optax.incremental_update(params, ema, 1.0 - decay)
+      if config.get('freeze_restorer', False):  # bit for bit: no 0.999 a + 0.001 a
+        ema = {**state.ema_params, UNCERTAINTY_KEY: ema[UNCERTAINTY_KEY]}
   metrics_out = {'loss': loss, 'grad_norm': optax.global_norm(grads),
                  'learning_rate': learning_rate_schedule(config)(state.step),
                  **{f'loss_{k}': v for k, v in terms.items()}}

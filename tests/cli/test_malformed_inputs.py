@@ -167,6 +167,8 @@ def test_enhance(repo, world):
        [w['bad_json'] / 'bundle.json'], out / 'a.mp4'),
       ([f'--bundle={w["no_params"]}', f'--input={w["video"]}', f'--output={out}/a.mp4'],
        [w['no_params']], out / 'a.mp4'),
+      ([b, f'--input={w["video"]}', f'--output={out}/a.mp4', '--uncertainty'],
+       [w['bundle'], 'no uncertainty head'], out / 'a.mp4'),
       ([b, f'--input={w["video"]}', f'--output={out}/a.mp4', '--tile=32',
         '--tile_overlap=16'], ['--tile_overlap'], out / 'a.mp4'),
       ([b, f'--input={w["video"]}', f'--output={out}/a.mp4', '--crf=99'], ['crf'],

@@ -20,14 +20,15 @@ class TinyModel:
   """A randomly initialised tiny ClarityNetSR (K=1, x2), its bundle and two ways
   through it: the Restorer (tiles, batches) and the network on whole windows."""
 
-  def __init__(self, path, graphdef, params):
+  def __init__(self, path, graphdef, params, uncertainty=False):
     self.path, self.graphdef, self.params = path, graphdef, params
+    self.uncertainty = uncertainty
     self.scale, self.k = SCALE, K
     self._forward = jax.jit(lambda p, x: jnp.clip(nnx.merge(graphdef, p)(x), 0, 1))
 
   def restorer(self, **kwargs) -> restorer.Restorer:
     return restorer.Restorer(self.graphdef, self.params, scale=SCALE, num_neighbors=K,
-                             **kwargs)
+                             uncertainty=self.uncertainty, **kwargs)
 
   def reference(self, windows: np.ndarray) -> np.ndarray:
     """The network applied to whole windows directly: what tiling must reproduce."""
@@ -44,6 +45,18 @@ def tiny_model(tmp_path_factory, random_params) -> TinyModel:
   path = tmp_path_factory.mktemp('bundle') / 'tiny_x2'
   bundle.save_bundle(path, spec, params, step=0)
   return TinyModel(path, graphdef, params)
+
+
+@pytest.fixture(scope='session')
+def tiny_head_model(tmp_path_factory, random_params) -> TinyModel:
+  """tiny_model's network with an uncertainty head: the same restorer weights (the
+  head's keys sort last, so the same seed draws the same restorer), restoring
+  error-scale maps too."""
+  spec = bundle.ModelSpec('tiny', scale=SCALE, num_neighbors=K, uncertainty=True)
+  graphdef, params = random_params(spec, seed=1)
+  path = tmp_path_factory.mktemp('bundle') / 'tiny_x2_uncertainty'
+  bundle.save_bundle(path, spec, params, step=0)
+  return TinyModel(path, graphdef, params, uncertainty=True)
 
 
 def _photo_windows(n: int, h: int, w: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from clarity_jax.data import media_writers
 from clarity_jax.data import video_io
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
+from clarity_jax.inference import uncertainty_map
 from clarity_jax.models import bicubic
 
 
@@ -96,6 +97,37 @@ def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_fr
     np.testing.assert_allclose(frames.read_image(tmp_path / 'frames' / f'{i:06d}.png'), w,
                                atol=0.5 / 255 + 1e-6)
   assert sorted(os.listdir(tmp_path / 'out')) == ['restored.mp4', 'restored_compare.mp4']
+
+
+def test_uncertainty_maps_beside_videos_and_frames(tiny_head_model, smooth_frames,
+                                                   write_video, decode_all, tmp_path):
+  """--uncertainty: OUTPUT_uncertainty holds every frame's map over its legend, and
+  --compare gains the map as a third column, the legend under all three."""
+  s = tiny_head_model.scale
+  src = smooth_frames(5, 40, 56)
+  video = write_video(tmp_path / 'in.mp4', src, fps=fractions.Fraction(25))
+  engine = tiny_head_model.restorer(tile=32, tile_overlap=8, batch=2)
+  summary = enhance.enhance(engine, video, tmp_path / 'out.mp4', compare=True,
+                            progress=False)
+  assert summary.uncertainty == tmp_path / 'out_uncertainty.mp4'
+  lq, _ = decode_all(video)
+  want = list(restorer.restore_frames_and_maps(engine, list(lq.astype(np.float32) / 255)))
+  h, w = s * 40, s * 56
+  maps, _ = decode_all(tmp_path / 'out_uncertainty.mp4')
+  assert maps.shape == (5, h + uncertainty_map.legend_height(w), w, 3)
+  pictures = np.stack([uncertainty_map.map_picture(m) for _, _, m in want])
+  assert psnr(maps, pictures, peak=255) > 30  # H.264 at CRF 18
+  side, _ = decode_all(tmp_path / 'out_compare.mp4')
+  assert side.shape == (5, h + uncertainty_map.legend_height(3 * w), 3 * w, 3)
+  assert psnr(side[:, :h, 2 * w:], pictures[:, :h], peak=255) > 30
+
+  # Frames: lossless PNGs, the maps exactly, under the frames' own names.
+  summary = enhance.enhance(engine, video, tmp_path / 'frames', progress=False)
+  assert sorted(_written(tmp_path / 'frames_uncertainty')) == [f'{i:06d}.png'
+                                                              for i in range(5)]
+  for i, picture in enumerate(pictures):
+    written = np.asarray(Image.open(tmp_path / 'frames_uncertainty' / f'{i:06d}.png'))
+    np.testing.assert_array_equal(written, picture)
 
 
 def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path):

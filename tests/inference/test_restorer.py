@@ -171,7 +171,7 @@ def test_one_compiled_program_per_tile_shape(tiny_model, photo_windows, monkeypa
   one program: the engine's network call, jitted afresh under a trace limit."""
   chex.clear_trace_counter()
   counted = jax.jit(chex.assert_max_traces(restorer._restore_tiles.__wrapped__, n=1),
-                    static_argnames='graphdef')
+                    static_argnames=('graphdef', 'uncertainty'))
   monkeypatch.setattr(restorer, '_restore_tiles', counted)
   windows = photo_windows(2, 72, 100)
   other = tiny_model.restorer(tile=40, tile_overlap=8, batch=2)
@@ -189,3 +189,23 @@ def test_tile_flags_are_checked(tiny_model):
     tiny_model.restorer(tile=32, tile_overlap=16)
   with pytest.raises(restorer.EnhanceError, match='^--batch: must be >= 1, got 0'):
     tiny_model.restorer(batch=0)
+
+
+def test_uncertainty_maps_leave_frames_unchanged_and_tile_seamlessly(
+    tiny_model, tiny_head_model, photo_windows):
+  """The same restorer weights with the head: the same frames (to float tolerance:
+  another compiled program), plus a positive map per frame whose tiled blend
+  matches the untiled one as the frames' does."""
+  windows = photo_windows(2, 60, 80)
+  plain = tiny_model.restorer(tile=0, batch=2)(windows)
+  frames, maps = tiny_head_model.restorer(tile=0, batch=2).restore(windows)
+  np.testing.assert_allclose(np.stack(frames), np.stack(plain), atol=1e-6)
+  assert [m.shape for m in maps] == [(120, 160)] * 2 and min(m.min() for m in maps) > 0
+  tiled_frames, tiled_maps = tiny_head_model.restorer(
+      tile=48, tile_overlap=16, batch=2).restore(windows, uint8=True)
+  tiled_plain = tiny_model.restorer(tile=48, tile_overlap=16, batch=2)(windows, uint8=True)
+  assert np.abs(np.stack(tiled_frames).astype(int) - np.stack(tiled_plain)).max() <= 1
+  # A tiled map differs from the untiled one only where tiles saw their borders.
+  rel = np.abs(np.stack(tiled_maps) - np.stack(maps)) / np.stack(maps)
+  assert np.median(rel) < 1e-3 and rel.max() < 0.5
+  assert tiny_model.restorer(tile=0).restore(windows[:1])[1] is None

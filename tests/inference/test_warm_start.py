@@ -99,3 +99,24 @@ def test_a_resumed_warm_started_run_is_exact(source, tiny_config, final_params, 
   want, _, _, _ = checkpoints.restore_params(tmp_path)
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_restorer_without_a_head_gets_a_fresh_one(source, tiny_config, tmp_path):
+  """Adding the uncertainty head to a trained model: the restorer's weights as the
+  bundle has them, the head from the run's own initialisation; and back again,
+  a bundle with a head warm-starts a model without one."""
+  path, _, params = source
+  config = tiny_config(init_from=str(path), model__uncertainty=True, freeze_restorer=True)
+  state, _ = _state_at_step_0(config, tmp_path / 'a')
+  head = state.params.pop(state_lib.UNCERTAINTY_KEY)
+  jax.tree.map(np.testing.assert_array_equal, state.params, params)
+  fresh = state_lib.init_state(config).params[state_lib.UNCERTAINTY_KEY]
+  jax.tree.map(np.testing.assert_array_equal, head, fresh)
+  assert 'a new uncertainty head' in warm_start.load(config)[1]
+
+  with_head = tmp_path / 'with_head'
+  spec = bundle.ModelSpec('tiny', scale=4, num_neighbors=1, uncertainty=True)
+  bundle.save_bundle(with_head, spec, {**params, state_lib.UNCERTAINTY_KEY: head}, step=7)
+  loaded, note = warm_start.load(tiny_config(init_from=str(with_head)))
+  assert 'uncertainty head left out' in note
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)

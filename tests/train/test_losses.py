@@ -27,6 +27,21 @@ def _np_charbonnier(a, b, eps):
   return np.mean(np.sqrt(d * d + eps * eps))
 
 
+def test_laplace_nll_closed_form_minimum_and_stop_gradient():
+  pred, target = _pair()
+  rng = np.random.default_rng(1)
+  scale = rng.uniform(0.01, 0.5, pred.shape[:-1]).astype(np.float32)
+  err = np.abs(target.astype(np.float64) - pred).mean(-1)
+  want = np.mean(err / scale + np.log(scale))
+  assert float(losses.laplace_nll(pred, target, scale)) == pytest.approx(want, rel=1e-5)
+  # Minimised where b is each pixel's mean absolute error over RGB ...
+  g = jax.grad(lambda b: losses.laplace_nll(pred, target, b))(jnp.asarray(err, jnp.float32))
+  np.testing.assert_allclose(g, 0.0, atol=1e-6)
+  # ... and the restoration gets no gradient from it.
+  g_pred = jax.grad(lambda p: losses.laplace_nll(p, target, scale))(pred)
+  np.testing.assert_array_equal(g_pred, 0.0)
+
+
 def test_charbonnier_closed_form():
   pred, target = _pair()
   np.testing.assert_allclose(losses.charbonnier(pred, target, EPS),
