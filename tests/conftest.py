@@ -104,6 +104,18 @@ def photo() -> np.ndarray:
   return skdata.astronaut().astype(np.float32) / 255.0
 
 
+@pytest.fixture(scope='session')
+def degradation_cfg():
+  """degradation_cfg(**fields): the package's degradation model (eq. 1), fields set."""
+  def make(**overrides):
+    from clarity_jax.data import degradation_config  # after XLA_FLAGS is set
+    cfg = degradation_config.get_config()
+    for key, value in overrides.items():
+      cfg[key] = value
+    return cfg
+  return make
+
+
 def _smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
   """[n, h, w, 3] uint8 moving gradients: content H.264 keeps well (PSNR > 35 dB)."""
   rng = np.random.default_rng(seed)

@@ -57,6 +57,27 @@ def get_config() -> ml_collections.ConfigDict:
   d.video_crf_range = (18, 38)  # inclusive, uniform over integers
   # Optional second round of blur / resize / noise / JPEG (Real-ESRGAN).
   d.second_round_prob = 0.0
+  # Real-camera effects (data/camera_effects.py), off by default; both run on the
+  # host and the device. Low light replaces the first round's noise n: the frame,
+  # linearised (gamma 2.2), is darkened to `exposure` of a normal exposure, gets
+  # Poisson-Gaussian sensor noise of variance a S + b (S linear, white = 1;
+  # a = shot_gain, b = read_sigma^2), row and column banding (N(0, sigma^2) offsets
+  # per row / column, shared by R, G, B), is quantised to `bits` and gamma-lifted
+  # back up, y = q^(1 / (2.2 gamma)): dark but visible (mid-grey 0.5 comes out at
+  # 0.08-0.38 over these ranges). Bits and gamma hold for a window, the rest drifts.
+  d.low_light_prob = 0.0
+  d.low_light_exposure_range = (0.02, 0.15)
+  d.low_light_shot_gain_range = (5e-5, 1e-3)  # a: 1000 to 20000 electrons at white
+  d.low_light_read_sigma_range = (2e-4, 2e-3)  # sqrt(b), linear
+  d.low_light_row_sigma_range = (0.0, 1e-3)  # row banding, linear
+  d.low_light_col_sigma_range = (0.0, 5e-4)  # column banding, linear
+  d.low_light_bits_range = (8, 12)  # ADC bits, inclusive, uniform over integers
+  d.low_light_gamma_range = (1.0, 1.6)  # tone-curve lift of the shadows (1: plain 2.2)
+  # Rolling shutter, on the sharp HR frames: row r of H read at t + readout r / H
+  # (readout: a share of the frame interval, one per window). Real footage: a blend
+  # of frame t and t + 1 per row (camera_effects.py says how and its limits).
+  d.rolling_shutter_prob = 0.0
+  d.rolling_shutter_readout_range = (0.2, 0.9)
   # Temporal coherence: maximum frame-to-frame drift, as a share of each range.
   d.drift = 0.1
   # Where eq. (1) runs: 'host' (NumPy/OpenCV in the input pipeline, the reference)

@@ -13,20 +13,23 @@ command runs the very same code. Two layers:
   parameters (e.g. from a sidecar) rebuild the same output; `degrade_window` does
   both; `clean_downsample` is blur + resize alone, to check LQ/HR alignment.
 
-Order per frame: blur -> downsample -> noise -> JPEG [-> second round: blur ->
-noise -> JPEG, at LQ resolution], then the video codec over the whole window. JPEG
-and the codec can both apply, as in RealBasicVSR (per-frame JPEG, then a video
-codec, in each round): footage compressed frame by frame (MJPEG cameras, image
-sequences) and then transcoded; each alone is just one more case of the mix.
+Order per frame: [rolling shutter ->] blur -> downsample -> noise (or low light)
+-> JPEG [-> second round: blur -> noise -> JPEG, at LQ resolution], then the video
+codec over the whole window (bracketed: real-camera effects, off by default,
+camera_effects.py). JPEG and the codec can both apply, as in RealBasicVSR
+(per-frame JPEG, then a video codec, in each round): footage compressed frame by
+frame (MJPEG cameras, image sequences) and then transcoded; each alone is just
+one more case of the mix.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 import math
 from typing import Any
 
 import cv2
 import numpy as np
 
+from clarity_jax.data import camera_effects
 from clarity_jax.data import codecs
 from clarity_jax.data import kernels
 
@@ -200,6 +203,37 @@ def _sample_noise(rng: np.random.Generator, cfg: Any, n: int) -> dict | None:
           'frames': _drift_frames(rng, {name: kernels.Range(*r)}, n, cfg.drift)}
 
 
+def _chance(rng: np.random.Generator, prob: float) -> bool:
+  """rng.random() < prob, drawing nothing when prob is 0: an effect that is off
+  leaves the window's stream, and so every existing output, as it was."""
+  return prob > 0 and bool(rng.random() < prob)
+
+
+def _sample_low_light(rng: np.random.Generator, cfg: Any, n: int) -> dict | None:
+  """{'bits', 'gamma', 'frames': [{exposure, shot_gain, read_sigma, row_sigma, col_sigma}]}.
+
+  The ADC's bits and the tone curve's gamma are the camera's, fixed for the
+  window; exposure, gain and banding drift (auto exposure, auto ISO).
+  """
+  if not _chance(rng, getattr(cfg, 'low_light_prob', 0.0)):
+    return None
+  low, high = cfg.low_light_bits_range
+  bits = int(rng.integers(low, high + 1))
+  gamma = float(rng.uniform(*cfg.low_light_gamma_range))
+  ranges = {name: kernels.Range(*getattr(cfg, f'low_light_{name}_range'))
+            for name in camera_effects.LOW_LIGHT_FIELDS}
+  return {'bits': bits, 'gamma': gamma, 'frames': _drift_frames(rng, ranges, n, cfg.drift)}
+
+
+def _sample_rolling_shutter(rng: np.random.Generator, cfg: Any) -> dict | None:
+  """{'readout', 'method'}: one readout time per window (a sensor constant), as a
+  share of the frame interval; method 'blend', the approximation (a source that
+  renders it exactly sets 'rendered')."""
+  if not _chance(rng, getattr(cfg, 'rolling_shutter_prob', 0.0)):
+    return None
+  return {'readout': float(rng.uniform(*cfg.rolling_shutter_readout_range)), 'method': 'blend'}
+
+
 def _sample_jpeg(rng: np.random.Generator, cfg: Any, n: int) -> dict | None:
   if rng.random() >= cfg.jpeg_prob:
     return None
@@ -214,7 +248,10 @@ def sample_window_params(rng: np.random.Generator, cfg: Any, num_frames: int,
   Discrete choices (kernel family and size, resize mode, noise kind, codec and
   CRF) hold for the whole window; continuous ones follow smooth paths, changing
   by at most cfg.drift of their range from one frame to the next. `cfg` is
-  degradation_config.get_config() or any object with its attributes.
+  degradation_config.get_config() or any object with its attributes. A
+  low-light window has no first-round 'noise': its sensor noise is the low
+  light's. Effects whose probability is 0 draw nothing ('low_light' and
+  'rolling_shutter' None): the stream, and every output, is what it was without them.
   """
   if num_frames < 1:
     raise ValueError(f'num_frames must be >= 1, got {num_frames}')
@@ -222,7 +259,8 @@ def sample_window_params(rng: np.random.Generator, cfg: Any, num_frames: int,
   params: dict[str, Any] = {'version': _PARAMS_VERSION, 'scale': int(scale), 'num_frames': n}
   params['blur'] = _sample_blur(rng, cfg, n)
   params['resize'] = _choice(rng, cfg.resize_modes, cfg.resize_probs)
-  params['noise'] = _sample_noise(rng, cfg, n)
+  low_light = _sample_low_light(rng, cfg, n)
+  params['noise'] = None if low_light else _sample_noise(rng, cfg, n)
   params['jpeg'] = _sample_jpeg(rng, cfg, n)
   params['second_round'] = None
   if rng.random() < cfg.second_round_prob:
@@ -233,6 +271,8 @@ def sample_window_params(rng: np.random.Generator, cfg: Any, num_frames: int,
   if rng.random() < cfg.video_codec_prob:
     crf = int(rng.integers(cfg.video_crf_range[0], cfg.video_crf_range[1] + 1))
     params['video'] = {'codec': str(cfg.video_codec), 'crf': crf}
+  params['low_light'] = low_light
+  params['rolling_shutter'] = _sample_rolling_shutter(rng, cfg)
   return params
 
 
@@ -281,15 +321,27 @@ def clean_frame(hr_frame: np.ndarray, params: dict, t: int) -> np.ndarray:
 
 def degrade_frame(hr_frame: np.ndarray, params: dict, t: int,
                   rng: np.random.Generator) -> np.ndarray:
-  """Everything but the video codec for frame t (frame by frame, for long clips)."""
+  """Everything but the video codec for frame t (frame by frame, for long clips).
+
+  hr_frame is the frame as captured: through shutter_frames when the window has
+  a rolling shutter.
+  """
   x = clean_frame(hr_frame, params, t)
-  x = _apply_jpeg(_apply_noise(x, params['noise'], t, rng), params['jpeg'], t)
+  light = params.get('low_light')  # absent from parameters older than the effect
+  x = (camera_effects.apply_low_light(x, light, t, rng) if light else
+       _apply_noise(x, params['noise'], t, rng))
+  x = _apply_jpeg(x, params['jpeg'], t)
   second = params['second_round']
   if second is not None:
     x = _apply_blur(x, second['blur'], t)
     x = _apply_noise(np.clip(x, 0.0, 1.0), second['noise'], t, rng)
     x = _apply_jpeg(x, second['jpeg'], t)
   return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def shutter_frames(frames: Iterable[np.ndarray], params: dict) -> Iterator[np.ndarray]:
+  """A window's HR frames as its rolling shutter (if any) captured them, streamed."""
+  return camera_effects.rolling_shutter_frames(frames, params.get('rolling_shutter'))
 
 
 def compress_window(lq: np.ndarray, params: dict) -> np.ndarray:
@@ -306,7 +358,8 @@ def apply_window(hr: np.ndarray, params: dict, scale: int,
   by frame, in order), so (params, rng state) reproduce the output exactly.
   """
   _check(hr.shape, params, scale)
-  lq = np.stack([degrade_frame(hr[t], params, t, rng) for t in range(hr.shape[0])])
+  lq = np.stack([degrade_frame(x, params, t, rng)
+                 for t, x in enumerate(shutter_frames(hr, params))])
   return compress_window(lq, params)
 
 

@@ -12,7 +12,9 @@ An example: the source's HR window (clip, centre frame and an aligned random cro
 -> flips, 90-degree rotations, temporal reversal -> degradations.degrade_window
 (eq. 1, coherent over the window) -> {'lq', 'hr'} (+ {'lq_next', 'hr_next'}, the
 window one frame later, cut from the same 2K + 2 degraded frames, when the
-temporal loss is on).
+temporal loss is on). A window drawn with a rolling shutter is degraded from the
+synthetic camera's exact render of it (the targets stay global-shutter frames),
+or from camera_effects.py's blend for sources of real footage.
 
 With config.degradation.where == 'device' the train step degrades on the
 accelerator (jax_degradations.py): an example then carries the HR window and its
@@ -131,9 +133,11 @@ def _device_arrays(params: dict[str, Any], cfg: Any) -> dict[str, np.ndarray]:
   reach past kernel_size_range[1] (29 pixels for the default config's 21).
   """
   # Imported on use: the JAX degradations are needed only when the device degrades.
+  from clarity_jax.data import jax_camera_effects  # pylint: disable=g-import-not-at-top
   from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
   arrays = jax_degradations.window_arrays(
-      params, kernel_size=jax_degradations.max_kernel_size(cfg))
+      params, kernel_size=jax_degradations.max_kernel_size(cfg),
+      camera_effects=jax_camera_effects.enabled(cfg))
   # np.asarray, not np.ascontiguousarray: that one makes scalars 1-d.
   return {f'deg_{key}': np.asarray(v, order='C') for key, v in arrays.items()}
 
@@ -143,7 +147,8 @@ class ExampleMaker:
   """(global example index) -> one example; everything else is fixed at construction.
 
   With `device`, an example holds, besides 'lq' / 'hr' (/ 'lq_next' / 'hr_next'):
-  'hr_window' (the augmented HR window, all T' frames), 'index' (uint32, the global
+  'hr_window' (the augmented HR window, all T' frames, as captured: through the
+  synthetic camera's rolling shutter when it renders one), 'index' (uint32, the global
   example index, from which the device derives its noise), the window's
   degradation parameters as jax_degradations.window_arrays (keys prefixed 'deg_'),
   drawn from the same rng stream as the host path, and 'on_host': 1.0 for a window
@@ -181,16 +186,20 @@ class ExampleMaker:
 
   def __call__(self, index: int) -> dict[str, np.ndarray]:
     source_rng, augment_rng, degrade_rng = self.rngs(index)
-    hr = self.source.sample(source_rng)
-    if self.augment:
-      hr = augment_window(hr, augment_rng)
-    k, t = self.num_neighbors, 2 * self.num_neighbors + 1
-    # The same draws in both modes: parameters first, then the noise realisations.
+    # The same draws in both modes: parameters first, then the noise realisations
+    # (the stages' streams are independent: drawing them before the window changes nothing).
     params = degradations.sample_window_params(degrade_rng, self.degradation,
-                                               hr.shape[0], self.scale)
+                                               self.source.spec.num_frames, self.scale)
+    hr, captured, params = self._capture(source_rng, params)
+    if self.augment:
+      rendered = captured is not hr
+      hr = augment_window(hr, augment_rng)
+      # The same transform: a fresh augmentation stream draws the same numbers.
+      captured = augment_window(captured, self.rngs(index)[1]) if rendered else hr
+    k, t = self.num_neighbors, 2 * self.num_neighbors + 1
     on_host = not self.device or params['video'] is not None
     if on_host:
-      lq = degradations.apply_window(hr, params, self.scale, degrade_rng)
+      lq = degradations.apply_window(captured, params, self.scale, degrade_rng)
     else:
       lq = np.zeros((hr.shape[0],) + self.spec['lq'][0][1:], np.float32)
     example = {'lq': lq[:t], 'hr': hr[k]}
@@ -198,12 +207,29 @@ class ExampleMaker:
       example['lq_next'], example['hr_next'] = lq[1:t + 1], hr[k + 1]
     example = {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in example.items()}
     if self.device:
-      example.update(hr_window=np.ascontiguousarray(hr, dtype=np.float32),
+      example.update(hr_window=np.ascontiguousarray(captured, dtype=np.float32),
                      index=np.asarray(int(index) % 2**32, np.uint32),  # wraps past 2^32
                      on_host=np.asarray(float(on_host), np.float32))
       example.update(_device_arrays(params, self.degradation))
       self._check(example)
     return {key: _flush_subnormals(v) for key, v in example.items()}
+
+  def _capture(self, rng: np.random.Generator, params: dict[str, Any]
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(HR window, the window as the camera captured it, params).
+
+    The same window twice, unless the window has a rolling shutter and the source
+    renders it exactly (synthetic.SyntheticSource.sample_captured, whose motion is
+    known): the LQ then comes from that capture, the HR targets from the global
+    shutter's frames, and the parameters say 'rendered' (nothing left to blend).
+    """
+    shutter = params.get('rolling_shutter')
+    render = getattr(self.source, 'sample_captured', None)
+    if shutter is None or render is None:
+      hr = self.source.sample(rng)
+      return hr, hr, params
+    hr, captured = render(rng, shutter['readout'])
+    return hr, captured, dict(params, rolling_shutter=dict(shutter, method='rendered'))
 
   def _check(self, example: dict[str, np.ndarray]) -> None:
     # tf.numpy_function and batching need every example to match the declared spec.

@@ -9,10 +9,11 @@ accelerators need not degrade windows on the CPU:
   arrays: every window of every batch has the same shapes, so batches stack and
   `degrade` compiles once;
 * on the device, `degrade` applies them to a batch [B, T, H, W, 3] in
-  degrade_frame's order: blur -> downsample -> clip -> noise -> JPEG [-> second
-  round: blur -> clip -> noise -> JPEG] -> clip. Frame t gets frame t's values;
-  the noise comes from one key per window (`example_keys`), so it depends on
-  (seed, example index) only.
+  apply_window's order: [rolling shutter ->] blur -> downsample -> clip -> [low
+  light ->] noise -> JPEG [-> second round: blur -> clip -> noise -> JPEG] -> clip
+  (bracketed: the real-camera effects, jax_camera_effects.py). Frame t gets frame
+  t's values; the noise comes from one key per window (`example_keys`), so it
+  depends on (seed, example index) only.
 
 Static shapes: every window pays for every stage a window of the batch uses.
 * blur: each frame with its kernel zero-padded to `kernel_size` (a delta when
@@ -31,7 +32,6 @@ TF32 (10-bit mantissa), TPUs in bfloat16 passes, ~1e-3 away from the reference.
 
 from collections.abc import Mapping
 import functools
-import math
 from typing import Any
 
 import jax
@@ -41,6 +41,7 @@ import numpy as np
 
 from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations
+from clarity_jax.data import jax_camera_effects
 from clarity_jax.data import jax_jpeg
 from clarity_jax.data import kernels
 
@@ -50,30 +51,8 @@ _ROUND_FIELDS = ('blur_kernel', 'noise_kind', 'noise_gray', 'noise_level', 'jpeg
 _LUMA = degradations._LUMA  # pylint: disable=protected-access  (BT.601, the reference's)
 
 
-def max_kernel_size(cfg: Any) -> int:
-  """The smallest odd size that holds every blur kernel `cfg` can draw (1: no blur).
-
-  Sized families draw at most cfg.kernel_size_range[1]; defocus needs
-  2 ceil(r + 1/2) + 1 (kernels.defocus_kernel). A motion path of length L is centred
-  on its time average, so no point is farther from the centre than the mean
-  arc-length distance to the other time samples, at most L max(E s, 1 - E s) with
-  s(t) = t + a (t^2 - t): E s = 1/2 - a (1/6 + 1 / (12 n^2)) over n >= 64 samples.
-  (The second round's shrunk ranges are smaller.)
-  """
-  if cfg.blur_prob <= 0:
-    return 1
-  used = {t for t, p in zip(cfg.kernel_types, cfg.kernel_probs) if p > 0}
-  sizes = [1]
-  if used - {'motion', 'defocus'}:
-    high = int(cfg.kernel_size_range[1])
-    sizes.append(high if high % 2 else high - 1)  # the largest odd size in range
-  if 'defocus' in used:
-    sizes.append(2 * math.ceil(cfg.defocus_radius_range[1] + 0.5) + 1)
-  if 'motion' in used:
-    accel = max(abs(a) for a in kernels.MOTION_ACCEL_RANGE)
-    reach = cfg.motion_length_range[1] * (0.5 + accel * (1 / 6 + 1 / (12 * 64**2)))
-    sizes.append(2 * (math.floor(reach + 1e-9) + 1) + 1)
-  return max(sizes)
+# Kernel geometry lives with the kernels; re-exported for the device path's callers.
+max_kernel_size = kernels.max_kernel_size
 
 
 # What the default degradation config needs (29: motion blur of length 21 at accel 0.8).
@@ -121,7 +100,8 @@ def _round_arrays(blur: dict | None, noise: dict | None, jpeg: dict | None, n: i
           'noise_level': level, 'jpeg_quality': quality}
 
 
-def window_arrays(params: Mapping[str, Any], *, kernel_size: int) -> dict[str, np.ndarray]:
+def window_arrays(params: Mapping[str, Any], *, kernel_size: int,
+                  camera_effects: bool = False) -> dict[str, np.ndarray]:
   """One window's parameters (degradations.sample_window_params) -> fixed-shape arrays.
 
   NumPy, on the host. Every window gives the same shapes (kernels zero-padded,
@@ -131,12 +111,13 @@ def window_arrays(params: Mapping[str, Any], *, kernel_size: int) -> dict[str, n
     degradations.RESIZE_MODES), 'noise_kind' [] i32 (0 none, 1 gaussian, 2 poisson),
     'noise_gray' [] f32, 'noise_level' [T] f32 (sigma in [0, 1] units or the Poisson
     scale), 'jpeg_quality' [T] i32 (0: no JPEG); the same five prefixed 'second_'
-    for the second round (blur at LQ resolution), 'second_round' [] f32 (0/1).
+    for the second round (blur at LQ resolution), 'second_round' [] f32 (0/1); and
+    with camera_effects, jax_camera_effects.window_arrays (else not compiled).
   The video codec is not here: it stays on the host (degradations.compress_window).
 
   Raises:
     ValueError: kernel_size is not odd and positive, a kernel is larger than it,
-      or a parameter is out of its domain.
+      a parameter is out of its domain, or a camera effect is on without camera_effects.
   """
   if kernel_size < 1 or kernel_size % 2 == 0:
     raise ValueError(f'kernel_size must be odd and positive, got {kernel_size}')
@@ -152,6 +133,7 @@ def window_arrays(params: Mapping[str, Any], *, kernel_size: int) -> dict[str, n
                                 n, kernel_size, 'second-round')
   out.update({'second_' + k: v for k, v in second_arrays.items()})
   out['second_round'] = np.asarray(float(bool(params['second_round'])), np.float32)
+  out.update(jax_camera_effects.window_arrays(params, camera_effects))
   return out
 
 
@@ -361,18 +343,21 @@ def degrade(hr: jax.Array, arrays: Mapping[str, jax.Array], keys: jax.Array,
     blur_method: how `blur` convolves ('auto', 'fft', 'conv'; static).
 
   Returns:
-    [B, T, H/s, W/s, 3] float32 in [0, 1], as degradations.degrade_frame frame by
-    frame: blur -> downsample -> clip -> noise -> JPEG [-> blur -> clip -> noise
-    -> JPEG] -> clip. Jittable, static shapes; windows never interact.
+    [B, T, H/s, W/s, 3] float32 in [0, 1], as degradations.apply_window without
+    the codec: [rolling shutter ->] blur -> downsample -> clip -> [low light ->]
+    noise -> JPEG [-> blur -> clip -> noise -> JPEG] -> clip; the effects where
+    `arrays` has their keys. Jittable, static shapes; windows never interact.
   """
   if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
     keys = jax.random.wrap_key_data(keys)
   _check(hr, arrays, keys, scale)
   b, t, h, w, _ = hr.shape
   first, second = (jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, i) for i in (0, 1))
-  x = _blur_frames(hr.astype(jnp.float32), arrays['blur_kernel'], blur_method)
+  x = jax_camera_effects.apply_rolling_shutter(hr.astype(jnp.float32), arrays)
+  x = _blur_frames(x, arrays['blur_kernel'], blur_method)
   x = downsample(x.reshape(b * t, h, w, 3), jnp.repeat(arrays['resize'], t), scale)
   x = jnp.clip(x, 0.0, 1.0).reshape(b, t, h // scale, w // scale, 3)
+  x = jax_camera_effects.apply_low_light(x, arrays, keys)
   x = add_noise(x, arrays['noise_kind'], arrays['noise_gray'], arrays['noise_level'], first)
   x = _jpeg(x, arrays['jpeg_quality'])
 

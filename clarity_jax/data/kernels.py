@@ -267,3 +267,30 @@ def make_kernel(params: Mapping[str, Any]) -> np.ndarray:
   if kernel_type == 'sinc':
     return sinc_kernel(**p)
   raise ValueError(f'unknown kernel type {kernel_type!r}; expected one of {KERNEL_TYPES}')
+
+
+def max_kernel_size(cfg: Any) -> int:
+  """The smallest odd size that holds every blur kernel `cfg` can draw (1: no blur): the
+  side every kernel is zero-padded to when windows are degraded on the device.
+
+  Sized families draw at most cfg.kernel_size_range[1]; defocus needs
+  2 ceil(r + 1/2) + 1 (defocus_kernel). A motion path of length L is centred
+  on its time average, so no point is farther from the centre than the mean
+  arc-length distance to the other time samples, at most L max(E s, 1 - E s) with
+  s(t) = t + a (t^2 - t): E s = 1/2 - a (1/6 + 1 / (12 n^2)) over n >= 64 samples.
+  (The second round's shrunk ranges are smaller.)
+  """
+  if cfg.blur_prob <= 0:
+    return 1
+  used = {t for t, p in zip(cfg.kernel_types, cfg.kernel_probs) if p > 0}
+  sizes = [1]
+  if used - {'motion', 'defocus'}:
+    high = int(cfg.kernel_size_range[1])
+    sizes.append(high if high % 2 else high - 1)  # the largest odd size in range
+  if 'defocus' in used:
+    sizes.append(2 * math.ceil(cfg.defocus_radius_range[1] + 0.5) + 1)
+  if 'motion' in used:
+    accel = max(abs(a) for a in MOTION_ACCEL_RANGE)
+    reach = cfg.motion_length_range[1] * (0.5 + accel * (1 / 6 + 1 / (12 * 64**2)))
+    sizes.append(2 * (math.floor(reach + 1e-9) + 1) + 1)
+  return max(sizes)

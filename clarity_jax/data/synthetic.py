@@ -14,6 +14,7 @@ import warnings
 import cv2
 import numpy as np
 
+from clarity_jax.data import camera_effects
 from clarity_jax.data import sources
 
 # Fixed split of the embedded photographs: validation (and evaluation) scenes are never
@@ -103,8 +104,68 @@ def soft_ellipse(to_local: np.ndarray, axes: np.ndarray, edge_px: float,
   ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
   lx = to_local[0, 0] * xs + to_local[0, 1] * ys + to_local[0, 2]
   ly = to_local[1, 0] * xs + to_local[1, 1] * ys + to_local[1, 2]
+  return _coverage(lx, ly, axes, edge_px)
+
+
+def _coverage(lx: np.ndarray, ly: np.ndarray, axes: np.ndarray, edge_px: float) -> np.ndarray:
   rho = np.sqrt((lx / axes[0]) ** 2 + (ly / axes[1]) ** 2)
   return np.clip(0.5 - (rho - 1.0) * axes.min() / edge_px, 0.0, 1.0)
+
+
+def _row_maps(affines: np.ndarray, x0: int, y0: int, shape: tuple[int, int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+  """(x, y) maps [h, w] of pixel (x0 + x, y0 + y) through affines[y] (2x3, one per row)."""
+  xs = np.arange(x0, x0 + shape[1], dtype=np.float64)[None]
+  ys = np.arange(y0, y0 + shape[0], dtype=np.float64)[:, None]
+  a = affines[:, :, :, None]  # [h, 2, 3, 1]
+  u, v = (a[:, i, 0] * xs + a[:, i, 1] * ys + a[:, i, 2] for i in (0, 1))
+  return u, v
+
+
+def _remap(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """img at (u, v), bicubic, reflect-101: render's cv2.warpAffine, for any maps."""
+  return cv2.remap(img, u.astype(np.float32), v.astype(np.float32), cv2.INTER_CUBIC,
+                   borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _zeros2() -> dataclasses.Field:
+  return dataclasses.field(default_factory=lambda: np.zeros(2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Motion:
+  """A shot's camera and object paths, evaluable at any clip time, not only at frames:
+  what an exact rolling shutter needs (each row at its own time).
+
+  draw computes a shot's views and obj with views(times) and objects(times), so
+  between frames they continue exactly the motion the frames show.
+  """
+  pan: SmoothPath  # photo px
+  turn: SmoothPath  # (rotation rad, log zoom)
+  zoom_min: float  # log zoom minus this plus zoom_base: zoom only ever shrinks
+  zoom_base: float
+  crop: int
+  placement: np.ndarray = _zeros2()  # [2] photo px added to every view's translation
+  obj_path: SmoothPath | None = None  # (x, y, rotation) about the object's drift
+  obj_speed: float = 0.0  # photo px per frame
+  obj_heading: np.ndarray = _zeros2()  # [2] unit vector
+  obj_shift: np.ndarray = _zeros2()  # [2] photo px: the object's anchor in the scene
+
+  def views(self, times: np.ndarray) -> np.ndarray:
+    """[N, 2, 3] affines, crop pixel -> photo pixel, at clip times (centred on the clip)."""
+    camera = np.concatenate([self.pan(times), self.turn(times)], axis=1)
+    log_zoom = camera[:, 3] - self.zoom_min + self.zoom_base
+    views = np.stack([_view(z, theta, shift, self.crop) for z, theta, shift
+                      in zip(log_zoom, camera[:, 2], camera[:, :2])])
+    views[:, :, 2] += self.placement
+    return views
+
+  def objects(self, times: np.ndarray) -> np.ndarray:
+    """[N, 3] the object's centre (x, y), photo px, and rotation at clip times."""
+    obj = self.obj_path(times)
+    obj[:, :2] += self.obj_speed * np.outer(times, self.obj_heading)
+    obj[:, :2] += self.obj_shift
+    return obj
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +180,8 @@ class Shot:
     tex_centre: (x, y) texture pixel at the object's centre.
     axes: the object's ellipse semi-axes, in scene (photo) pixels.
     obj: [T, 3] the object's centre (x, y), photo pixels, and rotation (rad).
+    times: [T] the frames' clip times (centred on the clip's middle frame).
+    motion: the paths behind views and obj, for times between frames.
   """
   photo: np.ndarray
   views: np.ndarray
@@ -126,13 +189,19 @@ class Shot:
   tex_centre: np.ndarray
   axes: np.ndarray
   obj: np.ndarray
+  times: np.ndarray | None = None
+  motion: Motion | None = None
 
   def to_object(self, j: int) -> np.ndarray:
     """2x3 affine, crop pixel of frame j -> object-local pixel (its position and
     rotation undone): where `soft_ellipse` and the texture are evaluated."""
     view, obj = self.views[j], self.obj[j]
-    return _rotation(-obj[2]) @ np.concatenate(
-        [view[:, :2], (view[:, 2] - obj[:2])[:, None]], axis=1)
+    return _local(view, obj)
+
+
+def _local(view: np.ndarray, obj: np.ndarray) -> np.ndarray:
+  return _rotation(-obj[2]) @ np.concatenate(
+      [view[:, :2], (view[:, 2] - obj[:2])[:, None]], axis=1)
 
 
 class SyntheticSource(sources.Source):
@@ -184,13 +253,12 @@ class SyntheticSource(sources.Source):
 
     # Camera: pan (drift + shake) in photo px, then slower rotation (rad) and log zoom.
     pan = SmoothPath.random(rng, length, offset=(0.0, 0.0), speed=self.max_pan,
-                            amp=4.0, freq=(0.2, 3.0))(t)
+                            amp=4.0, freq=(0.2, 3.0))
     turn = SmoothPath.random(rng, length, offset=(rng.uniform(-0.15, 0.15), 0.0),
-                             speed=(0.003, 0.003), amp=(0.02, 0.03), freq=(0.1, 1.0))(t)
-    camera = np.concatenate([pan, turn], axis=1)
-    log_zoom = camera[:, 3] - camera[:, 3].min() + rng.uniform(0.0, 0.2)
-    views = np.stack([_view(z, theta, shift, c) for z, theta, shift
-                      in zip(log_zoom, camera[:, 2], camera[:, :2])])  # [T, 2, 3]
+                             speed=(0.003, 0.003), amp=(0.02, 0.03), freq=(0.1, 1.0))
+    motion = Motion(pan=pan, turn=turn, zoom_min=float(turn(t)[:, 1].min()),
+                    zoom_base=float(rng.uniform(0.0, 0.2)), crop=c)
+    views = motion.views(t)  # [T, 2, 3], before the placement below
     corners = np.array([[0, c - 1, 0, c - 1], [0, 0, c - 1, c - 1], [1, 1, 1, 1]])
     footprint = views @ corners  # [T, 2, 4]: photo (x, y) of each frame's crop corners
     lo, hi = footprint.min(axis=(0, 2)), footprint.max(axis=(0, 2))
@@ -202,7 +270,8 @@ class SyntheticSource(sources.Source):
       fits = list(range(len(self.photos)))
     photo = self.photos[fits[int(rng.integers(len(fits)))]]
     room = np.maximum(np.array([photo.shape[1] - 1, photo.shape[0] - 1]) - extent, 0)
-    views[:, :, 2] += rng.uniform(0, 1, 2) * room - lo  # a random place in the photo
+    placement = rng.uniform(0, 1, 2) * room - lo  # a random place in the photo
+    views[:, :, 2] += placement
 
     # Object: ellipse semi-axes in scene px, texture centre, scene trajectory.
     texture = self.photos[int(rng.integers(len(self.photos)))]
@@ -213,18 +282,32 @@ class SyntheticSource(sources.Source):
     obj_path = SmoothPath.random(rng, length, offset=(0.0, 0.0, rng.uniform(-np.pi, np.pi)),
                                  speed=(0.0, 0.0, 0.02), amp=(1.0, 1.0, 0.05),
                                  freq=(0.2, 1.5))
-    obj = obj_path(t)
-    obj[:, :2] += speed * np.outer(t, [np.cos(heading), np.sin(heading)])
+    motion = dataclasses.replace(motion, placement=placement, obj_path=obj_path, obj_speed=speed,
+                                 obj_heading=np.array([np.cos(heading), np.sin(heading)]))
+    obj = motion.objects(t)
     # Place the object at a random point of the central half of the view at the centre
     # frame, wherever the camera looks then.
     j0 = (len(t) - 1) // 2  # offset 0: the centre frame
     anchor = views[j0] @ np.array([*rng.uniform(0.25, 0.75, 2) * (c - 1), 1.0])
-    obj[:, :2] += anchor - obj[j0, :2]
+    motion = dataclasses.replace(motion, obj_shift=anchor - obj[j0, :2])
+    obj[:, :2] += motion.obj_shift
     return Shot(photo=photo, views=views, texture=texture, tex_centre=tex_centre,
-                axes=axes, obj=obj)
+                axes=axes, obj=obj, times=t, motion=motion)
 
-  def render(self, shot: Shot) -> np.ndarray:
-    """The window [T, crop, crop, 3] float32 in [0, 1] that `shot` describes."""
+  def sample_captured(self, rng: np.random.Generator, readout: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """One window twice: as `sample` renders it, and through a rolling shutter."""
+    shot = self.draw(rng)
+    return self.render(shot), self.render(shot, readout)
+
+  def render(self, shot: Shot, readout: float = 0.0) -> np.ndarray:
+    """The window [T, crop, crop, 3] float32 in [0, 1] that `shot` describes.
+
+    readout > 0: through a rolling shutter, rendered exactly (the motion is
+    known): row r of frame j shows the camera and object where their paths are
+    at time times[j] + readout r / crop (camera_effects.row_times), one cv2.remap
+    per layer with one affine per row instead of cv2.warpAffine.
+    """
     c, axes = self.spec.crop, shot.axes
     out = np.empty((len(shot.views), c, c, 3), np.float32)
     flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
@@ -233,6 +316,9 @@ class SyntheticSource(sources.Source):
     # mask are computed in that box only, a fraction of the frame.
     reach = axes.max() * (1.0 + 0.5 * self.edge_px / axes.min()) + 2.0
     for j, view in enumerate(shot.views):
+      if readout:
+        out[j] = self._rolling_frame(shot, j, readout, reach)
+        continue
       out[j] = cv2.warpAffine(shot.photo, view, (c, c), flags=flags,
                               borderMode=cv2.BORDER_REFLECT_101)
       to_local = shot.to_object(j)
@@ -251,6 +337,28 @@ class SyntheticSource(sources.Source):
       region += mask[..., None] * (layer - region)
     np.clip(out, 0.0, 1.0, out=out)  # bicubic overshoots at edges
     return out
+
+  def _rolling_frame(self, shot: Shot, j: int, readout: float, reach: float) -> np.ndarray:
+    """Frame j with each row rendered at its own time (see render)."""
+    if shot.motion is None or shot.times is None:
+      raise ValueError('a rolling shutter needs the shot\'s motion (Shot.motion, .times)')
+    c = self.spec.crop
+    times = shot.times[j] + camera_effects.row_times(c, readout).astype(np.float64)
+    views, objs = shot.motion.views(times), shot.motion.objects(times)
+    frame = _remap(shot.photo, *_row_maps(views, 0, 0, (c, c)))
+    to_local = np.stack([_local(v, o) for v, o in zip(views, objs)])  # [c, 2, 3]
+    # The box holds the object wherever it is during the readout.
+    centres = np.stack([cv2.invertAffineTransform(a)[:, 2] for a in to_local])  # crop px
+    x0, y0 = (int(v) for v in np.clip(np.floor(centres.min(axis=0) - reach), 0, c))
+    x1, y1 = (int(v) for v in np.clip(np.ceil(centres.max(axis=0) + reach), 0, c))
+    if x1 <= x0 or y1 <= y0:
+      return frame  # the object is out of view in this frame
+    lx, ly = _row_maps(to_local[y0:y1], x0, y0, (y1 - y0, x1 - x0))
+    mask = _coverage(lx, ly, shot.axes, self.edge_px)
+    layer = _remap(shot.texture, lx + shot.tex_centre[0], ly + shot.tex_centre[1])
+    region = frame[y0:y1, x0:x1]
+    region += mask[..., None] * (layer - region)
+    return frame
 
   @staticmethod
   def _textured_point(rng: np.random.Generator, photo: np.ndarray, radius: int,

@@ -125,3 +125,30 @@ def test_global_index_tiles_the_global_batch():
   for step in range(5):
     got = sorted(i for p in range(hosts) for i in taken[p][step * batch:(step + 1) * batch])
     assert got == list(range(step * batch * hosts, (step + 1) * batch * hosts))
+
+
+@pytest.mark.parametrize('device', [False, True])
+def test_the_synthetic_camera_renders_a_windows_rolling_shutter(small, device):
+  """rolling_shutter_prob=1: the LQ is degraded from the exact rolling-shutter render
+  of the same shot, augmented alike; the targets are the global shutter's frames,
+  the very ones of a run without the effect; nothing is left to blend."""
+  config = small(**{'degradation.rolling_shutter_prob': 1.0,
+                    'degradation.where': 'device' if device else 'host'})
+  make = examples.train_maker(config)
+  plain = examples.train_maker(small(**{'degradation.where': 'host'}))
+  for i in INDICES[:3]:
+    example, reference = make(i), plain(i)
+    np.testing.assert_array_equal(example['hr'], reference['hr'])
+    source_rng, augment_rng, degrade_rng = make.rngs(i)
+    params = degradations.sample_window_params(degrade_rng, config.degradation, 4, 4)
+    still, captured = make.source.sample_captured(source_rng,
+                                                  params['rolling_shutter']['readout'])
+    assert np.abs(captured - still).mean() > 1e-3  # the rows moved
+    captured = examples.augment_window(captured, augment_rng)
+    if device:
+      np.testing.assert_array_equal(example['hr_window'], flushed(captured))
+      assert example['deg_rolling_shutter_readout'] == 0  # already in the frames
+      continue
+    lq = degradations.apply_window(captured, dict(params, rolling_shutter=None), 4, degrade_rng)
+    np.testing.assert_array_equal(example['lq'], flushed(lq[:3]))
+    np.testing.assert_array_equal(example['lq_next'], flushed(lq[1:]))

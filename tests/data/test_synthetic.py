@@ -1,6 +1,8 @@
 """The synthetic camera: a fixed photo split, windows a function of the rng, motion
 that is not global, frames as sharp as the photographs."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -121,3 +123,27 @@ def test_synthetic_frames_stay_sharp():
 def test_photographs_smaller_than_the_crop_are_an_error():
   with pytest.raises(sources.SourceError, match='smaller than the 600x600 HR crop'):
     synthetic.SyntheticSource(synthetic.load_photos('validation'), sources.WindowSpec(3, 600), 30)
+
+
+def test_motion_gives_the_shots_poses_and_a_rolling_shutter_renders_between_them():
+  """Shot.motion evaluates the paths at any time: at the frames' times exactly the
+  shot's views and object; a vanishing readout renders what the global shutter does
+  (remap against warpAffine), a long one shifts rows by the camera's motion."""
+  src = synthetic.SyntheticSource(synthetic.load_photos('train'), sources.WindowSpec(3, 64, 4),
+                                  30)
+  for i in range(3):
+    shot = src.draw(np.random.default_rng([2, i]))
+    np.testing.assert_array_equal(shot.motion.views(shot.times), shot.views)
+    np.testing.assert_array_equal(shot.motion.objects(shot.times), shot.obj)
+    still = src.render(shot)
+    np.testing.assert_allclose(src.render(shot, 1e-12), still, atol=1e-4)
+    hr, captured = src.sample_captured(np.random.default_rng([2, i]), 0.8)
+    np.testing.assert_array_equal(hr, still)
+    np.testing.assert_array_equal(captured, src.render(shot, 0.8))
+    assert 0.0 <= captured.min() and captured.max() <= 1.0
+    # Row 0 is read at the frame's time; the last rows late, hence different.
+    np.testing.assert_allclose(captured[:, 0], still[:, 0], atol=1e-4)
+    assert np.abs(captured[:, -8:] - still[:, -8:]).mean() > 1e-3
+  bare = dataclasses.replace(shot, motion=None)
+  with pytest.raises(ValueError, match='needs the shot'):
+    src.render(bare, 0.5)

@@ -11,6 +11,7 @@ import sys
 import time
 
 import cv2
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
@@ -124,6 +125,38 @@ def test_sidecar_parameters_rebuild_the_frames(hr_tree, tmp_path, default_ranges
     for t, p in enumerate(paths):
       written = np.asarray(Image.open(tmp_path / 'lq' / clip / p.name))
       np.testing.assert_array_equal(written, files.to_uint8(lq[t]))
+
+
+def test_camera_effects_round_trip_through_the_sidecar(hr_tree, tmp_path):
+  """--low_light --rolling_shutter: every clip gets both, the sidecar records their
+  parameters (and the config), and those alone, with the clip's seeded stream,
+  rebuild every written byte; without the flags both are off (null)."""
+  r = _run(f'--input={hr_tree}', f'--output={tmp_path / "lq"}', '--scale=2', '--seed=3',
+           '--codec=none', '--low_light', '--rolling_shutter', cwd=tmp_path)
+  assert r.returncode == 0, r.stderr
+  sidecar = json.loads((tmp_path / 'lq' / 'degradation.json').read_text())
+  cfg = ml_collections.ConfigDict(sidecar['degradation_config'])
+  assert cfg.low_light_prob == 1.0 and cfg.rolling_shutter_prob == 1.0
+  for clip, record in sidecar['clips'].items():
+    params = record['params']
+    assert params['rolling_shutter']['method'] == 'blend' and params['noise'] is None
+    assert len(params['low_light']['frames']) == params['num_frames']
+    paths = sorted((hr_tree / clip).iterdir())
+    hc, wc = record['cropped_hr_size'] or record['hr_size']
+    hr = np.stack([frames.read_image(p)[:hc, :wc] for p in paths])
+    rng = degrade.clip_rng(3, clip)
+    assert degradations.sample_window_params(rng, cfg, len(paths), 2) == params
+    lq = degradations.apply_window(hr, params, 2, rng)
+    plain = degradations.apply_window(hr, dict(params, low_light=None, rolling_shutter=None), 2,
+                                      np.random.default_rng(0))
+    assert lq.mean() < plain.mean() - 0.05  # low light: darker
+    for t, p in enumerate(paths):
+      written = np.asarray(Image.open(tmp_path / 'lq' / clip / p.name))
+      np.testing.assert_array_equal(written, files.to_uint8(lq[t]))
+  off = degrade.degrade_tree(hr_tree, tmp_path / 'off', 2, 3,
+                             degrade.with_codec(degradation_config.get_config(), 'none'))
+  assert all(c['params']['low_light'] is None and c['params']['rolling_shutter'] is None
+             for c in off['clips'].values())
 
 
 def test_codec_none_and_converted_inputs(tmp_path, default_ranges):
