@@ -8,6 +8,7 @@
       [--height=180 --width=320 --batch=8]
   python -m clarity_jax.benchmark --what=model --config=...   # train + inference + matmul peak
   python -m clarity_jax.benchmark --what=profile --config=... [--profile_dir=DIR]  # time per stage
+  python -m clarity_jax.benchmark --what=uncertainty --config=...  # what the head adds
   python -m clarity_jax.benchmark --what=output --config=... [--height=540 --width=960]  # x264
 
 --what picks an entry of tools/benchmark.py's BENCHMARKS. TensorFlow is imported

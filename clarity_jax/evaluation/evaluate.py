@@ -30,12 +30,14 @@ from pathlib import Path
 import re
 import time
 from typing import Any, Iterator, Sequence
+import zlib
 
 import numpy as np
 import tqdm
 
 from clarity_jax import files
 from clarity_jax.data import frames as frames_lib
+from clarity_jax.evaluation import calibration
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import methods as methods_lib
 from clarity_jax.evaluation import pictures
@@ -129,7 +131,8 @@ def _evaluate_into(tmp: Path, methods: Sequence[methods_lib.Method],
   start = time.perf_counter()
   shows = pictures.picture_frames(clips, protocol, num_pictures)
   results = {m.name: {'clips': {}, 'seconds': 0.0, 'frames_timed': 0} for m in methods}
-  written = []
+  samples = {m.name: calibration.Samples() for m in methods if m.maps}
+  written, calibration_pictures = [], []
   total = sum(len(c.lq) for c in clips) * len(methods)
   with tqdm.tqdm(total=total, unit='frame', desc='evaluate', disable=not progress,
                  dynamic_ncols=True) as bar:
@@ -142,19 +145,30 @@ def _evaluate_into(tmp: Path, methods: Sequence[methods_lib.Method],
         folder = tmp / FRAMES_DIR / folder_name(method.name) / clip.name
         if save_frames:
           folder.mkdir(parents=True, exist_ok=True)
-        outputs, entry = _restore_and_score(
+        outputs, entry, shown_map = _restore_and_score(
             method, clip, lq, gt, scored=scored, crop=scale, lpips=lpips,
-            folder=folder if save_frames else None, timing=results[method.name], bar=bar)
+            folder=folder if save_frames else None, timing=results[method.name], bar=bar,
+            samples=samples.get(method.name), shown=shows.get(clip.name))
         results[method.name]['clips'][clip.name] = entry
         if clip.name in shows:
           i = shows[clip.name]
           panels.append((method.name, f'{method.name} '
                          f'{entry["frames"][clip.gt[i].name]["psnr"]:.2f} dB', outputs[i]))
+          if shown_map is not None:
+            calibration_pictures.append(pictures.write_uncertainty_picture(
+                tmp, f'uncertainty_{folder_name(method.name)}_{folder_name(clip.name)}',
+                clip, i, method.name, outputs[i], gt[i], shown_map))
       if clip.name in shows:
         i = shows[clip.name]
         written.append(pictures.write_picture(tmp, folder_name(clip.name), clip, i, panels,
                                               gt[i], border=scale))
 
+  for name, method_samples in samples.items():
+    if method_samples:
+      results[name]['calibration'] = calibration.summarize(method_samples)
+      calibration_pictures.append(pictures.write_curves_picture(
+          tmp, f'calibration_{folder_name(name)}', name,
+          results[name]['calibration']['curves']))
   for entry in results.values():
     entry['mean'] = scores.method_means(entry['clips'].values())
     entry['ms_per_frame'] = (1000.0 * entry['seconds'] / entry['frames_timed']
@@ -170,6 +184,7 @@ def _evaluate_into(tmp: Path, methods: Sequence[methods_lib.Method],
       'methods': {m.name: m.info for m in methods},
       'results': results,
       'pictures': written,
+      'calibration_pictures': calibration_pictures,
       'seconds': time.perf_counter() - start,
   }
   report_lib.write(tmp, report)
@@ -192,12 +207,15 @@ def _read_clip(clip: clips_lib.Clip, scale: int
 def _restore_and_score(method: methods_lib.Method, clip: clips_lib.Clip,
                        lq: list[np.ndarray], gt: list[np.ndarray], *, scored: set[int],
                        crop: int, lpips: scores.LpipsScorer | None, folder: Path | None,
-                       timing: dict[str, Any], bar: tqdm.tqdm
-                       ) -> tuple[list[np.ndarray], dict[str, Any]]:
-  """(8-bit outputs, the clip's entry of metrics.json) of one method on one clip;
-  the outputs are also written under `folder` unless it is None."""
+                       timing: dict[str, Any], bar: tqdm.tqdm,
+                       samples: calibration.Samples | None = None, shown: int | None = None
+                       ) -> tuple[list[np.ndarray], dict[str, Any], np.ndarray | None]:
+  """(8-bit outputs, the clip's entry of metrics.json, the error-scale map of frame
+  `shown` or None) of one method on one clip; the outputs are also written under
+  `folder` unless it is None, and scored pixels' maps sampled into `samples`."""
   outputs, per_frame = [], {}
-  for i, restored in enumerate(_timed(method.restore(lq), timing)):
+  shown_map = None
+  for i, (restored, scale) in enumerate(_timed(method.restore_with_maps(lq), timing)):
     out = files.to_uint8(restored)
     if out.shape != gt[i].shape:
       raise clips_lib.EvaluateError(clip.gt[i], f'{method.name} output is {out.shape[1]}x'
@@ -208,11 +226,15 @@ def _restore_and_score(method: methods_lib.Method, clip: clips_lib.Clip,
       frames_lib.write_image(folder / (clip.gt[i].stem + '.png'), out)
     if i in scored:
       per_frame[clip.gt[i].name] = scores.score_frame(out, gt[i], crop, lpips)
+      if samples is not None and scale is not None:
+        samples.add(out, gt[i], scale, crop, seed=zlib.crc32(f'{clip.name}/{i}'.encode()))
+    if i == shown:
+      shown_map = scale
     bar.update(1)
-  return outputs, scores.clip_scores(outputs, gt, per_frame, scored)
+  return outputs, scores.clip_scores(outputs, gt, per_frame, scored), shown_map
 
 
-def _timed(stream: Iterator[np.ndarray], entry: dict[str, Any]) -> Iterator[np.ndarray]:
+def _timed(stream: Iterator[Any], entry: dict[str, Any]) -> Iterator[Any]:
   """Adds the time spent producing each frame but the first of a clip (which also
   pays for compilation and filling the window) to entry['seconds']."""
   stream = iter(stream)

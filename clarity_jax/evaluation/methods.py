@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from clarity_jax.evaluation import clips as clips_lib
+from clarity_jax.inference import bundle as bundle_lib
 from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.models import bicubic
 
@@ -41,6 +42,22 @@ class Method:
   upscale: int
   info: dict[str, Any]
 
+  @property
+  def maps(self) -> bool:
+    """Whether restore_with_maps gives error-scale maps: one network with the
+    uncertainty head, at the data's scale (a cascade's or an upscaled map would
+    not describe the final frame's error)."""
+    return len(self.stages) == 1 and self.upscale == 1 and self.stages[0].uncertainty
+
+  def restore_with_maps(self, lq: Iterable[np.ndarray]
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(frame, the head's error scale b or None) per input frame, streaming."""
+    if not self.maps:
+      yield from ((frame, None) for frame in self.restore(lq))
+      return
+    for _, frame, scale in restorer_lib.restore_frames_and_maps(self.stages[0], lq):
+      yield frame, scale
+
   def restore(self, lq: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """Float32 frames in [0, 1], one per input frame, streaming."""
     stream = iter(lq)
@@ -58,13 +75,16 @@ def bicubic_method(scale: int) -> Method:
 
 def _bundle_stage(path: str, dtype: str, **restorer_kw: Any
                   ) -> tuple[restorer_lib.Restorer, dict[str, Any]]:
-  restorer, info = restorer_lib.Restorer.from_bundle(path, dtype, **restorer_kw)
+  # With the head, its maps too: evaluate reports their calibration (calibration.py).
+  restorer, info = restorer_lib.Restorer.from_bundle(
+      path, dtype, uncertainty=bundle_lib.read_info(path).model.uncertainty, **restorer_kw)
   spec = info.model
   return restorer, {'bundle': path, 'variant': spec.variant, 'scale': spec.scale,
                     'num_neighbors': spec.num_neighbors,
                     'use_alignment': spec.use_alignment,
-                    'use_attention': spec.use_attention, 'step': info.step,
-                    'weights': info.weights, 'params_sha256': info.params_sha256}
+                    'use_attention': spec.use_attention, 'uncertainty': spec.uncertainty,
+                    'step': info.step, 'weights': info.weights,
+                    'params_sha256': info.params_sha256}
 
 
 def _workdir_stage(path: str, **restorer_kw: Any
@@ -83,11 +103,13 @@ def _workdir_stage(path: str, **restorer_kw: Any
       path, int(step_text) if at else None)
   restorer = restorer_lib.Restorer(state_lib.model_graphdef(config), params,
                                    scale=config.scale, num_neighbors=config.num_neighbors,
+                                   uncertainty=config.model.get('uncertainty', False),
                                    **restorer_kw)
   return restorer, {'workdir': path, 'variant': config.model.variant,
                     'scale': config.scale, 'num_neighbors': config.num_neighbors,
                     'use_alignment': config.model.use_alignment,
-                    'use_attention': config.model.use_attention, 'step': step,
+                    'use_attention': config.model.use_attention,
+                    'uncertainty': config.model.get('uncertainty', False), 'step': step,
                     'weights': weights}
 
 
@@ -115,6 +137,9 @@ def load_method(spec: str, scale: int, *, kind: str = 'bundle', name: str | None
     raise clips_lib.EvaluateError(paths[-1], f'the method {spec!r} upscales x{total}, '
                                   f'which does not fit x{scale} data')
   upscale = scale // total
+  if len(stages) > 1 or upscale > 1:  # no maps of the final frame: skip the head
+    for restorer in stages:
+      restorer.uncertainty = False
   if name is None:
     name = ' -> '.join(Path(p).name for p in paths)
     if upscale > 1:

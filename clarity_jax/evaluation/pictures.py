@@ -16,6 +16,7 @@ import numpy as np
 
 from clarity_jax.data import frames as frames_lib
 from clarity_jax.evaluation import clips as clips_lib
+from clarity_jax.inference import uncertainty_map
 
 PICTURES_DIR = 'pictures'
 # White gaps between panels, the label strip's height, and the zoom of the detail crop.
@@ -129,3 +130,77 @@ def write_picture(folder: Path, file_stem: str, clip: clips_lib.Clip, index: int
   return {'file': f'{PICTURES_DIR}/{name}', 'clip': clip.name,
           'frame': clip.gt[index].name, 'zoom_box': [y, x, bh, bw],
           'columns': [p[0] for p in panels] + ['GT']}
+
+
+# ------------------------------------------------------------ uncertainty
+
+
+def uncertainty_picture(restored: np.ndarray, gt: np.ndarray, scale: np.ndarray
+                        ) -> np.ndarray:
+  """restored | actual error | predicted error, both errors on the map's one colour
+  scale (inference/uncertainty_map.py) and its legend under all three: where the
+  two maps differ, the head is wrong. uint8 RGB."""
+  error = np.abs(restored.astype(np.float32) - gt.astype(np.float32)).mean(-1) / 255.0
+  h, w = restored.shape[:2]
+  columns = [np.concatenate([_label(text, w), frame]) for text, frame in (
+      ('restored', restored), ('actual error |restored - GT|', uncertainty_map.colorize(error)),
+      ('predicted error (uncertainty head)', uncertainty_map.colorize(scale)))]
+  sep = np.full((LABEL_HEIGHT + h, PAD, 3), 255, np.uint8)
+  row = np.concatenate([columns[0], sep, columns[1], sep, columns[2]], axis=1)
+  return np.concatenate([row, uncertainty_map.legend(row.shape[1])])
+
+
+_CURVE_COLOURS = {'uncertainty': (31, 119, 180), 'oracle': (44, 160, 44),
+                  'random': (127, 127, 127)}
+
+
+def curves_picture(curves: dict[str, list[float]], title: str,
+                   size: tuple[int, int] = (420, 640)) -> np.ndarray:
+  """The sparsification curves (calibration.py) drawn on axes: removed share of the
+  pixels against the mean error of the rest, in grey levels. uint8 RGB."""
+  height, width = size
+  left, right, top, bottom = 56, 16, 30, 44
+  canvas = np.full((height, width, 3), 255, np.uint8)
+  font, ink = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+  x = np.asarray(curves['fractions'], np.float64)
+  y_max = 1.3 * max(max(curves[k]) for k in _CURVE_COLOURS)  # room for the key
+  px = lambda v: int(round(left + v * (width - left - right)))
+  py = lambda v: int(round(height - bottom - v / y_max * (height - top - bottom)))
+  for i in range(6):  # grid and ticks: x every 0.2, y in five steps
+    fx, fy = i / 5, y_max * i / 5
+    cv2.line(canvas, (px(fx), top), (px(fx), height - bottom), (225, 225, 225), 1)
+    cv2.line(canvas, (left, py(fy)), (width - right, py(fy)), (225, 225, 225), 1)
+    cv2.putText(canvas, f'{fx:.1f}', (px(fx) - 10, height - bottom + 16), font, 0.4, ink, 1,
+                cv2.LINE_AA)
+    cv2.putText(canvas, f'{fy:.1f}', (4, py(fy) + 4), font, 0.4, ink, 1, cv2.LINE_AA)
+  cv2.rectangle(canvas, (left, top), (width - right, height - bottom), ink, 1)
+  for name, colour in _CURVE_COLOURS.items():
+    points = np.array([[px(a), py(b)] for a, b in zip(x, curves[name])], np.int32)
+    cv2.polylines(canvas, [points], False, colour, 2, cv2.LINE_AA)
+  for i, (name, colour) in enumerate(_CURVE_COLOURS.items()):  # the key, top right
+    yk = top + 18 + 18 * i
+    cv2.line(canvas, (width - right - 150, yk - 4), (width - right - 124, yk - 4), colour, 2)
+    cv2.putText(canvas, name, (width - right - 118, yk), font, 0.45, ink, 1, cv2.LINE_AA)
+  cv2.putText(canvas, f'{title}: MAE of the rest (grey levels)', (left, top - 10), font,
+              0.5, ink, 1, cv2.LINE_AA)
+  cv2.putText(canvas, 'share of pixels removed, most uncertain first', (left + 60, height - 8),
+              font, 0.45, ink, 1, cv2.LINE_AA)
+  return canvas
+
+
+def write_uncertainty_picture(folder: Path, file_stem: str, clip: clips_lib.Clip,
+                              index: int, method: str, restored: np.ndarray, gt: np.ndarray,
+                              scale: np.ndarray) -> dict[str, Any]:
+  """Writes uncertainty_picture of frame `index`; returns its metrics.json entry."""
+  name = f'{file_stem}_{Path(clip.gt[index]).stem}.png'
+  frames_lib.write_image(folder / PICTURES_DIR / name, uncertainty_picture(restored, gt, scale))
+  return {'file': f'{PICTURES_DIR}/{name}', 'kind': 'uncertainty', 'method': method,
+          'clip': clip.name, 'frame': clip.gt[index].name}
+
+
+def write_curves_picture(folder: Path, file_stem: str, method: str,
+                         curves: dict[str, list[float]]) -> dict[str, Any]:
+  """Writes curves_picture of a method's sparsification; returns its entry."""
+  name = f'{file_stem}.png'
+  frames_lib.write_image(folder / PICTURES_DIR / name, curves_picture(curves, method))
+  return {'file': f'{PICTURES_DIR}/{name}', 'kind': 'sparsification', 'method': method}

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import jax
 
 from clarity_jax import files
+from clarity_jax.evaluation import calibration
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import pictures
 from clarity_jax.evaluation import scores
@@ -129,6 +130,38 @@ def clip_table(report: dict[str, Any], metric: str = 'psnr', digits: int = 2) ->
   return '\n'.join(rows) + '\n'
 
 
+def calibration_markdown(report: dict[str, Any], pictures_prefix: str = '') -> str:
+  """The uncertainty head's calibration (calibration.py), one row per method that
+  has the head, and its pictures; '' when no method has one."""
+  rows = [(name, r['calibration']) for name, r in report['results'].items()
+          if 'calibration' in r]
+  if not rows:
+    return ''
+  parts = ['## Uncertainty calibration\n',
+           "Predicted error scale b against each pixel's actual error |restored - GT| "
+           '(mean over RGB, grey levels, the same border cropped), on up to '
+           f'{calibration.SAMPLES_PER_FRAME:,} sampled pixels of every scored frame. '
+           'Removing the 10% most uncertain pixels should lower the error of the rest '
+           'well below random removal (which leaves the mean unchanged); AUSE is the '
+           'area between the normalised sparsification curves of the head and the oracle '
+           '(0 is a perfect ranking).\n',
+           '| method | Spearman | AUSE | MAE | MAE, 10% most uncertain removed | '
+           '10% random removed | 10% worst removed (oracle) | mean b |',
+           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+  for name, c in rows:
+    at = c['mae_removed_10']
+    parts.append(f'| {name} | {_fmt(c["spearman"], 3)} | {_fmt(c["ause"], 3)} | '
+                 f'{_fmt(c["mae"], 2)} | {_fmt(at["uncertainty"], 2)} | '
+                 f'{_fmt(at["random"], 2)} | {_fmt(at["oracle"], 2)} | '
+                 f'{_fmt(c["mean_predicted"], 2)} |')
+  parts.append('')
+  for pic in report.get('calibration_pictures', []):
+    what = ('sparsification curves' if pic['kind'] == 'sparsification'
+            else f'{pic["clip"]} {pic["frame"]}: restored | actual error | predicted error')
+    parts.append(f'![{pic["method"]}: {what}]({pictures_prefix}{pic["file"]})\n')
+  return '\n'.join(parts) + '\n'
+
+
 def protocol_markdown(report: dict[str, Any]) -> str:
   """The protocol of metrics.json as a Markdown list."""
   p = report['protocol']
@@ -160,6 +193,7 @@ def results_markdown(report: dict[str, Any], pictures_prefix: str = '') -> str:
             '## Mean over clips\n', summary_table(report),
             '## PSNR (dB) per clip\n', clip_table(report, 'psnr', 2),
             '## SSIM per clip\n', clip_table(report, 'ssim', 4),
+            calibration_markdown(report, pictures_prefix),
             '## Methods\n']
   for name, info in report['methods'].items():
     parts.append(f'- **{name}**: {_describe(info)}')
@@ -181,7 +215,8 @@ def _describe(info: dict[str, Any]) -> str:
   for s in info['stages']:
     where = s.get('bundle') or s.get('workdir')
     notes = ([] if s['use_alignment'] else ['no alignment']) + (
-        [] if s['use_attention'] else ['no attention'])
+        [] if s['use_attention'] else ['no attention']) + (
+        ['uncertainty head'] if s.get('uncertainty') else [])
     stages.append(f'`{where}` ({s["variant"]} x{s["scale"]}, K={s["num_neighbors"]}'
                   + ''.join(f', {f}' for f in notes) + f', step {s["step"]})')
   text = ' then '.join(stages)

@@ -194,8 +194,12 @@ def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: S
   lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
   model = claritynet.model_from_config(config, nnx.Rngs(0), dtype=dtype)
   graphdef, params = nnx.split(model)
-  compiled = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, lq).compile()
+  # With the head, the frame and its error-scale map (what enhance --uncertainty runs).
+  forward = ((lambda p, x: nnx.merge(graphdef, p).restore(x)) if model.has_uncertainty
+             else (lambda p, x: nnx.merge(graphdef, p)(x)))
+  compiled = jax.jit(forward).lower(params, lq).compile()
   info = {'variant': config.model.variant, 'dtype': dtype, 'batch': b,
+          'uncertainty': model.has_uncertainty,
           'K': config.num_neighbors, 'scale': config.scale, 'input': [h, w],
           'output': [config.scale * h, config.scale * w]}
   return compiled, lambda: compiled(params, lq), info
@@ -217,6 +221,32 @@ def inference_throughput(config: ml_collections.ConfigDict, settings: Settings,
                   'xla_memory': compiled_memory(compiled)}
   out['peak_memory_bytes'] = peak_memory_bytes()
   return out
+
+
+def uncertainty_overhead(config: ml_collections.ConfigDict, settings: Settings
+                         ) -> dict[str, Any]:
+  """What the uncertainty head adds to inference: the model in config.model.dtype
+  with and without it, timed in alternation (rounds of settings.num_batches calls;
+  the median round of each), so a busy machine slows both alike."""
+  import statistics  # pylint: disable=g-import-not-at-top
+  programs = {}
+  for with_head in (False, True):
+    variant = ml_collections.ConfigDict(config.to_dict())
+    variant.model.uncertainty = with_head
+    programs[with_head] = inference_program(variant, config.model.dtype, settings)
+  rounds = {False: [], True: []}
+  for _ in range(5):
+    for with_head, (_, run, _) in programs.items():
+      rounds[with_head].append(_timed(run, settings.num_batches, settings.warmup))
+  plain, head = (statistics.median(rounds[k]) for k in (False, True))
+  flops = {k: _flops(compiled) for k, (compiled, _, _) in programs.items()}
+  info = programs[True][2]
+  return {'what': 'uncertainty', 'date': time.strftime('%Y-%m-%d'), 'device': device_info(),
+          **{k: v for k, v in info.items() if k != 'uncertainty'},
+          'ms_per_frame': {'without_head': plain / info['batch'] * 1e3,
+                           'with_head': head / info['batch'] * 1e3},
+          'time_overhead': head / plain - 1.0,
+          'flops_overhead': flops[True] / flops[False] - 1.0}
 
 
 def profile_stages(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
@@ -307,6 +337,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     'train': train_end_to_end,
     'step': step_throughput,
     'inference': inference_throughput,
+    'uncertainty': uncertainty_overhead,
     'model': model_benchmarks,
     'profile': profile_stages,
     'output': output_throughput,

@@ -6,7 +6,8 @@ smaller, and OUTPUT/degradation.json records the exact per-frame parameters of
 every clip, the seed, the scale and the versions involved: the same inputs give
 the same bytes. Each clip is one temporally coherent window (parameters drift
 smoothly over the whole clip) and, unless the codec is off, goes through a real
-H.264 encoder as a whole.
+H.264 encoder as a whole. Low light and rolling shutter (camera_effects.py) are
+recorded with the rest ('low_light', 'rolling_shutter'; null: off).
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ def with_codec(cfg: ml_collections.ConfigDict, codec: str) -> ml_collections.Con
   return cfg
 
 
+def with_camera_effects(cfg: ml_collections.ConfigDict, low_light: bool,
+                        rolling_shutter: bool) -> ml_collections.ConfigDict:
+  """The degradation config with low light / rolling shutter on every clip where asked
+  (else as the config says: off by default)."""
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  if low_light:
+    cfg.low_light_prob = 1.0
+  if rolling_shutter:
+    cfg.rolling_shutter_prob = 1.0
+  return cfg
+
+
 def clip_rng(seed: int, clip: str) -> np.random.Generator:
   """Per-clip stream keyed by the clip name: adding clips leaves the others unchanged."""
   return np.random.default_rng([seed, zlib.crc32(clip.encode('utf-8'))])
@@ -88,12 +101,18 @@ def degrade_clip(name: str, paths: Sequence[Path], size: tuple[int, int], out_di
                     w, h, wc, hc, scale)
   rng = clip_rng(seed, name)
   params = degradations.sample_window_params(rng, cfg, len(paths), scale)
-  lq = []
-  for t, path in enumerate(paths):
+
+  def read(path: Path) -> np.ndarray:
     hr = frames.read_image(path)[:hc, :wc]
     if hr.shape[:2] != (hc, wc):  # the header said otherwise: a damaged file
       raise frames.FrameError(path, f'decoded size {hr.shape[1]}x{hr.shape[0]} differs from '
                               f'the header size {w}x{h}')
+    return hr
+
+  lq = []
+  # Frame by frame; a rolling shutter reads one frame ahead (apply_window's frames).
+  captured = degradations.shutter_frames(map(read, paths), params)
+  for t, hr in enumerate(captured):
     lq.append(degradations.degrade_frame(hr, params, t, rng))
     progress.update()
   lq = degradations.compress_window(np.stack(lq), params)

@@ -92,3 +92,17 @@ def test_the_command_needs_a_config_and_refuses_stray_arguments(repo):
   assert out.returncode != 0 and 'Flag --config must have a value' in out.stderr
   out = run('--what=output', '--config=configs/default.py', 'stray')
   assert out.returncode != 0 and "unexpected arguments: ['stray']" in out.stderr
+
+
+def test_uncertainty_benchmark_times_the_model_with_and_without_the_head(tiny_config):
+  from clarity_jax.tools import benchmark  # pylint: disable=g-import-not-at-top
+  result = benchmark.uncertainty_overhead(
+      tiny_config(), benchmark.Settings(num_batches=2, warmup=1, height=24, width=40,
+                                        batch=2))
+  json.dumps(result)
+  assert result['what'] == 'uncertainty' and result['output'] == [96, 160]
+  ms = result['ms_per_frame']
+  assert ms['without_head'] > 0 and ms['with_head'] > 0
+  assert result['time_overhead'] == pytest.approx(ms['with_head'] / ms['without_head'] - 1)
+  # The head's two LR convs cost a share of the decoder, far below the whole model.
+  assert 0 < result['flops_overhead'] < 0.25
