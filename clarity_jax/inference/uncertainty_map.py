@@ -32,7 +32,7 @@ def colorize(scale: np.ndarray) -> np.ndarray:
 def legend_height(width: int) -> int:
   """Rows of a legend under a picture `width` pixels wide: even (video frames need
   even sides) and growing with the width, so it stays legible at 4K."""
-  return 2 * max(24, width // 32)
+  return 2 * max(24, width // 64)
 
 
 def legend(width: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from clarity_jax.evaluation import artifacts
 from clarity_jax.inference import bundle
 from clarity_jax.inference import restorer
 from clarity_jax.inference import shipped
+from clarity_jax.inference import uncertainty_map
 
 
 @pytest.fixture(scope='module')
@@ -25,7 +26,7 @@ def engine():
 
 def test_the_shipped_bundle_verifies_and_loads(engine):
   _, info = engine
-  assert info.model == bundle.ModelSpec('small', scale=4, num_neighbors=2)
+  assert info.model == bundle.ModelSpec('small', scale=4, num_neighbors=2, uncertainty=True)
   assert sum((shipped.FOLDER / f).stat().st_size for f in shipped.SHA256) <= 10 * 2**20
   assert set(shipped.SHA256) == {p.name for p in shipped.FOLDER.iterdir()}
 
@@ -66,12 +67,16 @@ def test_enhance_without_bundle_uses_the_shipped_model(repo, tmp_path, write_vid
   video = write_video(tmp_path / 'in.mp4', smooth_frames(3, 32, 48))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run([sys.executable, '-m', 'clarity_jax.enhance', '--progress=false',
-                         f'--input={video}', f'--output={tmp_path / "out.mp4"}'],
+                         f'--input={video}', f'--output={tmp_path / "out.mp4"}',
+                         '--uncertainty'],
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr
   assert f'model: the shipped model {shipped.NAME} (small x4 K=2' in proc.stdout
   out, _ = decode_all(tmp_path / 'out.mp4')
   assert out.shape == (3, 128, 192, 3)
+  # It carries the uncertainty head: a map under its legend beside the output.
+  maps, _ = decode_all(tmp_path / 'out_uncertainty.mp4')
+  assert maps.shape == (3, 128 + uncertainty_map.legend_height(192), 192, 3)
 
 
 def test_a_plain_build_installs_the_weights(repo, tmp_path):
