@@ -148,8 +148,10 @@ class Decoder(nnx.Module):
 class UncertaintyHead(nnx.Module):
   """U: the Laplace scale b of each output pixel's error, from G's last features.
 
-  A sub-pixel head of its own (two convs at LR, depth-to-space to s x s), so it
-  costs a few percent of the decoder. Its input is held fixed (stop_gradient):
+  A sub-pixel head of its own at LR: a 1x1 conv to a quarter of the features, then a
+  3x3 conv to s x s scales and depth-to-space. Narrow on purpose: about 1% of the
+  small model's FLOPs (a first 3x3 conv to half the features cost 4-17% of CPU
+  inference time, measured; docs/performance.md). Its input is held fixed (stop_gradient):
   training it never changes the restoration, and it can be added to a trained,
   frozen restorer. b is shared by the three colours: it estimates the mean
   absolute error over RGB, the quantity the Charbonnier loss measures.
@@ -157,9 +159,9 @@ class UncertaintyHead(nnx.Module):
 
   def __init__(self, in_features: int, scale: int, *, dtype: jnp.dtype,
                param_dtype: jnp.dtype, rngs: nnx.Rngs):
-    hidden = max(in_features // 2, 8)
+    hidden = max(in_features // 4, 8)
     self.scale = scale
-    self.conv_in = nnx.Conv(in_features, hidden, (3, 3), dtype=dtype,
+    self.conv_in = nnx.Conv(in_features, hidden, (1, 1), dtype=dtype,
                             param_dtype=param_dtype, rngs=rngs)
     # softplus(bias) = UNCERTAINTY_INIT - floor: every pixel starts at a plausible
     # scale, and small kernels keep it there until the head has learnt something.
