@@ -128,6 +128,12 @@ def test_uncertainty_maps_beside_videos_and_frames(tiny_head_model, smooth_frame
   for i, picture in enumerate(pictures):
     written = np.asarray(Image.open(tmp_path / 'frames_uncertainty' / f'{i:06d}.png'))
     np.testing.assert_array_equal(written, picture)
+  # One image: one map image beside it.
+  one = tmp_path / 'frames' / '000002.png'
+  enhance.enhance(tiny_head_model.restorer(tile=0, batch=1), one, tmp_path / 'one.png',
+                  progress=False)
+  assert np.asarray(Image.open(tmp_path / 'one_uncertainty.png')).shape == (
+      2 * h + uncertainty_map.legend_height(2 * w), 2 * w, 3)
 
 
 def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path):
