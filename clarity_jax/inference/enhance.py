@@ -206,12 +206,11 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
           name = _frame_name(source, clip, reader, i)
           # The reader has decoded frame i (and K more) by now: its time is known.
           pts = reader.timestamps[i] if kind == 'video' and source.kind == 'video' else None
-          pictures = {'compare': lambda: side_by_side(lq, out, s, error_scale),
-                      'uncertainty': lambda: _like(
-                          uncertainty_map.map_picture(error_scale), out)}
           writers[0].write(out, name, pts=pts)
           for writer, companion in zip(writers[1:], companions):
-            writer.write(pictures[companion](), name, pts=pts)
+            picture = (side_by_side(lq, out, s, error_scale) if companion == 'compare'
+                       else _like(uncertainty_map.map_picture(error_scale), out))
+            writer.write(picture, name, pts=pts)
           count += 1
           bar.update(1)
         if kind == 'video' and max_frames and (reader.num_frames is None

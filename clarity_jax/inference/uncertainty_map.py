@@ -11,6 +11,8 @@ of colour are equal steps of log error, and readable by colour-blind viewers.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -35,9 +37,14 @@ def legend_height(width: int) -> int:
   return 2 * max(24, width // 64)
 
 
+@functools.lru_cache(maxsize=8)
 def legend(width: int) -> np.ndarray:
   """A white strip: the colour bar over the full LEVELS range, its ticks labelled
-  in grey levels, and the caption. uint8 RGB [legend_height(width), width, 3]."""
+  in grey levels, and the caption. uint8 RGB [legend_height(width), width, 3].
+
+  Cached (every frame of a video takes the same strip; drawing text per frame
+  would cost more than the map) and read-only: callers concatenate, never write.
+  """
   height = legend_height(width)
   strip = np.full((height, width, 3), 255, np.uint8)
   margin = max(4, width // 50)
@@ -60,6 +67,7 @@ def legend(width: int) -> np.ndarray:
   (cw, _), _ = cv2.getTextSize(CAPTION, font, font_scale, thickness)
   cv2.putText(strip, CAPTION, (max((width - cw) // 2, 0), int(0.95 * height)), font,
               font_scale, (80, 80, 80), thickness, cv2.LINE_AA)
+  strip.flags.writeable = False
   return strip
 
 
