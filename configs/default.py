@@ -47,6 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # video / footage: area-downscale every frame by this factor when it is cached
   # (2: 1280x720 H.264 frames become cleaner, sharper 640x360 targets).
   config.data.downscale = 1
+  # Real clips only: the share of training windows drawn from the embedded photographs
+  # instead (texture no video codec has quantised).
+  config.data.photo_share = 0.0
   config.data.tfds_name = 'clarity_frame_folders'
   config.data.val_path = ''  # held-out clips; empty: held-out synthetic photographs
   # video source: where decoded frames are cached as uint8 .npy (reused across runs);

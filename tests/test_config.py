@@ -11,6 +11,7 @@ from clarity_jax import errors
     ('num_neighbors', -1, 'config.num_neighbors: K must be an integer >= 0'),
     ('data.source', 'frame_folders', 'config.data.path: is empty'),
     ('batch_size', 0, 'config.batch_size: must be positive'),
+    ('data.photo_share', 1.5, r'config.data.photo_share: must be a share in \[0, 1\], got 1.5'),
 ])
 def test_config_errors_name_the_field(tiny_config, field, value, message):
   with pytest.raises(errors.ConfigError, match=message):

@@ -219,6 +219,23 @@ def _decode_frame(data: bytes, where: str) -> np.ndarray:
   return frames._to_float_rgb(img, where)  # pylint: disable=protected-access
 
 
+class MixedSource(Source):
+  """Windows from several sources in fixed shares: the window's first draw picks
+  the source, the rest of its rng draws the window there, so every window stays a
+  pure function of the rng state."""
+
+  def __init__(self, parts: Sequence[Source], shares: Sequence[float]):
+    super().__init__(parts[0].spec)
+    if len(parts) != len(shares) or any(p.spec != self.spec for p in parts):
+      raise ValueError('MixedSource: one share per part, parts of one WindowSpec')
+    self.parts = list(parts)
+    self._cumulative = np.cumsum(shares) / np.sum(shares)
+
+  def sample(self, rng: np.random.Generator) -> np.ndarray:
+    part = int(np.searchsorted(self._cumulative, rng.random(), side='right'))
+    return self.parts[min(part, len(self.parts) - 1)].sample(rng)
+
+
 def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
                 split: str = 'train') -> Source:
   """The source of `split` ('train' or 'validation') that `config.data` describes.
@@ -228,8 +245,7 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
   'validation' split under that data_dir), or, when val_path is empty, the
   held-out photographs (synthetic.VALIDATION_PHOTOS).
   """
-  # footage.py and synthetic.py build on this module's Source: imported here.
-  from clarity_jax.data import footage  # pylint: disable=g-import-not-at-top
+  # synthetic.py builds on this module's Source: imported here.
   from clarity_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   data = config.data
   kind = data.source
@@ -247,6 +263,21 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
       return synthetic.SyntheticSource(synthetic.load_photos('train'), spec,
                                        data.frames_per_clip)
     return FrameFolderSource(path, spec)
+  share = data.get('photo_share', 0.0)
+  if split == 'train' and share > 0:
+    # Footage with the embedded photographs mixed in: texture that no codec has
+    # quantised into axis-aligned DCT patterns (docs/results.md, the line artifact).
+    photos = synthetic.SyntheticSource(synthetic.load_photos('train'), spec,
+                                       data.frames_per_clip)
+    return MixedSource([_clip_source(data, kind, path, split, spec), photos], [1.0 - share, share])
+  return _clip_source(data, kind, path, split, spec)
+
+
+def _clip_source(data: ml_collections.ConfigDict, kind: str, path: str, split: str,
+                 spec: WindowSpec) -> Source:
+  """The source of real clips of `kind` at `path`."""
+  # footage.py builds on this module's Source: imported here.
+  from clarity_jax.data import footage  # pylint: disable=g-import-not-at-top
   if kind == 'frame_folders':
     return FrameFolderSource(path, spec)
   if kind == 'video':

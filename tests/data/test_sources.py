@@ -144,3 +144,33 @@ def test_make_source_by_config(tmp_path, tiny_config):
   cfg.data.source = 'nope'
   with pytest.raises(ValueError, match='config.data.source'):
     sources.make_source(cfg, spec)
+
+
+def test_photo_share_mixes_photographs_into_training_only(tmp_path, tiny_config):
+  write_clip(tmp_path / 'train', 'a', 4, h=40, w=40)
+  cfg = tiny_config(**{'data.source': 'frame_folders', 'data.path': str(tmp_path / 'train'),
+                       'data.val_path': str(tmp_path / 'train'), 'data.photo_share': 0.25})
+  spec = sources.WindowSpec(3, 16, 2)
+  mixed = sources.make_source(cfg, spec)
+  assert isinstance(mixed, sources.MixedSource)
+  assert [type(p) for p in mixed.parts] == [sources.FrameFolderSource, synthetic.SyntheticSource]
+  assert isinstance(sources.make_source(cfg, spec, split='validation'),
+                    sources.FrameFolderSource)
+  # A clip window has B = a multiple of 10/255 in every pixel; a photograph does not.
+  from_clip = []
+  for seed in range(400):
+    window = mixed.sample(np.random.default_rng(seed))
+    assert window.shape == (3, 16, 16, 3)
+    np.testing.assert_array_equal(window, mixed.sample(np.random.default_rng(seed)))
+    from_clip.append(bool(np.all(np.abs(window[..., 2] * 25.5 - np.round(window[..., 2] * 25.5))
+                                 < 1e-4)))
+  # 400 draws at p = 0.75: binomial sd 8.7, so +-35 is four sd.
+  assert abs(sum(from_clip) - 300) < 35
+
+
+def test_mixed_source_refuses_parts_of_different_windows(tmp_path):
+  write_clip(tmp_path, 'a', 4)
+  parts = [sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 8, 2)),
+           sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 4, 2))]
+  with pytest.raises(ValueError, match='one WindowSpec'):
+    sources.MixedSource(parts, [0.5, 0.5])
