@@ -94,9 +94,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"must be synthetic, frame_folders, video, footage or tfds, got {source!r}")
   _check(isinstance(config.data.get('downscale', 1), int) and config.data.get('downscale', 1)
          >= 1, 'data.downscale', f"must be an integer >= 1, got {config.data.get('downscale')!r}")
-  share = config.data.get('photo_share', 0.0)
-  _check(isinstance(share, (int, float)) and 0 <= share <= 1, 'data.photo_share',
-         f'must be a share in [0, 1], got {share!r}')
+  for field in ('photo_share', 'turn_share'):
+    share = config.data.get(field, 0.0)
+    _check(isinstance(share, (int, float)) and 0 <= share <= 1, f'data.{field}',
+           f'must be a share in [0, 1], got {share!r}')
   if source in ('frame_folders', 'video', 'footage'):
     _check(bool(config.data.path), 'data.path', f'is empty but data.source is {source!r}')
     # footage: comma-separated video files and folders; the others: one folder.

@@ -50,6 +50,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Real clips only: the share of training windows drawn from the embedded photographs
   # instead (texture no video codec has quantised).
   config.data.photo_share = 0.0
+  # Real clips only: the share of training windows turned by a uniform random angle
+  # (codec texture in the targets then has no preferred axis).
+  config.data.turn_share = 0.0
   config.data.tfds_name = 'clarity_frame_folders'
   config.data.val_path = ''  # held-out clips; empty: held-out synthetic photographs
   # video source: where decoded frames are cached as uint8 .npy (reused across runs);

@@ -236,6 +236,37 @@ class MixedSource(Source):
     return self.parts[min(part, len(self.parts) - 1)].sample(rng)
 
 
+class TurnedSource(Source):
+  """Turns a share of another source's windows by a uniform random angle.
+
+  Video codecs store fine texture as axis-aligned DCT patterns, and a restorer
+  trained on codec-compressed targets learns to draw them: thin horizontal and
+  vertical lines (docs/results.md). Turned windows keep the footage's scale and
+  content with no preferred axis; eq. (1), codecs included, is applied afterwards,
+  so the degraded input keeps its axis-aligned blocks. The inner source serves
+  crops sqrt(2) larger, whose centre any turn covers. Every frame of a window turns
+  by the same angle, so its motion stays physical.
+  """
+
+  def __init__(self, make_inner, spec: WindowSpec, share: float):
+    super().__init__(spec)
+    side = spec.align * -(-int(np.ceil(spec.crop * np.sqrt(2.0)) + 2) // spec.align)
+    self.inner = make_inner(dataclasses.replace(spec, crop=side))
+    self.share = share
+
+  def sample(self, rng: np.random.Generator) -> np.ndarray:
+    window = self.inner.sample(rng)
+    turn, degrees = rng.random() < self.share, rng.uniform(0.0, 90.0)
+    side, c = window.shape[1], self.spec.crop
+    if turn:
+      # Lanczos: of OpenCV's interpolations the one that softens texture least.
+      matrix = cv2.getRotationMatrix2D((side / 2 - 0.5, side / 2 - 0.5), degrees, 1.0)
+      window = np.stack([cv2.warpAffine(f, matrix, (side, side), flags=cv2.INTER_LANCZOS4,
+                                        borderMode=cv2.BORDER_REFLECT) for f in window])
+    o = (side - c) // 2
+    return np.clip(window[:, o:o + c, o:o + c], 0.0, 1.0)
+
+
 def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
                 split: str = 'train') -> Source:
   """The source of `split` ('train' or 'validation') that `config.data` describes.
@@ -263,14 +294,19 @@ def make_source(config: ml_collections.ConfigDict, spec: WindowSpec, *,
       return synthetic.SyntheticSource(synthetic.load_photos('train'), spec,
                                        data.frames_per_clip)
     return FrameFolderSource(path, spec)
+  clips = lambda spec: _clip_source(data, kind, path, split, spec)
+  if split != 'train':
+    return clips(spec)
+  turned = data.get('turn_share', 0.0)
+  source = TurnedSource(clips, spec, turned) if turned > 0 else clips(spec)
   share = data.get('photo_share', 0.0)
-  if split == 'train' and share > 0:
+  if share > 0:
     # Footage with the embedded photographs mixed in: texture that no codec has
     # quantised into axis-aligned DCT patterns (docs/results.md, the line artifact).
     photos = synthetic.SyntheticSource(synthetic.load_photos('train'), spec,
                                        data.frames_per_clip)
-    return MixedSource([_clip_source(data, kind, path, split, spec), photos], [1.0 - share, share])
-  return _clip_source(data, kind, path, split, spec)
+    source = MixedSource([source, photos], [1.0 - share, share])
+  return source
 
 
 def _clip_source(data: ml_collections.ConfigDict, kind: str, path: str, split: str,
