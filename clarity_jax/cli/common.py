@@ -6,7 +6,7 @@ config field, a diverged run) and its message already says what and where; a
 traceback would only bury that line. Anything else is a bug and keeps its traceback.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import contextlib
 import os
 import signal
@@ -94,7 +94,8 @@ def _interrupt(signum: int, frame) -> None:
 
 
 @contextlib.contextmanager
-def exit_on_error(*also: type[Exception], hard_exit: bool = False) -> Iterator[None]:
+def exit_on_error(*also: type[Exception], hard_exit: bool = False,
+                  before_exit: Callable[[], None] | None = None) -> Iterator[None]:
   """Turns a PathError, a ConfigError, an OSError naming a file (permission denied,
   disk full) or one of `also` into 'error: <message>' and exit status 1, and Ctrl-C
   into 'interrupted' and exit status 130.
@@ -104,17 +105,21 @@ def exit_on_error(*also: type[Exception], hard_exit: bool = False) -> Iterator[N
   input threads, still running, would otherwise abort the interpreter's shutdown
   ('terminate called without an active exception', status 134) or hang it.
   Everything the command owns (checkpoints, outputs) is closed on the way out.
+  `before_exit` runs after an error's message is printed, before the process ends
+  (the hosts of a multi-host run wait for each other there).
   """
   def leave(message: str, status: int) -> None:
-    if not hard_exit:
-      if status == 1:
-        sys.exit(message)  # printed by the interpreter, status 1
+    if status == 1 and before_exit is not None:
       print(message, file=sys.stderr, flush=True)
-      sys.exit(status)
-    print(message, file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)  # pylint: disable=protected-access
+      before_exit()
+    elif hard_exit or status != 1:
+      print(message, file=sys.stderr, flush=True)
+    else:
+      sys.exit(message)  # printed by the interpreter, status 1
+    if hard_exit:
+      sys.stdout.flush()
+      os._exit(status)  # pylint: disable=protected-access
+    sys.exit(status)
 
   try:
     yield

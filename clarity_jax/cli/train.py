@@ -8,8 +8,6 @@ hosts, every host runs the same command (see launch/); jax.distributed starts fr
 detects of the cluster (SLURM, Open MPI, TPU pods: --distributed=on).
 """
 
-from collections.abc import Iterator
-import contextlib
 import os
 
 from absl import app
@@ -74,38 +72,35 @@ def _init_distributed() -> None:
 LEAVE_TOGETHER_SECONDS = 30
 
 
-@contextlib.contextmanager
-def _leave_together() -> Iterator[None]:
-  """On an error in a multi-host run, waits (at most LEAVE_TOGETHER_SECONDS) until
-  every process has failed as well before leaving.
+def _leave_together() -> None:
+  """After an error in a multi-host run (its message already printed), waits at most
+  LEAVE_TOGETHER_SECONDS for every process to fail as well, then disconnects cleanly.
 
   A bad config fails on every host, but not at the same instant. Process 0 hosts the
-  coordination service: had it left at once, a host still starting JAX would abort
-  with a gRPC error instead of naming the config field; and a launcher stops the
-  others as soon as one fails. A host failing alone (the others blocked in a
+  coordination service: had it left at once, JAX would abort a host still starting
+  or still reporting ('the JAX distributed service detected fatal errors') instead of
+  letting it name the config field. jax.distributed.shutdown makes process 0 wait
+  until the others have disconnected. A host failing alone (the others blocked in a
   collective) just leaves after the wait.
   """
+  if not jax.distributed.is_initialized():
+    return
   try:
-    yield
-  except Exception:
-    if jax.distributed.is_initialized():
-      try:
-        multihost.get_jax_distributed_client().wait_at_barrier(
-            'clarity_jax_leave_on_error', LEAVE_TOGETHER_SECONDS * 1000)
-      except Exception:  # pylint: disable=broad-except
-        pass  # timed out, or a peer already gone: leave with this host's own error
-    raise
+    multihost.get_jax_distributed_client().wait_at_barrier(
+        'clarity_jax_leave_on_error', LEAVE_TOGETHER_SECONDS * 1000)
+    jax.distributed.shutdown()
+  except Exception:  # pylint: disable=broad-except
+    pass  # timed out, or a peer already gone: leave with this host's own error
 
 
-@common.exit_on_error(loop.NonFiniteLossError, hard_exit=True)
+@common.exit_on_error(loop.NonFiniteLossError, hard_exit=True, before_exit=_leave_together)
 def main(argv: list[str]) -> None:
   # Quiet: progress bar, validation lines and warnings; --verbosity=0 for INFO logs.
   # SIGTERM means preemption, handled by the loop.
   common.start(argv, quiet=True, sigterm_interrupts=False)
   _init_distributed()
-  with _leave_together():
-    logging.info('JAX process %d/%d, devices: %s', jax.process_index(),
-                 jax.process_count(), jax.devices())
-    config = flags.FLAGS.config
-    init_from = (lambda: warm_start.load(config)) if config.get('init_from') else None
-    loop.train_and_evaluate(config, _WORKDIR.value, init_from)
+  logging.info('JAX process %d/%d, devices: %s', jax.process_index(),
+               jax.process_count(), jax.devices())
+  config = flags.FLAGS.config
+  init_from = (lambda: warm_start.load(config)) if config.get('init_from') else None
+  loop.train_and_evaluate(config, _WORKDIR.value, init_from)
