@@ -9,11 +9,18 @@
                     achieved TFLOP/s and its share of the measured peak;
   end_to_end.json   training as it runs (loader + step) with eq. (1) on the device
                     against on the host: windows/s and host CPU ms per window;
-  train.log         the training run: the base variant on the clips of --video_dir
-                    for what is left of the budget (eq. (1) on the device, the
-                    thread loader: no TensorFlow needed), stopped by SIGTERM (a
-                    preemption save) if it runs over;
+  train.log         the training run: --train_variant (base) with --train_config's
+                    recipe (the shipped model's) on --train_data (default: the
+                    clips of --video_dir) for what is left of the budget (eq. (1)
+                    on the device, the thread loader: no TensorFlow needed),
+                    stopped by SIGTERM (a preemption save) if it runs over;
+                    --init_from continues a trained model (the shipped one's
+                    successor: --train_variant=small
+                    --init_from=clarity_jax/weights/claritynet_small_x4);
   bundle/           that run exported, parameter files under 16 MiB each;
+  validation.md     with --val_clips (held out of --train_data): the validation
+                    table (python -m clarity_jax.validate) of the new bundle and
+                    of the shipped model;
   summary.json      what ran, for how long, and what was skipped and why.
 Each stage gets a share of the budget and writes its file as soon as it is done,
 so a run cut short still returns what it measured.
@@ -50,9 +57,24 @@ _CROP = flags.DEFINE_integer('crop', 64, 'LQ crop of the end-to-end and training
 _E2E_VARIANT = flags.DEFINE_string('e2e_variant', 'small', 'Variant of the end-to-end runs.')
 _E2E_STEPS = flags.DEFINE_integer('e2e_steps', 20, 'Timed steps of each end-to-end run.')
 _MAX_FILE_MIB = flags.DEFINE_float('max_file_mib', 15.0, 'Largest bundle file, MiB.')
+_TRAIN_CONFIG = flags.DEFINE_string('train_config', 'configs/shipped.py', 'Recipe of the '
+                                    'training run (relative to the checkout).')
+_TRAIN_DATA = flags.DEFINE_list('train_data', [], 'Training footage (videos, folders of '
+                                'videos or frames); empty: --video_dir.')
+_VAL_CLIPS = flags.DEFINE_list('val_clips', [], 'Held-out clips: the trainer\'s validation '
+                               'and the validation table of the exported bundle.')
+_VAL_FRAMES = flags.DEFINE_integer('val_frames', 24, 'Frames per held-out clip in the '
+                                   'validation table (the protocol: 24).')
+_VAL_S = flags.DEFINE_float('val_s', 150.0, 'Seconds kept for the validation table.')
+_INIT_FROM = flags.DEFINE_string('init_from', '', 'Bundle or workdir the training run '
+                                 'continues from (warm start).')
+_TRAIN_OVERRIDES = flags.DEFINE_multi_string(
+    'train_override', [], 'More FIELD=VALUE config overrides of the training run, e.g. '
+    'data.photo_share=0.3.')
 flags.mark_flags_as_required(['out'])
 
-# Shares of the budget: benchmarks, end-to-end; training gets the rest less export.
+# Shares of the budget: benchmarks, end-to-end; training gets the rest less export
+# (and validation, with held-out clips).
 BENCH_SHARE, E2E_SHARE, EXPORT_S = 0.35, 0.15, 45.0
 
 
@@ -113,9 +135,15 @@ def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
 
 
 def _train_flags(workdir: pathlib.Path, steps: int) -> list[str]:
-  source = ([f'--config.data.source=video', f'--config.data.path={_VIDEO_DIR.value}']
-            if _VIDEO_DIR.value else [])
-  return [f'--config={REPO / "configs" / "default.py"}:variant={_TRAIN_VARIANT.value}',
+  data = _TRAIN_DATA.value or ([_VIDEO_DIR.value] if _VIDEO_DIR.value else [])
+  # Real footage when there is some (the recipe's source), else the synthetic camera.
+  source = ([f'--config.data.path={",".join(data)}'] if data else
+            ['--config.data.source=synthetic'])
+  if _VAL_CLIPS.value:
+    source.append(f'--config.data.val_path={",".join(_VAL_CLIPS.value)}')
+  if _INIT_FROM.value:
+    source.append(f'--config.init_from={_INIT_FROM.value}')
+  return [f'--config={REPO / _TRAIN_CONFIG.value}:variant={_TRAIN_VARIANT.value}',
           f'--workdir={workdir}', '--config.model.dtype=bfloat16',
           '--config.degradation.where=device', '--config.data.loader=threads',
           f'--config.batch_size={_TRAIN_BATCH.value}',
@@ -123,7 +151,8 @@ def _train_flags(workdir: pathlib.Path, steps: int) -> list[str]:
           f'--config.warmup_steps={max(1, steps // 20)}', '--config.learning_rate=2e-4',
           f'--config.eval_every_steps={max(1, steps // 4)}',
           f'--config.checkpoint_every_steps={max(1, steps // 4)}',
-          f'--config.log_every_steps={max(1, steps // 50)}', *source]
+          f'--config.log_every_steps={max(1, steps // 50)}', *source,
+          *[f'--config.{o}' for o in _TRAIN_OVERRIDES.value]]
 
 
 def train_and_export(out: pathlib.Path, deadline: float, step_s: float | None
@@ -131,8 +160,8 @@ def train_and_export(out: pathlib.Path, deadline: float, step_s: float | None
   """Trains for what is left (steps from the measured step time), SIGTERM at the
   deadline as a safety net, then exports the last checkpoint."""
   workdir = out.parent / (out.name + '_run')  # checkpoints stay behind: only the bundle returns
-  seconds = deadline - time.monotonic() - EXPORT_S
-  # Start-up and compiles take about a minute of it; the rest trains.
+  seconds = deadline - time.monotonic() - EXPORT_S - (_VAL_S.value if _VAL_CLIPS.value else 0)
+  # Start-up, compiles and decoding the footage take about a minute of it; the rest trains.
   steps = max(1, int((seconds - 60.0) / step_s)) if step_s else 100
   env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONPATH=os.pathsep.join(
       [str(REPO), os.environ.get('PYTHONPATH', '')]))
@@ -153,7 +182,22 @@ def train_and_export(out: pathlib.Path, deadline: float, step_s: float | None
       env=env, cwd=REPO, capture_output=True, text=True, timeout=EXPORT_S)
   result['export'] = (export.stdout + export.stderr).strip().splitlines()[-1:]
   result['export_returncode'] = export.returncode
+  if _VAL_CLIPS.value and export.returncode == 0:
+    result['validation'] = validate(out, env)
   return result
+
+
+def validate(out: pathlib.Path, env: dict[str, str]) -> dict[str, Any]:
+  """validate's table of the new bundle against the shipped model, in validation.md."""
+  from clarity_jax.inference import shipped  # pylint: disable=g-import-not-at-top
+  bundles = [str(out / 'bundle'), str(shipped.bundle_path())]
+  proc = subprocess.run(
+      [sys.executable, '-m', 'clarity_jax.validate', '--progress=false',
+       f'--clips={",".join(_VAL_CLIPS.value)}', f'--bundle={",".join(bundles)}',
+       '--names=trained,shipped', f'--frames={_VAL_FRAMES.value}', f'--cache={out.parent / (out.name + "_valcache")}'],
+      env=env, cwd=REPO, capture_output=True, text=True, timeout=2 * _VAL_S.value)
+  (out / 'validation.md').write_text(proc.stdout + proc.stderr)
+  return {'returncode': proc.returncode}
 
 
 def main(argv: Sequence[str]) -> None:
