@@ -17,7 +17,6 @@ back packet for packet, with the input's timestamps, by the same process.
 from __future__ import annotations
 
 import fractions
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,6 @@ H264_CONTAINERS = ('.mp4', '.mkv', '.mov', '.m4v', '.avi')
 # Frames per segment: what an interruption can cost (4 s at 25 frames/s; one
 # keyframe each, ~1% of the size at CRF 18).
 SEGMENT_FRAMES = 100
-_JOB_FILE = 'job.json'
 
 
 def output_pix_fmt(input_pix_fmt: str | None, path: Path | None = None) -> str:
@@ -69,9 +67,7 @@ def output_pix_fmt(input_pix_fmt: str | None, path: Path | None = None) -> str:
   return out
 
 
-def work_folder(path: Path) -> Path:
-  """Where the segments of `path` wait (hidden, beside it)."""
-  return path.with_name(f'.{path.name}.partial')
+work_folder = media_writers.work_folder  # where the segments of a video wait
 
 
 class VideoWriter(media_writers.Writer):
@@ -116,32 +112,23 @@ class VideoWriter(media_writers.Writer):
 
   def _resume(self, record: dict) -> int:
     """Frames in the whole segments of an earlier run of the same job."""
-    text = json.dumps(record, sort_keys=True, default=str)
-    job_file = self.parts / _JOB_FILE
-    if self.parts.exists():
-      if not job_file.is_file():
-        raise video_io.MediaError(self.parts, 'exists and is not a clarity_jax.enhance work '
-                                  'folder; move it away')
-      if job_file.read_text() == text:
-        done = 0
-        while (self.parts / _segment_name(done)).is_file():
-          done += 1
-        self.keep_until(done * SEGMENT_FRAMES)
-        if done:
-          logging.warning('%s: resuming after frame %d (segments in %s)', self.path,
-                          done * SEGMENT_FRAMES, self.parts)
-        return done * SEGMENT_FRAMES
-      files.remove(self.parts)  # another job's: an earlier output of this command
-    self.parts.mkdir(parents=True)
-    files.write_bytes(job_file, text.encode())
-    return 0
+    if not media_writers.open_work_folder(self.parts, record):
+      return 0
+    done = 0
+    while (self.parts / _segment_name(done)).is_file():
+      done += 1
+    self.keep_until(done * SEGMENT_FRAMES)
+    if done:
+      logging.warning('%s: resuming after frame %d (segments in %s)', self.path,
+                      done * SEGMENT_FRAMES, self.parts)
+    return done * SEGMENT_FRAMES
 
   def keep_until(self, frame: int) -> None:
     """Drops the segments from the one holding `frame` on, and any unfinished one
     (another writer of the same job may have kept fewer: all restart together)."""
     keep = frame // SEGMENT_FRAMES
     for path in self.parts.iterdir():
-      if path.name.startswith('.') or (path.name != _JOB_FILE
+      if path.name.startswith('.') or (path.name != media_writers.JOB_FILE
                                        and path.name >= _segment_name(keep)):
         files.remove(path)
     self.frames_done = self.frames_written = keep * SEGMENT_FRAMES

@@ -113,7 +113,7 @@ def _open_writer(kind: str, path: Path, source: video_io.Source, crf: int, prese
         time_base=reader.time_base, passthrough=passthrough.Passthrough(reader.path))
   if kind == 'image':
     return media_writers.ImageWriter(path, overwrite=overwrite)
-  return media_writers.FrameFolderWriter(path, overwrite=overwrite)
+  return media_writers.FrameFolderWriter(path, overwrite=overwrite, job=job)
 
 
 def _job(restorer: restorer_lib.Restorer, source: video_io.Source,
@@ -127,6 +127,19 @@ def _job(restorer: restorer_lib.Restorer, source: video_io.Source,
           'input_mtime_ns': stat.st_mtime_ns, 'params_sha256': digest.hexdigest(),
           'tile': restorer.tile, 'tile_overlap': restorer.tile_overlap,
           'batch': restorer.batch, 'max_frames': max_frames}
+
+
+def _frames_kept(writers: list[Any], source: video_io.Source, clip: str, reader: Any,
+                 max_frames: int | None, batch: int) -> int:
+  """The leading frames of `clip` that every writer has from a stopped run of the
+  job, rounded down to whole batches: the restored batches then hold the windows an
+  uninterrupted run's did, so the frames come out the same bytes."""
+  limit = min(n for n in (reader.num_frames, max_frames, 2**62) if n)
+  done = 0
+  while done < limit and all(w.has(_frame_name(source, clip, reader, done))
+                             for w in writers):
+    done += 1
+  return done // batch * batch
 
 
 @dataclasses.dataclass
@@ -172,7 +185,7 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
   if total is not None and max_frames:
     total = sum(min(r.num_frames, max_frames) for r in source.clips.values())
   s = restorer.scale
-  job = _job(restorer, source, max_frames) if kind == 'video' else {}
+  job = _job(restorer, source, max_frames) if kind != 'image' else {}
   writers = []
   try:
     writers.append(_open_writer(kind, output, source, crf, preset, overwrite, job))
@@ -184,18 +197,22 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
       writer.abort()
     raise
   # A video (one clip) interrupted earlier continues after its last whole segment.
-  first = min(getattr(w, 'frames_done', 0) for w in writers)
+  video_done = min(getattr(w, 'frames_done', 0) for w in writers)
   for writer in writers:
-    if getattr(writer, 'frames_done', 0) > first:
-      writer.keep_until(first)
+    if getattr(writer, 'frames_done', 0) > video_done:
+      writer.keep_until(video_done)
   start = time.perf_counter()
-  count = 0
+  count = kept = 0
   try:
-    with tqdm.tqdm(total=total, initial=first, unit='frame', desc='enhance',
+    with tqdm.tqdm(total=total, unit='frame', desc='enhance',
                    disable=not progress, dynamic_ncols=True, smoothing=0.1) as bar:
       for clip, reader in source.clips.items():
         bar.set_postfix_str(f'{clip} {reader.size[1]}x{reader.size[0]} -> '
                             f'{s * reader.size[1]}x{s * reader.size[0]}')
+        # Frames of this clip that a stopped run of the same job wrote.
+        first = (_frames_kept(writers, source, clip, reader, max_frames, restorer.batch)
+                 if kind == 'frames' else video_done)
+        bar.update(first)
         clip_frames = itertools.islice(iter(reader), max_frames)
         # uint8 frames unless a 10-bit video is written: the output's own precision,
         # and a quarter of float32's memory (a 4000x3000 photo is 16000x12000 at x4).
@@ -213,6 +230,7 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
             writer.write(picture, name, pts=pts)
           count += 1
           bar.update(1)
+        kept += first
         if kind == 'video' and max_frames and (reader.num_frames is None
                                                or reader.num_frames > max_frames):
           for writer in writers:
@@ -225,7 +243,8 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
     raise
   h, w = next(iter(source.clips.values())).size
   return Summary(output=output, compare=compare_path(output) if compare else None,
-                 uncertainty=uncertainty_path(output) if maps else None, kind=kind, frames=first + count, input_size=(h, w),
+                 uncertainty=uncertainty_path(output) if maps else None, kind=kind,
+                 frames=kept + count, input_size=(h, w),
                  output_size=(s * h, s * w),
                  seconds=time.perf_counter() - start, restored=count)
 

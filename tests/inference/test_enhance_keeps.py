@@ -1,5 +1,6 @@
 """enhance keeps what restoration does not touch: audio and subtitle streams,
-every frame's timestamp, 10-bit depth and 4:4:4 chroma."""
+every frame's timestamp, 10-bit depth and 4:4:4 chroma; and the frames of a
+stopped job."""
 
 import fractions
 import logging
@@ -14,6 +15,8 @@ import av
 import numpy as np
 import pytest
 
+from clarity_jax.data import frames as frames_lib
+from clarity_jax.data import media_writers
 from clarity_jax.data import video_writer
 from clarity_jax.inference import enhance
 
@@ -251,3 +254,51 @@ def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, repo, smooth_f
   assert same.stderr.strip().splitlines()[-1] == (
       f'error: {clips}: the outputs would land among the input videos; choose another folder')
   assert video_writer.work_folder(out / 'a.mp4').exists() is False
+
+
+def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, repo,
+                                                               smooth_frames, tmp_path):
+  """A damaged frame in the middle of the second clip stops the job: status 1, the
+  file named, nothing under the output name, the first clip's frames kept. With the
+  frame repaired (and a half-written frame of a killed run planted), the same command
+  resumes and its folder equals an uninterrupted run's, file for file."""
+  clips = tmp_path / 'clips'
+  video = smooth_frames(14, 24, 32)
+  for c, clip in enumerate(['a', 'b']):
+    (clips / clip).mkdir(parents=True)
+    for i in range(7):
+      frames_lib.write_image(clips / clip / f'{i:04d}.png', video[7 * c + i])
+  damaged = clips / 'b' / '0004.png'
+  good = damaged.read_bytes()
+  damaged.write_bytes(good[:len(good) // 2])  # the header reads; the pixels do not
+  env = dict(os.environ, PYTHONPATH=str(repo))
+
+  def command(out: Path) -> list[str]:
+    return [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={tiny_model.path}',
+            f'--input={clips}', f'--output={out}', '--progress=false', '--tile=0',
+            '--batch=2']
+
+  out = tmp_path / 'restored'
+  parts = media_writers.work_folder(out)
+  stopped = subprocess.run(command(out), env=env, capture_output=True, text=True)
+  assert stopped.returncode == 1, stopped.stderr[-2000:]
+  assert stopped.stderr.strip().splitlines()[-1].startswith(f'error: {damaged}')
+  assert 'the same command continues from there' in stopped.stderr
+  assert not out.exists()
+  kept = sorted(str(p.relative_to(parts)) for p in parts.rglob('*.png'))
+  assert [k for k in kept if k.startswith('a/')] == [f'a/{i:04d}.png' for i in range(7)]
+  damaged.write_bytes(good)
+  (parts / 'b').mkdir(exist_ok=True)
+  (parts / 'b' / '.0006.tmp.png').write_bytes(b'half a frame')
+  done = subprocess.run(command(out), env=env, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert f'resuming; {len(kept)} restored frames kept' in done.stderr
+  assert '14 frames' in done.stdout
+  assert not parts.exists()
+  straight = tmp_path / 'straight'
+  assert subprocess.run(command(straight), env=env, capture_output=True).returncode == 0
+  names = sorted(str(p.relative_to(straight)) for p in straight.rglob('*') if p.is_file())
+  assert names == sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file())
+  assert len([n for n in names if n.endswith('.png')]) == 14
+  for name in names:
+    assert (out / name).read_bytes() == (straight / name).read_bytes(), name
