@@ -59,23 +59,28 @@ for name, (params, loss) in results.items():
   print(name, 'loss', loss, 'max param difference to 1 device', worst)
   assert worst < 1e-5 and abs(loss - ref_loss) < 1e-5, (name, worst, loss, ref_loss)
 
-# Eq. (1) on the device: the same batch of HR windows and parameters (half of the
-# windows degraded whole on the host for the codec) trains the same on 1 and 8.
+# Eq. (1) on the device: the same batch of HR windows and parameters trains the same
+# on 1 and 8 devices; half of its windows make the round trip through the host's
+# codec (train/feed.py), so their LQ must agree before x264 rounds it.
 from clarity_jax import data
+from clarity_jax.train import feed
 dconfig = tiny_config(batch_size=8, warmup_steps=0, **{
     'degradation.where': 'device', 'degradation.video_codec_prob': 0.5,
     'data.loader': 'threads'})
 dbatch = next(iter(data.create_train_iterator(dconfig, process_index=0, process_count=1)))
-assert 0 < dbatch['on_host'].sum() < 8, dbatch['on_host']
+assert 0 < (dbatch['codec_crf'] >= 0).sum() < 8, dbatch['codec_crf']
 dgraph = state_lib.model_graphdef(dconfig)
 dinit = jax.device_get(state_lib.init_state(dconfig))
-dparams = []
+dparams, dlq = [], []
 for name, devices, space in (('1', jax.devices()[:1], 1), ('data 2 x space 4', jax.devices(), 4)):
   mesh = sharding.make_mesh(space, devices)
-  step = ts.jit_train_step(dconfig, dgraph, mesh)
-  state, metrics = step(jax.device_put(dinit, sharding.replicated(mesh)),
-                        sharding.global_batch(mesh, dbatch), None)
+  step = ts.jit_train_step(feed.step_config(dconfig), dgraph, mesh)
+  placed = next(feed.batches(dconfig, mesh, iter([dbatch])))
+  dlq.append(np.asarray(jax.device_get(placed['lq'])))
+  state, metrics = step(jax.device_put(dinit, sharding.replicated(mesh)), placed, None)
   dparams.append(jax.device_get(state.params))
+print('device degradation: LQ difference 1 vs 8 devices', float(np.abs(dlq[0] - dlq[1]).max()))
+assert dlq[0].tobytes() == dlq[1].tobytes()
 worst = max(float(np.abs(a - b).max()) for a, b in
             zip(jax.tree.leaves(dparams[0]), jax.tree.leaves(dparams[1])))
 print('device degradation: max param difference 1 vs 8 devices', worst)

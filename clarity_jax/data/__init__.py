@@ -18,7 +18,8 @@ import numpy as np
 from clarity_jax.data.frames import read_image, write_image
 
 __all__ = ['create_eval_iterator', 'create_train_iterator', 'degrade_on_device',
-           'example_spec', 'read_image', 'write_image']
+           'degrade_windows_on_device', 'example_spec', 'read_image', 'training_pairs',
+           'write_image']
 
 
 def example_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -48,24 +49,30 @@ def create_eval_iterator(config: ml_collections.ConfigDict, **kwargs: Any
   return _loader_module(config).create_eval_iterator(config, **kwargs)
 
 
-def degrade_on_device(batch: Mapping[str, Any], *, seed: int, scale: int,
-                      num_neighbors: int) -> dict[str, Any]:
-  """A device-degradation batch (config.degradation.where='device') -> the batch the
-  model trains on: {'lq', 'hr'} (+ {'lq_next', 'hr_next'}). Inside jit.
-
-  'lq' is eq. (1) applied to 'hr_window' with its 'deg_*' parameters and noise keys
-  from (seed, 'index'); windows marked 'on_host' (the video codec's share) keep the
-  'lq' the host degraded whole.
-  """
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+def degrade_windows_on_device(batch: Mapping[str, Any], *, seed: int, scale: int) -> Any:
+  """Eq. (1) but the video codec on every 'hr_window' of a device-degradation batch
+  (config.degradation.where='device'), with its 'deg_*' parameters and noise keys
+  from (seed, 'index'): [B, T', H/s, W/s, 3]. Inside jit."""
   from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
   arrays = {k[len('deg_'):]: v for k, v in batch.items() if k.startswith('deg_')}
   keys = jax_degradations.example_keys(seed, batch['index'])
-  degraded = jax_degradations.degrade(batch['hr_window'], arrays, keys, scale)
-  host = batch['on_host'].reshape(-1, 1, 1, 1, 1) > 0.5
+  return jax_degradations.degrade(batch['hr_window'], arrays, keys, scale)
+
+
+def training_pairs(batch: Mapping[str, Any], windows: Any, num_neighbors: int
+                   ) -> dict[str, Any]:
+  """Degraded windows [B, T', ...] and a batch's targets -> what the model trains on:
+  {'lq', 'hr'} (+ {'lq_next', 'hr_next'}, the window one frame later)."""
   t = 2 * num_neighbors + 1
-  out = {'lq': jnp.where(host, batch['lq'], degraded[:, :t]), 'hr': batch['hr']}
-  if 'lq_next' in batch:
-    out['lq_next'] = jnp.where(host, batch['lq_next'], degraded[:, 1:t + 1])
-    out['hr_next'] = batch['hr_next']
+  out = {'lq': windows[:, :t], 'hr': batch['hr']}
+  if 'hr_next' in batch:
+    out['lq_next'], out['hr_next'] = windows[:, 1:t + 1], batch['hr_next']
   return out
+
+
+def degrade_on_device(batch: Mapping[str, Any], *, seed: int, scale: int,
+                      num_neighbors: int) -> dict[str, Any]:
+  """A device-degradation batch without codec windows -> the batch the model trains
+  on (training_pairs). Inside jit."""
+  return training_pairs(batch, degrade_windows_on_device(batch, seed=seed, scale=scale),
+                        num_neighbors)

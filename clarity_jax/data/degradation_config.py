@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Where eq. (1) runs: 'host' (NumPy/OpenCV in the input pipeline, the reference)
   # or 'device' (data/jax_degradations.py inside the jitted train step: the host only
   # reads, crops and augments HR windows and draws these parameters; windows drawn
-  # for the video codec are still degraded whole on the host, the codec being x264);
+  # for the video codec come back to the host for x264 after the rest, train/feed.py);
   # 'auto': 'device' on GPUs and TPUs, 'host' on CPUs (measured: docs/performance.md).
   d.where = 'auto'
   return d

@@ -16,11 +16,12 @@ temporal loss is on). A window drawn with a rolling shutter is degraded from the
 synthetic camera's exact render of it (the targets stay global-shutter frames),
 or from camera_effects.py's blend for sources of real footage.
 
-With config.degradation.where == 'device' the train step degrades on the
-accelerator (jax_degradations.py): an example then carries the HR window and its
-degradation parameters as fixed-shape arrays instead of the degraded frames,
-except for windows whose parameters ask for the video codec (no codec runs on the
-accelerator), which the host degrades as before (see `ExampleMaker`).
+With config.degradation.where == 'device' the accelerator degrades
+(jax_degradations.py): an example then carries the HR window and its degradation
+parameters as fixed-shape arrays instead of the degraded frames, and the CRF of the
+video codec for the windows drawn for it: no codec runs on an accelerator, so
+train/feed.py returns those windows to the host after the rest of eq. (1) and
+compresses them there (see `ExampleMaker`).
 """
 
 from __future__ import annotations
@@ -147,14 +148,14 @@ class ExampleMaker:
   """(global example index) -> one example; everything else is fixed at construction.
 
   With `device`, an example holds, besides 'lq' / 'hr' (/ 'lq_next' / 'hr_next'):
-  'hr_window' (the augmented HR window, all T' frames, as captured: through the
-  synthetic camera's rolling shutter when it renders one), 'index' (uint32, the global
-  example index, from which the device derives its noise), the window's
-  degradation parameters as jax_degradations.window_arrays (keys prefixed 'deg_'),
-  drawn from the same rng stream as the host path, and 'on_host': 1.0 for a window
-  whose parameters ask for the video codec, which the host degrades here exactly
-  as the host path does ('lq' the same bytes), 0.0 for the others, whose 'lq' are
-  zeros left for the device to fill. Every example has the same keys and shapes.
+  'hr' (+ 'hr_next'), 'hr_window' (the augmented HR window, all T' frames, as
+  captured: through the synthetic camera's rolling shutter when it renders one),
+  'index' (uint32, the global example index, from which the device derives its
+  noise), the window's degradation parameters as jax_degradations.window_arrays
+  (keys prefixed 'deg_'), drawn from the same rng stream as the host path, and
+  'codec_crf' (int32): the x264 CRF of a window drawn for the video codec, -1 for
+  the others. No 'lq': the host degrades nothing. Every example has the same keys
+  and shapes.
   """
   source: sources.Source
   seed: int
@@ -197,19 +198,20 @@ class ExampleMaker:
       # The same transform: a fresh augmentation stream draws the same numbers.
       captured = augment_window(captured, self.rngs(index)[1]) if rendered else hr
     k, t = self.num_neighbors, 2 * self.num_neighbors + 1
-    on_host = not self.device or params['video'] is not None
-    if on_host:
-      lq = degradations.apply_window(captured, params, self.scale, degrade_rng)
-    else:
-      lq = np.zeros((hr.shape[0],) + self.spec['lq'][0][1:], np.float32)
-    example = {'lq': lq[:t], 'hr': hr[k]}
+    example = {'hr': hr[k]}
     if self.temporal:
-      example['lq_next'], example['hr_next'] = lq[1:t + 1], hr[k + 1]
+      example['hr_next'] = hr[k + 1]
+    if not self.device:
+      lq = degradations.apply_window(captured, params, self.scale, degrade_rng)
+      example['lq'] = lq[:t]
+      if self.temporal:
+        example['lq_next'] = lq[1:t + 1]
     example = {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in example.items()}
     if self.device:
+      video = params['video']
       example.update(hr_window=np.ascontiguousarray(captured, dtype=np.float32),
                      index=np.asarray(int(index) % 2**32, np.uint32),  # wraps past 2^32
-                     on_host=np.asarray(float(on_host), np.float32))
+                     codec_crf=np.asarray(-1 if video is None else video['crf'], np.int32))
       example.update(_device_arrays(params, self.degradation))
       self._check(example)
     return {key: _flush_subnormals(v) for key, v in example.items()}
@@ -247,18 +249,17 @@ def _spec(window: sources.WindowSpec, num_neighbors: int, scale: int, temporal: 
   t, hr_side = 2 * num_neighbors + 1, window.crop
   lq = ((t, hr_side // scale, hr_side // scale, 3), f32)
   hr = ((hr_side, hr_side, 3), f32)
-  out = {'lq': lq, 'hr': hr}
-  if temporal:
-    out.update(lq_next=lq, hr_next=hr)
-  if device:
-    frames = window.num_frames
-    out.update(hr_window=((frames, hr_side, hr_side, 3), f32),
-               index=((), np.dtype(np.uint32)), on_host=((), f32))
-    # window_arrays has fixed shapes whatever the parameters: any draw shows them.
-    params = degradations.sample_window_params(
-        np.random.default_rng(0), degradation, frames, scale)
-    arrays = _device_arrays(params, degradation)
-    out.update({key: (v.shape, v.dtype) for key, v in arrays.items()})
+  if not device:
+    return {'lq': lq, 'hr': hr, **({'lq_next': lq, 'hr_next': hr} if temporal else {})}
+  frames = window.num_frames
+  out = {'hr': hr, **({'hr_next': hr} if temporal else {}),
+         'hr_window': ((frames, hr_side, hr_side, 3), f32),
+         'index': ((), np.dtype(np.uint32)), 'codec_crf': ((), np.dtype(np.int32))}
+  # window_arrays has fixed shapes whatever the parameters: any draw shows them.
+  params = degradations.sample_window_params(
+      np.random.default_rng(0), degradation, frames, scale)
+  arrays = _device_arrays(params, degradation)
+  out.update({key: (v.shape, v.dtype) for key, v in arrays.items()})
   return out
 
 

@@ -154,20 +154,22 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   from clarity_jax import data  # pylint: disable=g-import-not-at-top
   from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
   from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(config.mesh.space)
   state = state_lib.create_state(config, mesh)
-  step = ts.jit_train_step(config, state_lib.model_graphdef(config), mesh)
-  batches = data.create_train_iterator(config)
+  step = ts.jit_train_step(feed.step_config(config), state_lib.model_graphdef(config), mesh)
+  batches = feed.batches(config, mesh, data.create_train_iterator(config))
   start = time.perf_counter()
   for _ in range(max(settings.warmup, 1)):  # compiles, fills the loader's buffers
-    state, metrics = step(state, sharding.global_batch(mesh, next(batches)), None)
+    state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
   cpu, ready = time.process_time(), time.perf_counter()
   for _ in range(settings.num_batches):
-    state, metrics = step(state, sharding.global_batch(mesh, next(batches)), None)
+    state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
+  batches.close()
   seconds, cpu = time.perf_counter() - ready, time.process_time() - cpu
   windows = settings.num_batches * config.batch_size
   return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
@@ -326,9 +328,41 @@ def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> 
 
 def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
   """Windows/s and host CPU ms per window of the training loader on this host
-  (config.data.loader; eq. (1) included when config.degradation.where is 'host')."""
+  (config.data.loader; eq. (1) included when config.degradation.where is 'host').
+
+  With where='device' and the video codec in the mix, the host also runs x264 on
+  the codec's windows after the device degraded them (train/feed.py): that CPU time
+  is measured on the same batches and added in host_cpu_ms_per_window."""
   from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
-  return loader.measure_throughput(config, settings.num_batches, settings.warmup)
+  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
+  result = loader.measure_throughput(config, settings.num_batches, settings.warmup)
+  codec_ms = codec_cpu_ms_per_window(config, settings.num_batches) if feed.codec_on_host(
+      config) else 0.0
+  host_ms = result['cpu_ms_per_window'] + codec_ms
+  return {**result, 'codec_cpu_ms_per_window': codec_ms, 'host_cpu_ms_per_window': host_ms,
+          'host_windows_per_s_per_core': 1e3 / host_ms}
+
+
+def codec_cpu_ms_per_window(config: ml_collections.ConfigDict, num_batches: int) -> float:
+  """Host CPU ms per training window (all windows counted) of the x264 round trip of
+  feed.CodecStage: the device's degradation is run first, untimed."""
+  from clarity_jax import data  # pylint: disable=g-import-not-at-top
+  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(config.mesh.space)
+  stage = feed.CodecStage(config, mesh)
+  batches = data.create_train_iterator(config, process_index=0, process_count=1)
+  cpu = 0.0
+  try:
+    for _ in range(num_batches):
+      host_batch = next(batches)
+      windows = sharding.local_rows(stage.start(host_batch)[1])
+      start = time.process_time()
+      stage.compress(windows, host_batch['codec_crf'])
+      cpu += time.process_time() - start
+  finally:
+    stage.close()
+  return cpu / (num_batches * config.batch_size) * 1e3
 
 
 Benchmark = Callable[[ml_collections.ConfigDict, Settings], dict[str, Any]]

@@ -28,6 +28,7 @@ from clarity_jax import data
 from clarity_jax import errors
 from clarity_jax import sharding
 from clarity_jax.train import checkpoints
+from clarity_jax.train import feed
 from clarity_jax.train import state as state_lib
 from clarity_jax.train import step as ts
 from clarity_jax.train import writers
@@ -183,10 +184,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     perceptual, vgg_params = make_perceptual(config)
     if vgg_params is not None:
       vgg_params = jax.device_put(vgg_params, sharding.replicated(mesh))
-    train_fn = ts.jit_train_step(config, graphdef, mesh, perceptual)
+    train_fn = ts.jit_train_step(feed.step_config(config), graphdef, mesh, perceptual)
     eval_fn = ts.jit_eval_step(config, graphdef, mesh)
     eval_batches = list(data.create_eval_iterator(config))
-    train_iter = data.create_train_iterator(config, start_step=start_step)
+    train_batches = feed.batches(config, mesh, data.create_train_iterator(
+        config, start_step=start_step))
 
     def save(step: int, metrics: dict[str, Any] | None) -> None:
       if metrics is not None:
@@ -222,8 +224,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     means = None
     try:
       while step < config.num_train_steps:
-        batch = sharding.global_batch(mesh, next(train_iter))
-        # The batch is placed explicitly just above; any other host<->device copy in
+        batch = next(train_batches)
+        # The batch is placed explicitly (feed.py); any other host<->device copy in
         # the step would be a hidden one that stalls the accelerator: refuse it.
         with jax.transfer_guard('disallow'):
           state, metrics = train_fn(state, batch, vgg_params)
@@ -258,6 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           break
     finally:  # an error starts on a line of its own, not glued to the bar
       progress.close()
+      train_batches.close()
   except BaseException:
     ckpt.close()
     raise

@@ -181,12 +181,18 @@ def test_measure_throughput_counts_windows(small):
   assert result['cores'] >= 1
 
 
-def test_benchmark_cli_prints_one_json_object(repo):
+@pytest.mark.parametrize('where', ['host', 'device'])
+def test_benchmark_cli_prints_one_json_object(repo, where):
+  """With where='device' the codec's host work (x264 after the device) is counted too."""
   cmd = [sys.executable, '-m', 'clarity_jax.benchmark', '--what=input',
          f'--config={repo / "configs" / "default.py"}:runlocal', '--num_batches=1',
          '--warmup=0', '--config.data.crop_size=8', '--config.batch_size=2',
-         '--config.num_neighbors=0', '--config.data.num_parallel_calls=1']
+         '--config.num_neighbors=0', '--config.data.num_parallel_calls=1',
+         f'--config.degradation.where={where}', '--config.degradation.video_codec_prob=1.0']
   out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=repo, timeout=120)
   result = json.loads(out.stdout)
   assert result['what'] == 'input' and result['windows_per_s'] > 0
   assert (result['batch'], result['K'], result['crop'], result['scale']) == (2, 0, 8, 4)
+  assert (result['codec_cpu_ms_per_window'] > 0) == (where == 'device')
+  assert result['host_cpu_ms_per_window'] == pytest.approx(
+      result['cpu_ms_per_window'] + result['codec_cpu_ms_per_window'])

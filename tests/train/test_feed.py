@@ -1,0 +1,82 @@
+"""The round trip of where='device' batches with the video codec in the mix:
+eq. (1) on the device, x264 on the host, against the host path's NumPy reference."""
+
+import jax
+import numpy as np
+
+from clarity_jax import data
+from clarity_jax import sharding
+from clarity_jax.train import feed
+
+
+def _configs(tiny_config):
+  # Noise off: the device draws its own realisations (equal in distribution only), so
+  # without it both paths must give the same windows up to x264's rounding.
+  common = {'batch_size': 8, 'data.crop_size': 32, 'degradation.video_codec_prob': 0.5,
+            'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
+            'data.loader': 'threads'}
+  device = tiny_config(**common, **{'degradation.where': 'device'})
+  host = tiny_config(**common, **{'degradation.where': 'host'})
+  return device, host
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+  mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+  return float('inf') if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def test_codec_windows_match_the_host_reference(tiny_config):
+  device, host = _configs(tiny_config)
+  assert feed.codec_on_host(device) and not feed.codec_on_host(host)
+  assert feed.step_config(device).degradation.where == 'host'
+  assert device.degradation.where == 'device'  # the caller's config is not touched
+  mesh = sharding.make_mesh(1)
+  raw = next(iter(data.create_train_iterator(device, process_index=0, process_count=1)))
+  placed = next(feed.batches(device, mesh, iter([raw])))
+  reference = next(iter(data.create_train_iterator(host, process_index=0, process_count=1)))
+  assert set(placed) == set(reference)
+  codec = raw['codec_crf'] >= 0
+  assert 0 < codec.sum() < len(codec), raw['codec_crf']
+  got = {k: np.asarray(jax.device_get(v)) for k, v in placed.items()}
+  np.testing.assert_array_equal(got['hr'], reference['hr'])
+  for key in ('lq', 'lq_next') if 'lq_next' in got else ('lq',):
+    # Windows without the codec: the JAX eq. (1) agrees with NumPy's to float error.
+    np.testing.assert_allclose(got[key][~codec], reference[key][~codec], atol=2e-5)
+    for g, r in zip(got[key][codec], reference[key][codec]):
+      # Codec windows: x264 on inputs equal up to float error, so (nearly) the same
+      # encoding; quantised to 8 bits like any x264 output.
+      assert _psnr(g, r) >= 40.0
+      np.testing.assert_array_equal(np.round(g * 255) / 255, g)
+  # The codec did run on the host: its windows differ from the device's eq. (1) alone.
+  windows = jax.jit(lambda b: data.degrade_windows_on_device(
+      b, seed=device.seed, scale=device.scale))({k: v for k, v in raw.items()
+                                                 if k != 'codec_crf'})
+  before = np.asarray(data.training_pairs(raw, np.asarray(windows), device.num_neighbors)['lq'])
+  np.testing.assert_array_equal(before[~codec], got['lq'][~codec])
+  for b, g in zip(before[codec], got['lq'][codec]):
+    assert np.abs(b - g).max() > 0.01
+
+
+def test_batches_come_in_order_and_are_deterministic(tiny_config):
+  device, _ = _configs(tiny_config)
+  mesh = sharding.make_mesh(1)
+
+  def run():
+    raws = list(zip(range(3), data.create_train_iterator(device, process_index=0,
+                                                         process_count=1)))
+    out = [jax.device_get(b['lq']) for b in feed.batches(device, mesh, (r for _, r in raws))]
+    return [r for _, r in raws], out
+
+  raws, first = run()
+  _, second = run()
+  assert len(first) == 3  # the last batch too, though no batch follows it
+  for a, b in zip(first, second):
+    assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+  # Batch i is loader batch i: its windows differ from the other batches'.
+  assert not np.array_equal(first[0], first[1])
+  codec = raws[0]['codec_crf'] >= 0
+  stage = feed.CodecStage(device, mesh, workers=2)
+  alone = stage.finish(stage.start(raws[0]))
+  stage.close()
+  assert np.asarray(jax.device_get(alone['lq'])).tobytes() == np.asarray(first[0]).tobytes()
+  assert codec.any()
