@@ -17,9 +17,9 @@ import numpy as np
 
 from clarity_jax.data.frames import read_image, write_image
 
-__all__ = ['create_eval_iterator', 'create_train_iterator', 'degrade_on_device',
-           'degrade_windows_on_device', 'example_spec', 'read_image', 'training_pairs',
-           'write_image']
+__all__ = ['available_cores', 'create_eval_iterator', 'create_train_iterator',
+           'degrade_on_device', 'degrade_windows_on_device', 'example_spec', 'read_image',
+           'training_pairs', 'video_codec', 'where', 'write_image']
 
 
 def example_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -76,3 +76,22 @@ def degrade_on_device(batch: Mapping[str, Any], *, seed: int, scale: int,
   on (training_pairs). Inside jit."""
   return training_pairs(batch, degrade_windows_on_device(batch, seed=seed, scale=scale),
                         num_neighbors)
+
+
+def where(config: ml_collections.ConfigDict) -> str:
+  """Where eq. (1) runs for `config`: 'host' or 'device' (examples.where)."""
+  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  return examples.where(config)
+
+
+def video_codec(frames: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndarray:
+  """The video codec's round trip of a window (codecs.video_codec), for the windows
+  the device degraded and the host compresses (train/feed.py)."""
+  from clarity_jax.data import codecs  # pylint: disable=g-import-not-at-top
+  return codecs.video_codec(frames, crf, codec)
+
+
+def available_cores() -> int:
+  """CPU cores this process may run on (examples.available_cores)."""
+  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  return examples.available_cores()

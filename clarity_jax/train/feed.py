@@ -29,15 +29,13 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from clarity_jax import data
 from clarity_jax import sharding
-from clarity_jax.data import codecs
-from clarity_jax.data import examples
 
 HostBatch = Mapping[str, np.ndarray]
 
 
 def codec_on_host(config: ml_collections.ConfigDict) -> bool:
   """Whether batches make the round trip: eq. (1) on the device, the codec in the mix."""
-  return (examples.where(config) == 'device'
+  return (data.where(config) == 'device'
           and config.degradation.video_codec_prob > 0)
 
 
@@ -68,7 +66,7 @@ class CodecStage:
                                           out_specs=by_window, check_vma=False))
     # x264 runs single-threaded (codecs.X264_OPTIONS) and PyAV releases the GIL.
     self._pool = concurrent.futures.ThreadPoolExecutor(
-        workers or examples.available_cores(), thread_name_prefix='x264')
+        workers or data.available_cores(), thread_name_prefix='x264')
 
   def start(self, host_batch: HostBatch) -> tuple[HostBatch, jax.Array]:
     inputs = {k: v for k, v in host_batch.items()
@@ -82,7 +80,7 @@ class CodecStage:
     rows = np.flatnonzero(crfs >= 0)
     windows = np.array(windows)  # writable
     done = self._pool.map(
-        lambda i: codecs.video_codec(windows[i], int(crfs[i]), self._codec), rows)
+        lambda i: data.video_codec(windows[i], int(crfs[i]), self._codec), rows)
     for i, window in zip(rows, done):
       windows[i] = window
     return windows
