@@ -17,9 +17,9 @@ import numpy as np
 
 from clarity_jax.data.frames import read_image, write_image
 
-__all__ = ['available_cores', 'create_eval_iterator', 'create_train_iterator',
-           'degrade_on_device', 'degrade_windows_on_device', 'example_spec', 'read_image',
-           'training_pairs', 'video_codec', 'where', 'write_image']
+__all__ = ['available_cores', 'camera_photos', 'codec_planes', 'create_eval_iterator',
+           'create_train_iterator', 'degrade_on_device', 'example_spec', 'from_codec_planes',
+           'read_image', 'training_pairs', 'video_codec_planes', 'where', 'write_image']
 
 
 def example_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -49,33 +49,55 @@ def create_eval_iterator(config: ml_collections.ConfigDict, **kwargs: Any
   return _loader_module(config).create_eval_iterator(config, **kwargs)
 
 
-def degrade_windows_on_device(batch: Mapping[str, Any], *, seed: int, scale: int) -> Any:
-  """Eq. (1) but the video codec on every 'hr_window' of a device-degradation batch
-  (config.degradation.where='device'), with its 'deg_*' parameters and noise keys
-  from (seed, 'index'): [B, T', H/s, W/s, 3]. Inside jit."""
+def camera_photos(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray] | None:
+  """The photo stack that the device renders the synthetic camera's windows from
+  (jax_synthetic.photo_stack of the training photographs, in the source's order),
+  or None when the host supplies HR windows (examples.device_camera)."""
+  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  if not examples.device_camera(config):
+    return None
+  from clarity_jax.data import jax_synthetic  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  return jax_synthetic.photo_stack(list(synthetic.load_photos('train').values()))
+
+
+def degrade_on_device(config: ml_collections.ConfigDict, batch: Mapping[str, Any],
+                      photos: tuple[Any, Any] | None = None) -> tuple[dict[str, Any], Any]:
+  """A device batch (config.degradation.where='device') -> (targets {'hr'[,
+  'hr_next']}, windows [B, T', H/s, W/s, 3] degraded by eq. (1) but the video
+  codec), its noise from (config.seed, 'index'). The synthetic camera's batches
+  are rendered first, from `photos` (camera_photos, on the device). Inside jit.
+  """
   from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
-  arrays = {k[len('deg_'):]: v for k, v in batch.items() if k.startswith('deg_')}
-  keys = jax_degradations.example_keys(seed, batch['index'])
-  return jax_degradations.degrade(batch['hr_window'], arrays, keys, scale)
+  k, temporal = config.num_neighbors, config.loss.temporal_weight > 0
+  frames = 2 * k + 1 + int(temporal)
+  if 'cam_view' in batch:
+    from clarity_jax.data import jax_synthetic  # pylint: disable=g-import-not-at-top
+    from clarity_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+    cam = {key: batch[f'cam_{key}'] for key in jax_synthetic.ARRAY_KEYS}
+    rendered = jax_synthetic.render(*photos, cam, config.scale * config.data.crop_size,
+                                    synthetic.SyntheticSource.edge_px)
+    hr_window = rendered[:, :frames]
+    # The global shutter's frames, rendered apart when a rolling shutter may read rows late.
+    shown = rendered[:, frames:] if rendered.shape[1] > frames else rendered[:, k:k + 2]
+    targets = {'hr': shown[:, 0], **({'hr_next': shown[:, 1]} if temporal else {})}
+  else:
+    hr_window = batch['hr_window']
+    targets = {key: batch[key] for key in ('hr', 'hr_next') if key in batch}
+  arrays = {key[len('deg_'):]: v for key, v in batch.items() if key.startswith('deg_')}
+  keys = jax_degradations.example_keys(config.seed, batch['index'])
+  return targets, jax_degradations.degrade(hr_window, arrays, keys, config.scale)
 
 
-def training_pairs(batch: Mapping[str, Any], windows: Any, num_neighbors: int
+def training_pairs(targets: Mapping[str, Any], windows: Any, num_neighbors: int
                    ) -> dict[str, Any]:
-  """Degraded windows [B, T', ...] and a batch's targets -> what the model trains on:
+  """Degraded windows [B, T', ...] and their targets -> what the model trains on:
   {'lq', 'hr'} (+ {'lq_next', 'hr_next'}, the window one frame later)."""
   t = 2 * num_neighbors + 1
-  out = {'lq': windows[:, :t], 'hr': batch['hr']}
-  if 'hr_next' in batch:
-    out['lq_next'], out['hr_next'] = windows[:, 1:t + 1], batch['hr_next']
+  out = {'lq': windows[:, :t], 'hr': targets['hr']}
+  if 'hr_next' in targets:
+    out['lq_next'], out['hr_next'] = windows[:, 1:t + 1], targets['hr_next']
   return out
-
-
-def degrade_on_device(batch: Mapping[str, Any], *, seed: int, scale: int,
-                      num_neighbors: int) -> dict[str, Any]:
-  """A device-degradation batch without codec windows -> the batch the model trains
-  on (training_pairs). Inside jit."""
-  return training_pairs(batch, degrade_windows_on_device(batch, seed=seed, scale=scale),
-                        num_neighbors)
 
 
 def where(config: ml_collections.ConfigDict) -> str:
@@ -84,11 +106,31 @@ def where(config: ml_collections.ConfigDict) -> str:
   return examples.where(config)
 
 
-def video_codec(frames: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndarray:
-  """The video codec's round trip of a window (codecs.video_codec), for the windows
-  the device degraded and the host compresses (train/feed.py)."""
+def codec_planes(windows: Any) -> Any:
+  """Inside jit: windows [B, T, h, w, 3] float -> the yuv420p planes that x264
+  reads, [B, T, 3H/2, W] uint8 (H, W: h, w rounded up to even by repeating the last
+  row/column), exactly as codecs.video_codec converts them on the host."""
+  from clarity_jax.data import jax_codecs  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  h, w = windows.shape[2:4]
+  pad = [(0, 0), (0, 0), (0, h % 2), (0, w % 2), (0, 0)]
+  return jax_codecs.rgb_to_yuv420p(jax_codecs.to_uint8(jnp.pad(windows, pad, mode='edge')))
+
+
+def from_codec_planes(planes: Any, height: int, width: int) -> Any:
+  """Inside jit: the inverse of codec_planes, float32 [B, T, height, width, 3]."""
+  from clarity_jax.data import jax_codecs  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  rgb = jax_codecs.yuv420p_to_rgb(planes)[:, :, :height, :width]
+  # k / 255 as NumPy computes it: XLA would multiply by 1 / 255, 1 ulp away.
+  return jnp.asarray(np.arange(256, dtype=np.float32) / 255.0)[rgb]
+
+
+def video_codec_planes(planes: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndarray:
+  """The video codec's round trip of one window's yuv420p planes (codec_planes),
+  x264 alone: the host's share of eq. (1) when the device degrades (train/feed.py)."""
   from clarity_jax.data import codecs  # pylint: disable=g-import-not-at-top
-  return codecs.video_codec(frames, crf, codec)
+  return codecs.video_codec_yuv(planes, crf, codec)
 
 
 def available_cores() -> int:

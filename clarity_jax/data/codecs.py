@@ -95,20 +95,30 @@ def video_codec(frames: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndar
   plain C code (no SIMD, or SSE2 only) others, so other CPU families (e.g. ARM)
   may give slightly different, equally valid windows.
   """
-  if codec != 'libx264':
-    raise ValueError(f'unsupported video codec {codec!r}; supported: libx264')
   t, h, w, _ = frames.shape
   ph, pw = h + h % 2, w + w % 2
   padded = np.pad(files.to_uint8(frames), ((0, 0), (0, ph - h), (0, pw - w), (0, 0)),
                   mode='edge')
+  planes = video_codec_yuv(np.stack([rgb_to_yuv420p(f) for f in padded]), crf, codec)
+  out = np.stack([yuv420p_to_rgb(p) for p in planes])
+  return out[:, :h, :w].astype(np.float32) / 255.0
+
+
+def video_codec_yuv(planes: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndarray:
+  """The codec's round trip of yuv420p frames [T, 3H/2, W] uint8 (H, W even): x264
+  alone, for frames whose colour conversions ran elsewhere (the device, with
+  jax_codecs.py's copy of the exact integer arithmetic above). See video_codec."""
+  if codec != 'libx264':
+    raise ValueError(f'unsupported video codec {codec!r}; supported: libx264')
+  t, rows, pw = planes.shape
   enc = av.CodecContext.create(codec, 'w')
-  enc.width, enc.height, enc.pix_fmt = pw, ph, 'yuv420p'
+  enc.width, enc.height, enc.pix_fmt = pw, rows * 2 // 3, 'yuv420p'
   enc.time_base = fractions.Fraction(1, 25)
   enc.framerate = fractions.Fraction(25, 1)
   enc.options = {'crf': str(int(crf)), **X264_OPTIONS}
   packets = []
-  for i, frame in enumerate(padded):
-    vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format='yuv420p')
+  for i, plane in enumerate(planes):
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format='yuv420p')
     vf.pts = i
     packets.extend(enc.encode(vf))
   packets.extend(enc.encode(None))
@@ -119,7 +129,7 @@ def video_codec(frames: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndar
     for f in dec.decode(packet):
       if f.format.name != 'yuv420p':
         raise RuntimeError(f'{codec} round trip decoded {f.format.name}, expected yuv420p')
-      out.append(yuv420p_to_rgb(f.to_ndarray()))
+      out.append(f.to_ndarray())
   if len(out) != t:
     raise RuntimeError(f'{codec} round trip returned {len(out)} frames for {t}')
-  return np.stack(out)[:, :h, :w].astype(np.float32) / 255.0
+  return np.stack(out)

@@ -21,7 +21,9 @@ With config.degradation.where == 'device' the accelerator degrades
 parameters as fixed-shape arrays instead of the degraded frames, and the CRF of the
 video codec for the windows drawn for it: no codec runs on an accelerator, so
 train/feed.py returns those windows to the host after the rest of eq. (1) and
-compresses them there (see `ExampleMaker`).
+compresses them there (see `ExampleMaker`). On the synthetic camera (the default
+source) the device renders the window too: the example carries the shot and the
+augmentation (jax_synthetic.py) instead of frames, and the host draws numbers only.
 """
 
 from __future__ import annotations
@@ -81,13 +83,18 @@ def window_spec(config: ml_collections.ConfigDict, temporal: bool) -> sources.Wi
   return sources.WindowSpec(frames, config.scale * config.data.crop_size, config.scale)
 
 
+def draw_augmentation(rng: np.random.Generator) -> tuple[bool, int, bool]:
+  """(flip, quarter turns, temporal reversal) of augment_window."""
+  return rng.random() < 0.5, int(rng.integers(4)), rng.random() < 0.5
+
+
 def augment_window(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   """A random element of the 8 flips/rotations (square crops) and a temporal reversal.
 
   The same transform applies to every frame, so motion between frames stays
   physical. The rng is consumed identically whatever the outcome.
   """
-  flip, k, reverse = rng.random() < 0.5, int(rng.integers(4)), rng.random() < 0.5
+  flip, k, reverse = draw_augmentation(rng)
   if flip:
     hr = hr[:, :, ::-1]
   if hr.shape[1] == hr.shape[2]:
@@ -156,6 +163,12 @@ class ExampleMaker:
   'codec_crf' (int32): the x264 CRF of a window drawn for the video codec, -1 for
   the others. No 'lq': the host degrades nothing. Every example has the same keys
   and shapes.
+
+  With `camera` (device mode on the synthetic source) 'hr', 'hr_next' and
+  'hr_window' give way to the shot's arrays, prefixed 'cam_'
+  (jax_synthetic.window_arrays, and 'cam_aug': flip and quarter
+  turns; a temporal reversal is already in the frames' order): the device renders
+  the frames (jax_synthetic.render).
   """
   source: sources.Source
   seed: int
@@ -165,6 +178,7 @@ class ExampleMaker:
   augment: bool
   temporal: bool
   device: bool = False
+  camera: bool = False
 
   @property
   def keys(self) -> tuple[str, ...]:
@@ -174,7 +188,7 @@ class ExampleMaker:
   def spec(self) -> dict[str, Spec]:
     """(shape, dtype) of every key of an example, in order: what tf.data declares."""
     return _spec(self.source.spec, self.num_neighbors, self.scale, self.temporal,
-                 self.device, self.degradation)
+                 self.device, self.degradation, self.camera)
 
   def rngs(self, index: int) -> tuple[np.random.Generator, ...]:
     """(source, augmentation, degradation) generators of example `index`.
@@ -191,6 +205,8 @@ class ExampleMaker:
     # (the stages' streams are independent: drawing them before the window changes nothing).
     params = degradations.sample_window_params(degrade_rng, self.degradation,
                                                self.source.spec.num_frames, self.scale)
+    if self.camera:
+      return self._camera_example(index, source_rng, augment_rng, params)
     hr, captured, params = self._capture(source_rng, params)
     if self.augment:
       rendered = captured is not hr
@@ -214,6 +230,35 @@ class ExampleMaker:
                      codec_crf=np.asarray(-1 if video is None else video['crf'], np.int32))
       example.update(_device_arrays(params, self.degradation))
       self._check(example)
+    return {key: _flush_subnormals(v) for key, v in example.items()}
+
+  def _camera_example(self, index: int, source_rng: np.random.Generator,
+                      augment_rng: np.random.Generator, params: dict[str, Any]
+                      ) -> dict[str, np.ndarray]:
+    """Device mode on the synthetic camera: the window as jax_synthetic.render draws
+    it on the device (the same shot, augmentation and parameters as the host path's
+    example `index`), not its frames."""
+    flip, k, reverse = draw_augmentation(augment_rng) if self.augment else (False, 0, False)
+    shutter = params.get('rolling_shutter')
+    frames = self.source.spec.num_frames
+    order = np.arange(frames)[::-1] if reverse else np.arange(frames)
+    rolling = _rolling(self.degradation)
+    targets = [self.num_neighbors, self.num_neighbors + 1][:1 + self.temporal] if rolling else []
+    # Imported on use, as _device_arrays' modules.
+    from clarity_jax.data import jax_synthetic  # pylint: disable=g-import-not-at-top
+    cam = jax_synthetic.window_arrays(self.source, source_rng,
+                                      shutter['readout'] if shutter else 0.0, order=order,
+                                      targets=targets,
+                                      rows=self.source.spec.crop if rolling else 1)
+    if shutter is not None:  # rendered into the frames: nothing left to blend
+      params = dict(params, rolling_shutter=dict(shutter, method='rendered'))
+    cam['aug'] = np.array([flip, k], np.int32)
+    video = params['video']
+    example = {'index': np.asarray(int(index) % 2**32, np.uint32),
+               'codec_crf': np.asarray(-1 if video is None else video['crf'], np.int32),
+               **{f'cam_{key}': v for key, v in cam.items()},
+               **_device_arrays(params, self.degradation)}
+    self._check(example)
     return {key: _flush_subnormals(v) for key, v in example.items()}
 
   def _capture(self, rng: np.random.Generator, params: dict[str, Any]
@@ -242,19 +287,33 @@ class ExampleMaker:
                          f'{dtype}{list(shape)} (window_arrays must have fixed shapes)')
 
 
+def _rolling(degradation: Any) -> bool:
+  """Whether windows may have a rolling shutter (then the device camera renders
+  each row at its own time, and the targets apart)."""
+  return degradation.get('rolling_shutter_prob', 0.0) > 0
+
+
 def _spec(window: sources.WindowSpec, num_neighbors: int, scale: int, temporal: bool,
-          device: bool, degradation: Any) -> dict[str, Spec]:
+          device: bool, degradation: Any, camera: bool = False) -> dict[str, Spec]:
   """The keys of an example and their (shape, dtype); see ExampleMaker."""
-  f32 = np.dtype(np.float32)
+  f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
   t, hr_side = 2 * num_neighbors + 1, window.crop
   lq = ((t, hr_side // scale, hr_side // scale, 3), f32)
   hr = ((hr_side, hr_side, 3), f32)
   if not device:
     return {'lq': lq, 'hr': hr, **({'lq_next': lq, 'hr_next': hr} if temporal else {})}
   frames = window.num_frames
-  out = {'hr': hr, **({'hr_next': hr} if temporal else {}),
-         'hr_window': ((frames, hr_side, hr_side, 3), f32),
-         'index': ((), np.dtype(np.uint32)), 'codec_crf': ((), np.dtype(np.int32))}
+  ids = {'index': ((), np.dtype(np.uint32)), 'codec_crf': ((), i32)}
+  if camera:
+    rolling = _rolling(degradation)
+    rendered = frames + (1 + temporal) * rolling
+    affines = ((rendered, hr_side if rolling else 1, 2, 3), f32)
+    out = {**ids, 'cam_view': affines, 'cam_object': affines, 'cam_photo': ((), i32),
+           'cam_texture': ((), i32), 'cam_axes': ((2,), f32),
+           'cam_texture_centre': ((2,), f32), 'cam_aug': ((2,), i32)}
+  else:
+    out = {'hr': hr, **({'hr_next': hr} if temporal else {}),
+           'hr_window': ((frames, hr_side, hr_side, 3), f32), **ids}
   # window_arrays has fixed shapes whatever the parameters: any draw shows them.
   params = degradations.sample_window_params(
       np.random.default_rng(0), degradation, frames, scale)
@@ -267,8 +326,9 @@ def example_spec(config: ml_collections.ConfigDict) -> dict[str, Spec]:
   """(shape, dtype) of every key of a training example, from the config alone (no
   source is opened): what the train step is compiled for."""
   temporal = config.loss.temporal_weight > 0
+  device = where(config) == 'device'
   return _spec(window_spec(config, temporal), config.num_neighbors, config.scale, temporal,
-               where(config) == 'device', config.degradation)
+               device, config.degradation, device_camera(config))
 
 
 def train_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
@@ -278,7 +338,13 @@ def train_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
                       seed=config.seed, num_neighbors=config.num_neighbors,
                       scale=config.scale, degradation=config.degradation,
                       augment=config.data.augment, temporal=temporal,
-                      device=where(config) == 'device')
+                      device=where(config) == 'device', camera=device_camera(config))
+
+
+def device_camera(config: ml_collections.ConfigDict) -> bool:
+  """Whether the device renders the training windows too: eq. (1) on the device
+  and the synthetic camera as the source (jax_synthetic.py)."""
+  return where(config) == 'device' and config.data.source == 'synthetic'
 
 
 def eval_maker(config: ml_collections.ConfigDict) -> ExampleMaker:

@@ -86,12 +86,18 @@ def _rotation(theta: float) -> np.ndarray:
   return np.array([[c, -s], [s, c]])
 
 
-def _view(log_zoom: float, theta: float, shift: np.ndarray, crop: int) -> np.ndarray:
-  """2x3 affine, crop pixel -> photo pixel: the crop centre lands on `shift`, rotated
-  by theta and covering exp(log_zoom) photo pixels per crop pixel."""
-  linear = np.exp(log_zoom) * _rotation(theta)
+def _views(log_zoom: np.ndarray, theta: np.ndarray, shift: np.ndarray, crop: int
+           ) -> np.ndarray:
+  """[N, 2, 3] affines, crop pixel -> photo pixel: the crop centre lands on shift[i],
+  rotated by theta[i] and covering exp(log_zoom[i]) photo pixels per crop pixel.
+
+  Vectorised: a rolling shutter needs one per row of every frame.
+  """
+  c, s = np.cos(theta), np.sin(theta)
+  linear = np.exp(log_zoom)[:, None, None] * np.stack([np.stack([c, -s], -1),
+                                                       np.stack([s, c], -1)], -2)
   centre = np.full(2, (crop - 1) / 2)
-  return np.concatenate([linear, (shift - linear @ centre)[:, None]], axis=1)
+  return np.concatenate([linear, (shift - linear @ centre)[..., None]], axis=2)
 
 
 def soft_ellipse(to_local: np.ndarray, axes: np.ndarray, edge_px: float,
@@ -155,8 +161,7 @@ class Motion:
     """[N, 2, 3] affines, crop pixel -> photo pixel, at clip times (centred on the clip)."""
     camera = np.concatenate([self.pan(times), self.turn(times)], axis=1)
     log_zoom = camera[:, 3] - self.zoom_min + self.zoom_base
-    views = np.stack([_view(z, theta, shift, self.crop) for z, theta, shift
-                      in zip(log_zoom, camera[:, 2], camera[:, :2])])
+    views = _views(log_zoom, camera[:, 2], camera[:, :2], self.crop)
     views[:, :, 2] += self.placement
     return views
 
@@ -196,10 +201,17 @@ class Shot:
     """2x3 affine, crop pixel of frame j -> object-local pixel (its position and
     rotation undone): where `soft_ellipse` and the texture are evaluated."""
     view, obj = self.views[j], self.obj[j]
-    return _local(view, obj)
+    return object_affine(view, obj)
 
 
-def _local(view: np.ndarray, obj: np.ndarray) -> np.ndarray:
+def object_affine(view: np.ndarray, obj: np.ndarray) -> np.ndarray:
+  """2x3 (or [N, 2, 3] for [N, ...] inputs), crop pixel -> object-local pixel, of a
+  view (crop pixel -> photo pixel) and the object's (x, y, rotation)."""
+  if view.ndim == 3:
+    c, s = np.cos(-obj[:, 2]), np.sin(-obj[:, 2])
+    turn = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    return turn @ np.concatenate([view[:, :, :2], (view[:, :, 2] - obj[:, :2])[..., None]],
+                                 axis=2)
   return _rotation(-obj[2]) @ np.concatenate(
       [view[:, :2], (view[:, 2] - obj[:2])[:, None]], axis=1)
 
@@ -346,7 +358,7 @@ class SyntheticSource(sources.Source):
     times = shot.times[j] + camera_effects.row_times(c, readout).astype(np.float64)
     views, objs = shot.motion.views(times), shot.motion.objects(times)
     frame = _remap(shot.photo, *_row_maps(views, 0, 0, (c, c)))
-    to_local = np.stack([_local(v, o) for v, o in zip(views, objs)])  # [c, 2, 3]
+    to_local = object_affine(views, objs)  # [c, 2, 3]
     # The box holds the object wherever it is during the readout.
     centres = np.stack([cv2.invertAffineTransform(a)[:, 2] for a in to_local])  # crop px
     x0, y0 = (int(v) for v in np.clip(np.floor(centres.min(axis=0) - reach), 0, c))

@@ -345,20 +345,20 @@ def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> d
 
 def codec_cpu_ms_per_window(config: ml_collections.ConfigDict, num_batches: int) -> float:
   """Host CPU ms per training window (all windows counted) of the x264 round trip of
-  feed.CodecStage: the device's degradation is run first, untimed."""
+  feed.DeviceStage: the device's degradation is run first, untimed."""
   from clarity_jax import data  # pylint: disable=g-import-not-at-top
   from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(config.mesh.space)
-  stage = feed.CodecStage(config, mesh)
+  stage = feed.DeviceStage(config, mesh)
   batches = data.create_train_iterator(config, process_index=0, process_count=1)
   cpu = 0.0
   try:
     for _ in range(num_batches):
       host_batch = next(batches)
-      windows = sharding.local_rows(stage.start(host_batch)[1])
+      planes = stage.host_planes(stage.start(host_batch))
       start = time.process_time()
-      stage.compress(windows, host_batch['codec_crf'])
+      stage.compress(planes, host_batch['codec_crf'])
       cpu += time.process_time() - start
   finally:
     stage.close()

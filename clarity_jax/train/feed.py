@@ -1,15 +1,20 @@
 """Training batches from the loader to the step.
 
-Host-degraded batches (config.degradation.where='host'), and device batches without
-the video codec, are placed on the mesh as they come (the step degrades the latter).
-With the codec in the mix (where='device', video_codec_prob > 0), no codec runs on
-an accelerator, so every batch makes a round trip before its step:
+Host-degraded batches (config.degradation.where='host') are placed on the mesh as
+they come. Device batches (where='device': HR windows, or the synthetic camera's
+shots, with their parameters) go through a jitted stage first, eq. (1) on the
+device, and reach the step degraded:
 
-  host: HR windows + parameters -> device: eq. (1) up to the codec, per window
-  -> host: x264 on the windows drawn for it (a thread pool)
-  -> device: the step, on degraded windows.
+  host: HR windows or shots + parameters -> device: [render ->] eq. (1) up to the
+  codec, per window -> the step.
 
-Only the small LQ windows travel back and forth. The degradation of batch t + 1 is
+With the video codec in the mix, no codec runs on an accelerator, so those batches
+make a round trip before their step:
+
+  ... -> device: eq. (1) up to the codec -> host: x264 on the windows drawn for
+  it (a thread pool) -> device: the step, on degraded windows.
+
+Only the small LQ windows travel back and forth. The stage of batch t + 1 is
 queued on the device before step t, so the host compresses it while step t runs.
 Each window is still a pure function of (seed, example index): runs stay
 deterministic and resume exactly.
@@ -23,6 +28,7 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
@@ -40,57 +46,91 @@ def codec_on_host(config: ml_collections.ConfigDict) -> bool:
 
 
 def step_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config the train step is compiled for: after the round trip its batches
-  arrive degraded, laid out as host-degraded ones."""
-  if not codec_on_host(config):
+  """The config the train step is compiled for: device batches arrive degraded
+  (DeviceStage), laid out as host-degraded ones."""
+  if data.where(config) != 'device':
     return config
   out = config.copy_and_resolve_references()
   out.degradation.where = 'host'
   return out
 
 
-class CodecStage:
-  """The round trip of one batch: start() queues its degradation on the device,
-  finish() compresses the codec's windows on the host and places the batch."""
+class DeviceStage:
+  """Eq. (1) of one batch on the device: start() queues it, finish() returns the
+  batch the step trains on, after x264 on the host for the codec's windows."""
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh,
                workers: int | None = None):
     self._mesh = mesh
     self._num_neighbors = config.num_neighbors
+    self._temporal = config.loss.temporal_weight > 0
     self._codec = config.degradation.video_codec
-    degrade = functools.partial(data.degrade_windows_on_device, seed=config.seed,
-                                scale=config.scale)
-    # Whole windows per device, as the step's own degradation (step._degrade).
+    photos = data.camera_photos(config)
+    # The synthetic camera's photographs, on every device once (34 MB as uint8).
+    self._photos = None if photos is None else jax.device_put(photos,
+                                                              sharding.replicated(mesh))
+    self._on_host = codec_on_host(config)
+    degrade = functools.partial(data.degrade_on_device, config)
+    # Whole windows per device, each device its own (with a 'space' axis > 1 its
+    # group repeats the work). Manual partitioning, not XLA's: left to the SPMD
+    # partitioner on a ('data', 'space') mesh, the blur's FFT was given a layout
+    # XLA:CPU rejects (RET_CHECK in fft_thunk, jax 0.10), and per-window work gains
+    # nothing from splitting rows.
     by_window = P(sharding.DATA)
-    self._degrade = jax.jit(jax.shard_map(degrade, mesh=mesh, in_specs=(by_window,),
-                                          out_specs=by_window, check_vma=False))
+    per_window = jax.shard_map(degrade, mesh=mesh, in_specs=(by_window, P()),
+                               out_specs=by_window, check_vma=False)
+
+    def stage(batch, photos):
+      targets, windows = per_window(batch, photos)
+      if self._on_host:  # the codec's windows go to the host, as the planes x264 reads
+        return sharding.constrain_batch(mesh, targets), (windows, data.codec_planes(windows))
+      return sharding.constrain_batch(
+          mesh, data.training_pairs(targets, windows, self._num_neighbors)), None
+
+    def merge(windows, planes, crfs):
+      """The codec's windows (planes back from x264) among the others -> LQ pairs."""
+      coded = data.from_codec_planes(planes, *windows.shape[2:4])
+      windows = jnp.where((crfs >= 0)[:, None, None, None, None], coded, windows)
+      t = 2 * self._num_neighbors + 1
+      lq = {'lq': windows[:, :t], **({'lq_next': windows[:, 1:t + 1]} if self._temporal
+                                     else {})}
+      return sharding.constrain_batch(mesh, lq)
+
+    self._stage = jax.jit(stage)
+    self._merge = jax.jit(merge)
     # x264 runs single-threaded (codecs.X264_OPTIONS) and PyAV releases the GIL.
     self._pool = concurrent.futures.ThreadPoolExecutor(
         workers or data.available_cores(), thread_name_prefix='x264')
 
-  def start(self, host_batch: HostBatch) -> tuple[HostBatch, jax.Array]:
-    inputs = {k: v for k, v in host_batch.items()
-              if k in ('hr_window', 'index') or k.startswith('deg_')}
-    return host_batch, self._degrade(sharding.global_batch(self._mesh, inputs,
-                                                           by_rows=False))
+  def start(self, host_batch: HostBatch) -> tuple[HostBatch, Any]:
+    inputs = {k: v for k, v in host_batch.items() if k != 'codec_crf'}
+    return host_batch, self._stage(sharding.global_batch(self._mesh, inputs, by_rows=False),
+                                   self._photos)
 
-  def compress(self, windows: np.ndarray, crfs: np.ndarray) -> np.ndarray:
-    """This host's degraded windows [B, T', h, w, 3], those with a CRF (>= 0)
-    through the codec, as degradations.compress_window does on the host path."""
+  def host_planes(self, started: tuple[HostBatch, Any]) -> np.ndarray:
+    """This host's windows of a started batch, as yuv420p planes [B, T', 3H/2, W]
+    (waits for its degradation only: the step queued after it runs on)."""
+    return sharding.local_rows(started[1][1][1])
+
+  def compress(self, planes: np.ndarray, crfs: np.ndarray) -> np.ndarray:
+    """The planes of the windows with a CRF (>= 0) through the codec, as
+    degradations.compress_window does on the host path (x264 alone)."""
     rows = np.flatnonzero(crfs >= 0)
-    windows = np.array(windows)  # writable
+    planes = np.array(planes)  # writable
     done = self._pool.map(
-        lambda i: data.video_codec(windows[i], int(crfs[i]), self._codec), rows)
+        lambda i: data.video_codec_planes(planes[i], int(crfs[i]), self._codec), rows)
     for i, window in zip(rows, done):
-      windows[i] = window
-    return windows
+      planes[i] = window
+    return planes
 
-  def finish(self, started: tuple[HostBatch, jax.Array]) -> dict[str, jax.Array]:
-    host_batch, windows = started
-    # Waits for this batch's degradation only: the step queued after it runs on.
-    windows = self.compress(sharding.local_rows(windows), host_batch['codec_crf'])
-    return sharding.global_batch(
-        self._mesh, data.training_pairs(host_batch, windows, self._num_neighbors))
+  def finish(self, started: tuple[HostBatch, Any]) -> dict[str, jax.Array]:
+    host_batch, (batch, codec) = started
+    if codec is None:
+      return batch
+    crfs = host_batch['codec_crf']
+    planes = self.compress(self.host_planes(started), crfs)
+    placed = sharding.global_batch(self._mesh, {'planes': planes, 'crf': crfs}, by_rows=False)
+    return {**self._merge(codec[0], placed['planes'], placed['crf']), **batch}
 
   def close(self) -> None:
     self._pool.shutdown(wait=False, cancel_futures=True)
@@ -99,11 +139,11 @@ class CodecStage:
 def batches(config: ml_collections.ConfigDict, mesh: Mesh,
             host_batches: Iterator[HostBatch]) -> Iterator[dict[str, Any]]:
   """The loader's batches, placed on `mesh`, ready for step_config(config)'s step."""
-  if not codec_on_host(config):
+  if data.where(config) != 'device':
     for host_batch in host_batches:
       yield sharding.global_batch(mesh, host_batch)
     return
-  stage = CodecStage(config, mesh)
+  stage = DeviceStage(config, mesh)
   try:
     started = stage.start(next(host_batches))
     while True:

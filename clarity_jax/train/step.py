@@ -7,7 +7,6 @@ without the input pipeline. One jitted step serves every mesh: windows over
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
 
 from clarity_jax import data
 from clarity_jax import metrics
@@ -37,8 +36,7 @@ def apply_model(graphdef: nnx.GraphDef, params: Params, lq: jax.Array) -> jax.Ar
 
 def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
   """Global shapes of a training batch: LQ windows and HR centres (and the next
-  window's when the temporal loss is on; HR windows and degradation parameters
-  when eq. (1) runs on the device)."""
+  window's when the temporal loss is on), for step_config(config) (train/feed.py)."""
   return {k: (config.batch_size, *shape) for k, (shape, _) in data.example_spec(config).items()}
 
 
@@ -93,32 +91,12 @@ def _restorer_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
   return total, terms
 
 
-def _degrade(config: ml_collections.ConfigDict, batch: Batch, mesh: Mesh | None) -> Batch:
-  """Eq. (1) on the device, window by window on whole frames: each device degrades
-  its own windows (shard_map over 'data'; with 'space' > 1 its group repeats the
-  same work), then the model's windows are split by rows as placed ones would be.
-
-  Manual partitioning, not XLA's: left to the SPMD partitioner on a ('data',
-  'space') mesh, the blur's FFT was given a layout XLA:CPU rejects (RET_CHECK in
-  fft_thunk, jax 0.10), and per-window work gains nothing from splitting rows.
-  """
-  degrade = functools.partial(data.degrade_on_device, seed=config.seed, scale=config.scale,
-                              num_neighbors=config.num_neighbors)
-  if mesh is None:
-    return degrade(batch)
-  by_window = P(sharding.DATA)
-  degraded = jax.shard_map(degrade, mesh=mesh, in_specs=(by_window,), out_specs=by_window,
-                           check_vma=False)(dict(batch))
-  return sharding.constrain_batch(mesh, degraded)
-
-
 def train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
                state: TrainState, batch: Batch, perceptual: PerceptualFn | None = None,
-               vgg_params: Params | None = None, mesh: Mesh | None = None
+               vgg_params: Params | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  if 'hr_window' in batch:  # config.degradation.where == 'device': eq. (1) runs here
-    with jax.named_scope('degradation'):
-      batch = _degrade(config, batch, mesh)
+  """One optimiser step on a degraded batch (eq. (1) ran in the loader or, with
+  where='device', in train/feed.py's stage just before)."""
   grad_fn = jax.value_and_grad(
       lambda p: compute_losses(config, graphdef, p, batch, perceptual, vgg_params),
       has_aux=True)
@@ -175,7 +153,7 @@ def jit_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, me
   rep = sharding.replicated(mesh)
 
   def step(state, batch, vgg_params):
-    return train_step(config, graphdef, state, batch, perceptual, vgg_params, mesh)
+    return train_step(config, graphdef, state, batch, perceptual, vgg_params)
 
   return jax.jit(step, in_shardings=(rep, sharding.batch_shardings(mesh, batch_shapes(config)),
                                      rep),

@@ -10,7 +10,9 @@ import pytest
 
 from clarity_jax.data import degradations
 from clarity_jax.data import examples
+from clarity_jax.data import frames
 from clarity_jax.data import jax_degradations
+from clarity_jax.data import jax_synthetic
 from clarity_jax import errors
 
 TINY = np.finfo(np.float32).tiny
@@ -43,14 +45,18 @@ def test_device_examples_have_the_declared_keys_shapes_and_dtypes(small):
   _, make = makers(small())
   cfg = small().degradation
   size = jax_degradations.max_kernel_size(cfg)
-  expected = {'hr': ((32, 32, 3), np.float32), 'hr_next': ((32, 32, 3), np.float32),
-              'hr_window': ((4, 32, 32, 3), np.float32), 'index': ((), np.uint32),
-              'codec_crf': ((), np.int32), 'deg_blur_kernel': ((4, size, size), np.float32),
+  affines = ((4, 1, 2, 3), np.float32)  # 4 frames, one affine each (no rolling shutter)
+  expected = {'index': ((), np.uint32), 'codec_crf': ((), np.int32),
+              'cam_view': affines, 'cam_object': affines, 'cam_photo': ((), np.int32),
+              'cam_texture': ((), np.int32), 'cam_axes': ((2,), np.float32),
+              'cam_texture_centre': ((2,), np.float32), 'cam_aug': ((2,), np.int32),
+              'deg_blur_kernel': ((4, size, size), np.float32),
               'deg_resize': ((), np.int32), 'deg_noise_kind': ((), np.int32),
               'deg_noise_level': ((4,), np.float32), 'deg_jpeg_quality': ((4,), np.int32)}
   for key, (shape, dtype) in expected.items():
     assert make.spec[key] == (shape, np.dtype(dtype)), key
-  assert make.keys == tuple(make.spec) and 'lq' not in make.spec  # the host degrades nothing
+  # The host degrades nothing and, on the synthetic camera, renders nothing.
+  assert make.keys == tuple(make.spec) and not {'lq', 'hr', 'hr_window'} & set(make.spec)
   reference = jax_degradations.window_arrays(
       degradations.sample_window_params(np.random.default_rng(1), cfg, 4, 4),
       kernel_size=size)
@@ -63,19 +69,52 @@ def test_device_examples_have_the_declared_keys_shapes_and_dtypes(small):
     assert example['index'] == i
 
 
+def test_footage_examples_carry_hr_windows(small, tmp_path):
+  """Sources other than the synthetic camera: the host reads, crops and augments
+  the HR window; the device degrades it."""
+  clip = tmp_path / 'clips' / 'a'
+  clip.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for i in range(6):
+    frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
+  config = small(**{'data.source': 'frame_folders', 'data.path': str(tmp_path / 'clips')})
+  host_make, make = makers(config)
+  assert not make.camera and make.spec['hr_window'] == ((4, 32, 32, 3), np.float32)
+  for i in INDICES[:3]:
+    host, device = host_make(i), make(i)
+    np.testing.assert_array_equal(device['hr_window'][1], host['hr'])
+    np.testing.assert_array_equal(device['hr'], host['hr'])
+
+
+def _window(make, i):
+  """The host path's HR window of example i: the source's frames, augmented."""
+  source_rng, augment_rng, _ = make.rngs(i)
+  return examples.augment_window(make.source.sample(source_rng), augment_rng)
+
+
+def _rendered(make, example):
+  """The device's render of a camera example."""
+  stack, sizes = jax_synthetic.photo_stack(make.source.photos)
+  cam = {k: example[f'cam_{k}'][None] for k in jax_synthetic.ARRAY_KEYS}
+  return np.asarray(jax_synthetic.render(stack, sizes, cam, make.source.spec.crop,
+                                         make.source.edge_px))[0]
+
+
 @pytest.mark.parametrize('codec_prob', [0.0, 0.4, 1.0])
 def test_parameters_and_codec_windows_are_the_host_paths(codec_prob, small):
-  """Example i draws the same parameters in both modes, the codec's CRF included
-  (-1 for the windows not drawn for it)."""
+  """Example i draws the same window and parameters in both modes, the codec's CRF
+  included (-1 for the windows not drawn for it)."""
   config = small(**{'degradation.video_codec_prob': codec_prob})
   host_make, make = makers(config)
   cfg, k = config.degradation, 1
   on_host = []
   for i in INDICES:
     host, device = host_make(i), make(i)
-    window = device['hr_window']
+    window = _window(make, i)
     np.testing.assert_array_equal(window[k], host['hr'])
     np.testing.assert_array_equal(window[k + 1], host['hr_next'])
+    # The device renders the same window, to cv2's float error.
+    np.testing.assert_allclose(_rendered(make, device), window, atol=1e-4)
     # The reference entry point on the same degradation stream gives host mode's 'lq'.
     params = degradations.sample_window_params(make.rngs(i)[2], cfg, 4, 4)
     lq, reference_params = degradations.degrade_window(window, make.rngs(i)[2], cfg, 4)
@@ -132,7 +171,8 @@ def test_the_synthetic_camera_renders_a_windows_rolling_shutter(small, device):
   plain = examples.train_maker(small(**{'degradation.where': 'host'}))
   for i in INDICES[:3]:
     example, reference = make(i), plain(i)
-    np.testing.assert_array_equal(example['hr'], reference['hr'])
+    if not device:
+      np.testing.assert_array_equal(example['hr'], reference['hr'])
     source_rng, augment_rng, degrade_rng = make.rngs(i)
     params = degradations.sample_window_params(degrade_rng, config.degradation, 4, 4)
     still, captured = make.source.sample_captured(source_rng,
@@ -140,7 +180,10 @@ def test_the_synthetic_camera_renders_a_windows_rolling_shutter(small, device):
     assert np.abs(captured - still).mean() > 1e-3  # the rows moved
     captured = examples.augment_window(captured, augment_rng)
     if device:
-      np.testing.assert_array_equal(example['hr_window'], flushed(captured))
+      # The device renders each row at its own time, and the targets apart.
+      rendered = _rendered(make, example)
+      np.testing.assert_allclose(rendered[:4], captured, atol=1e-4)
+      np.testing.assert_allclose(rendered[4], reference['hr'], atol=1e-4)
       assert example['deg_rolling_shutter_readout'] == 0  # already in the frames
       continue
     lq = degradations.apply_window(captured, dict(params, rolling_shutter=None), 4, degrade_rng)

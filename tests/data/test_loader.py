@@ -64,7 +64,8 @@ def test_device_mode_batches_under_both_loaders(small):
   assert_same_batches(threads, take(pipeline, config, 2, **kwargs))
   batch = threads[0]
   assert batch['index'].dtype == np.uint32 and batch['deg_resize'].dtype == np.int32
-  assert batch['hr_window'].shape == (2, 3, 32, 32, 3) and batch['codec_crf'].shape == (2,)
+  # The synthetic camera's shots (the device renders them): 3 frames, one affine each.
+  assert batch['cam_view'].shape == (2, 3, 1, 2, 3) and batch['codec_crf'].shape == (2,)
   # Global indices n * 4 + p * 2 + i at steps n = 3, 4 for host p = 1.
   assert [b['index'].tolist() for b in threads] == [[14, 15], [18, 19]]
 

@@ -1,0 +1,170 @@
+"""The synthetic camera (synthetic.py) rendered on the device: the default source's
+HR windows without a CPU.
+
+On the host, `window_arrays` draws a window's shot as
+today and hands over what cv2 would render it from, as small fixed-shape arrays
+(`ARRAY_KEYS`): per frame (and per row, when a rolling shutter may read the rows
+at their own times) the affine from crop pixels to photo pixels and the one to
+the moving object's own frame, the photograph's and the object texture's index
+in the photo stack, the object's semi-axes and texture centre, and the window's
+flip and quarter turns. `render` draws the frames from the stack, which is placed
+on the device once (`photo_stack`).
+
+It is cv2's arithmetic (OpenCV 4.x samples float images at exact positions):
+bicubic taps with a = -0.75, reflect-101 borders, the object's soft ellipse
+blended over the background, then a clip to [0, 1]. Positions are float32 here,
+so frames agree with cv2's to about 4e-5, not to the bit
+(tests/data/test_jax_synthetic.py).
+
+The flips and quarter turns of augmentation (examples.augment_window) permute
+output pixels: they are applied to the pixel grid the frames are sampled on, so
+augmenting costs no pass over the frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from clarity_jax.data import camera_effects
+from clarity_jax.data import synthetic
+
+# The keys of an example's camera arrays (prefixed 'cam_' in examples), see the module doc.
+ARRAY_KEYS = ('view', 'object', 'photo', 'texture', 'axes', 'texture_centre', 'aug')
+_A = -0.75  # cv2's bicubic parameter
+
+
+def window_arrays(source: synthetic.SyntheticSource, rng: np.random.Generator,
+                  readout: float, *, order: np.ndarray, targets: Sequence[int], rows: int
+                  ) -> dict[str, np.ndarray]:
+  """The window `source.sample_captured(rng, readout)` renders, as the arrays that
+  `render` draws it from (ARRAY_KEYS but 'aug'). NumPy, on the host.
+
+  Frames are the captured ones in `order` (a temporal reversal: order[::-1]),
+  then the global-shutter frames order[targets] (the training targets, when a
+  rolling shutter makes them differ). rows: 1, or the crop height when a
+  rolling shutter may read each row at its own time (one affine per row).
+  """
+  shot, c = source.draw(rng), source.spec.crop
+  view, obj = [], []
+
+  def still(j: int) -> None:
+    view.append(np.broadcast_to(shot.views[j], (rows, 2, 3)))
+    obj.append(np.broadcast_to(shot.to_object(j), (rows, 2, 3)))
+
+  for j in order:
+    if not readout:
+      still(j)
+      continue
+    times = shot.times[j] + camera_effects.row_times(c, readout).astype(np.float64)
+    views = shot.motion.views(times)
+    view.append(views)
+    obj.append(synthetic.object_affine(views, shot.motion.objects(times)))
+  for j in order[list(targets)]:
+    still(j)
+  index = {id(p): i for i, p in enumerate(source.photos)}
+  return {'view': np.stack(view).astype(np.float32),
+          'object': np.stack(obj).astype(np.float32),
+          'photo': np.asarray(index[id(shot.photo)], np.int32),
+          'texture': np.asarray(index[id(shot.texture)], np.int32),
+          'axes': shot.axes.astype(np.float32),
+          'texture_centre': shot.tex_centre.astype(np.float32)}
+
+
+def photo_stack(photos: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """([N, H_max, W_max, 3] uint8, [N, 2] int32 (height, width)) of float photographs
+  in [0, 1] that are k / 255 (synthetic.load_photo): uint8 is exact and 4x smaller."""
+  h = max(p.shape[0] for p in photos)
+  w = max(p.shape[1] for p in photos)
+  stack = np.zeros((len(photos), h, w, 3), np.uint8)
+  for i, p in enumerate(photos):
+    stack[i, :p.shape[0], :p.shape[1]] = np.rint(p * 255.0).astype(np.uint8)
+  return stack, np.array([p.shape[:2] for p in photos], np.int32)
+
+
+def _cubic_weights(f: jax.Array) -> tuple[jax.Array, ...]:
+  """cv2's interpolateCubic: the 4 tap weights at fraction f."""
+  w0 = ((_A * (f + 1) - 5 * _A) * (f + 1) + 8 * _A) * (f + 1) - 4 * _A
+  w1 = ((_A + 2) * f - (_A + 3)) * f * f + 1
+  w2 = ((_A + 2) * (1 - f) - (_A + 3)) * (1 - f) * (1 - f) + 1
+  return w0, w1, w2, 1.0 - w0 - w1 - w2
+
+
+def _reflect101(i: jax.Array, n: jax.Array) -> jax.Array:
+  """cv2.BORDER_REFLECT_101 (…, 2, 1 | 0, 1, …, n-1 | n-2, …), however far out."""
+  period = jnp.maximum(2 * n - 2, 1)
+  i = jnp.abs(i) % period
+  return jnp.where(i >= n, period - i, i)
+
+
+def _sample(flat: jax.Array, width: int, origin: jax.Array, size: jax.Array,
+            u: jax.Array, v: jax.Array) -> jax.Array:
+  """Bicubic samples [..., 3] of the photo starting at row `origin` of `flat`
+  ([N * H_max * W_max, 3] uint8), `size` (h, w), at photo pixels (u, v)."""
+  fu, fv = jnp.floor(u), jnp.floor(v)
+  fx, fy = u - fu, v - fv
+  ix, iy = fu.astype(jnp.int32), fv.astype(jnp.int32)
+  wx, wy = _cubic_weights(fx), _cubic_weights(fy)
+  cols = [_reflect101(ix + (j - 1), size[1]) for j in range(4)]
+  out = 0.0
+  for i in range(4):
+    row = origin + _reflect101(iy + (i - 1), size[0]) * width
+    taps = sum(wx[j][..., None] * jnp.take(flat, row + cols[j], axis=0).astype(jnp.float32)
+               for j in range(4))
+    out = out + wy[i][..., None] * taps
+  return out / 255.0
+
+
+def _grid(aug: jax.Array, crop: int) -> tuple[jax.Array, jax.Array]:
+  """(x, y) [crop, crop] int32: the un-augmented pixel that augmented pixel (row,
+  col) shows, for aug = (flip, quarter turns) as examples.augment_window applies
+  them (a flip of the columns, then np.rot90)."""
+  g = jnp.arange(crop * crop, dtype=jnp.int32).reshape(crop, crop)
+  g = jnp.where(aug[0] > 0, g[:, ::-1], g)
+  turns = [jnp.rot90(g, k) for k in range(4)]
+  g = jnp.select([aug[1] == k for k in range(3)], turns[:3], turns[3])
+  return g % crop, g // crop
+
+
+def _apply(affine: jax.Array, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """affine [..., 2, 3] at pixels (x, y) [...]."""
+  return (affine[..., 0, 0] * x + affine[..., 0, 1] * y + affine[..., 0, 2],
+          affine[..., 1, 0] * x + affine[..., 1, 1] * y + affine[..., 1, 2])
+
+
+def _render_one(flat: jax.Array, width: int, height: int, sizes: jax.Array,
+                cam: Mapping[str, jax.Array], crop: int, edge_px: float) -> jax.Array:
+  gx, gy = _grid(cam['aug'], crop)
+  x, y = gx.astype(jnp.float32), gy.astype(jnp.float32)
+
+  def per_pixel(affines: jax.Array) -> jax.Array:  # [F, R, 2, 3] -> [F, crop, crop, 2, 3]
+    if affines.shape[1] == 1:  # one affine per frame: no rolling shutter
+      return affines[:, :, None]
+    return affines[:, gy]  # each pixel takes its (un-augmented) row's affine
+
+  def layer(index: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+    return _sample(flat, width, index * (height * width), sizes[index], u, v)
+
+  background = layer(cam['photo'], *_apply(per_pixel(cam['view']), x, y))
+  lx, ly = _apply(per_pixel(cam['object']), x, y)
+  axes = cam['axes']
+  # synthetic._coverage: 1 inside the ellipse, 0 outside, a ramp edge_px wide.
+  rho = jnp.sqrt((lx / axes[0]) ** 2 + (ly / axes[1]) ** 2)
+  mask = jnp.clip(0.5 - (rho - 1.0) * jnp.min(axes) / edge_px, 0.0, 1.0)[..., None]
+  centre = cam['texture_centre']
+  obj = layer(cam['texture'], lx + centre[0], ly + centre[1])
+  return jnp.clip(background + mask * (obj - background), 0.0, 1.0)
+
+
+def render(photos: jax.Array, sizes: jax.Array, cam: Mapping[str, jax.Array], crop: int,
+           edge_px: float) -> jax.Array:
+  """Frames [B, F, crop, crop, 3] float32 in [0, 1] from a batch of camera arrays
+  (ARRAY_KEYS, stacked on a leading axis) and the photo stack (photo_stack's
+  arrays, on the device). Jittable; crop and edge_px static."""
+  n, height, width, _ = photos.shape
+  flat, sizes = jnp.asarray(photos).reshape(n * height * width, 3), jnp.asarray(sizes)
+  return jax.vmap(lambda c: _render_one(flat, width, height, sizes, c, crop, edge_px))(
+      dict(cam))
