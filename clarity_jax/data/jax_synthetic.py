@@ -49,25 +49,18 @@ def window_arrays(source: synthetic.SyntheticSource, rng: np.random.Generator,
   rolling shutter may read each row at its own time (one affine per row).
   """
   shot, c = source.draw(rng), source.spec.crop
-  view, obj = [], []
-
-  def still(j: int) -> None:
-    view.append(np.broadcast_to(shot.views[j], (rows, 2, 3)))
-    obj.append(np.broadcast_to(shot.to_object(j), (rows, 2, 3)))
-
-  for j in order:
-    if not readout:
-      still(j)
-      continue
-    times = shot.times[j] + camera_effects.row_times(c, readout).astype(np.float64)
-    views = shot.motion.views(times)
-    view.append(views)
-    obj.append(synthetic.object_affine(views, shot.motion.objects(times)))
-  for j in order[list(targets)]:
-    still(j)
+  still = np.concatenate([order, order[list(targets)]])  # frames drawn at one time
+  view = np.broadcast_to(shot.views[still][:, None], (len(still), rows, 2, 3))
+  obj = np.broadcast_to(synthetic.object_affine(shot.views[still], shot.obj[still])[:, None],
+                        view.shape)
+  if readout:  # each row of a captured frame at its own time
+    view, obj = np.array(view), np.array(obj)
+    for i, j in enumerate(order):
+      times = shot.times[j] + camera_effects.row_times(c, readout).astype(np.float64)
+      view[i] = shot.motion.views(times)
+      obj[i] = synthetic.object_affine(view[i], shot.motion.objects(times))
   index = {id(p): i for i, p in enumerate(source.photos)}
-  return {'view': np.stack(view).astype(np.float32),
-          'object': np.stack(obj).astype(np.float32),
+  return {'view': view.astype(np.float32), 'object': obj.astype(np.float32),
           'photo': np.asarray(index[id(shot.photo)], np.int32),
           'texture': np.asarray(index[id(shot.texture)], np.int32),
           'axes': shot.axes.astype(np.float32),
@@ -104,6 +97,8 @@ def _sample(flat: jax.Array, width: int, origin: jax.Array, size: jax.Array,
             u: jax.Array, v: jax.Array) -> jax.Array:
   """Bicubic samples [..., 3] of the photo starting at row `origin` of `flat`
   ([N * H_max * W_max, 3] uint8), `size` (h, w), at photo pixels (u, v)."""
+  # Positions computed once: fused into the 16 gathers, XLA:CPU recomputed them per tap.
+  u, v = jax.lax.optimization_barrier((u, v))
   fu, fv = jnp.floor(u), jnp.floor(v)
   fx, fy = u - fu, v - fv
   ix, iy = fu.astype(jnp.int32), fv.astype(jnp.int32)

@@ -64,11 +64,6 @@ def choose(config: ml_collections.ConfigDict) -> str:
   return 'tf' if problem is None else 'threads'
 
 
-def _workers(config: ml_collections.ConfigDict) -> int:
-  n = config.data.num_parallel_calls
-  return n if n > 0 else examples.available_cores()  # -1: tf.data.AUTOTUNE
-
-
 def _prefetch(config: ml_collections.ConfigDict) -> int:
   n = config.data.prefetch
   return n if n >= 0 else _AUTOTUNE_PREFETCH
@@ -108,7 +103,9 @@ def _stream(make: examples.ExampleMaker, config: ml_collections.ConfigDict, *,
            else range(first_step * batch, (first_step + num_steps) * batch))
   indices = (examples.global_index(j, batch=batch, global_batch=config.batch_size,
                                    process_index=process_index) for j in local)
-  return _batches(make, indices, batch=batch, workers=_workers(config),
+  requested = examples.parallel_calls(make, config.data.num_parallel_calls)
+  return _batches(make, indices, batch=batch,
+                  workers=requested if requested > 0 else examples.available_cores(),
                   prefetch=_prefetch(config))
 
 

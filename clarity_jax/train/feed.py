@@ -70,18 +70,21 @@ class DeviceStage:
     self._photos = None if photos is None else jax.device_put(photos,
                                                               sharding.replicated(mesh))
     self._on_host = codec_on_host(config)
-    degrade = functools.partial(data.degrade_on_device, config)
     # Whole windows per device, each device its own (with a 'space' axis > 1 its
     # group repeats the work). Manual partitioning, not XLA's: left to the SPMD
     # partitioner on a ('data', 'space') mesh, the blur's FFT was given a layout
     # XLA:CPU rejects (RET_CHECK in fft_thunk, jax 0.10), and per-window work gains
     # nothing from splitting rows.
     by_window = P(sharding.DATA)
-    per_window = jax.shard_map(degrade, mesh=mesh, in_specs=(by_window, P()),
-                               out_specs=by_window, check_vma=False)
+    per_window = jax.shard_map(functools.partial(data.degrade_on_device, config),
+                               mesh=mesh, in_specs=(by_window,), out_specs=by_window,
+                               check_vma=False)
+    self._render = jax.jit(jax.shard_map(
+        functools.partial(data.render_on_device, config), mesh=mesh,
+        in_specs=(by_window, P()), out_specs=by_window, check_vma=False))
 
-    def stage(batch, photos):
-      targets, windows = per_window(batch, photos)
+    def stage(batch):
+      targets, windows = per_window(batch)
       if self._on_host:  # the codec's windows go to the host, as the planes x264 reads
         return sharding.constrain_batch(mesh, targets), (windows, data.codec_planes(windows))
       return sharding.constrain_batch(
@@ -103,9 +106,11 @@ class DeviceStage:
         workers or data.available_cores(), thread_name_prefix='x264')
 
   def start(self, host_batch: HostBatch) -> tuple[HostBatch, Any]:
-    inputs = {k: v for k, v in host_batch.items() if k != 'codec_crf'}
-    return host_batch, self._stage(sharding.global_batch(self._mesh, inputs, by_rows=False),
-                                   self._photos)
+    inputs = sharding.global_batch(
+        self._mesh, {k: v for k, v in host_batch.items() if k != 'codec_crf'}, by_rows=False)
+    if self._photos is not None:  # the synthetic camera's shots: render them first
+      inputs = self._render(inputs, self._photos)
+    return host_batch, self._stage(inputs)
 
   def host_planes(self, started: tuple[HostBatch, Any]) -> np.ndarray:
     """This host's windows of a started batch, as yuv420p planes [B, T', 3H/2, W]

@@ -51,8 +51,9 @@ def test_codec_windows_match_the_host_reference(tiny_config):
       assert _psnr(g, r) >= 40.0
       np.testing.assert_array_equal(np.round(g * 255) / 255, g)
   # The codec did run on the host: its windows differ from the device's eq. (1) alone.
-  targets, windows = jax.jit(lambda b, p: data.degrade_on_device(device, b, p))(
+  rendered = jax.jit(lambda b, p: data.render_on_device(device, b, p))(
       {k: v for k, v in raw.items() if k != 'codec_crf'}, data.camera_photos(device))
+  targets, windows = jax.jit(lambda b: data.degrade_on_device(device, b))(rendered)
   before = np.asarray(data.training_pairs(targets, windows, device.num_neighbors)['lq'])
   np.testing.assert_array_equal(before[~codec], got['lq'][~codec])
   for b, g in zip(before[codec], got['lq'][codec]):
