@@ -81,9 +81,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Temporal coherence: maximum frame-to-frame drift, as a share of each range.
   d.drift = 0.1
   # Where eq. (1) runs: 'host' (NumPy/OpenCV in the input pipeline, the reference)
-  # or 'device' (data/jax_degradations.py inside the jitted train step: the host only
-  # reads, crops and augments HR windows and draws these parameters; windows drawn
-  # for the video codec come back to the host for x264 after the rest, train/feed.py);
+  # or 'device' (data/jax_degradations.py in a jitted stage just before the train
+  # step, train/feed.py: the host draws these parameters and the synthetic camera's
+  # shots, which the device renders, or reads, crops and augments real clips;
+  # windows drawn for the video codec come back to the host for x264 alone);
   # 'auto': 'device' on GPUs and TPUs, 'host' on CPUs (measured: docs/performance.md).
   d.where = 'auto'
   return d
