@@ -19,7 +19,8 @@ from clarity_jax.data.frames import read_image, write_image
 
 __all__ = ['available_cores', 'camera_photos', 'codec_planes', 'create_eval_iterator',
            'create_train_iterator', 'degrade_on_device', 'example_spec', 'from_codec_planes',
-           'read_image', 'render_on_device', 'training_pairs', 'video_codec_planes', 'where', 'write_image']
+           'read_image', 'render_on_device', 'training_pairs', 'video_codec_planes', 'where',
+           'write_image']
 
 
 def example_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -118,22 +119,15 @@ def where(config: ml_collections.ConfigDict) -> str:
 
 def codec_planes(windows: Any) -> Any:
   """Inside jit: windows [B, T, h, w, 3] float -> the yuv420p planes that x264
-  reads, [B, T, 3H/2, W] uint8 (H, W: h, w rounded up to even by repeating the last
-  row/column), exactly as codecs.video_codec converts them on the host."""
+  reads, exactly as the host's codec converts them (jax_codecs.window_planes)."""
   from clarity_jax.data import jax_codecs  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  h, w = windows.shape[2:4]
-  pad = [(0, 0), (0, 0), (0, h % 2), (0, w % 2), (0, 0)]
-  return jax_codecs.rgb_to_yuv420p(jax_codecs.to_uint8(jnp.pad(windows, pad, mode='edge')))
+  return jax_codecs.window_planes(windows)
 
 
 def from_codec_planes(planes: Any, height: int, width: int) -> Any:
   """Inside jit: the inverse of codec_planes, float32 [B, T, height, width, 3]."""
   from clarity_jax.data import jax_codecs  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  rgb = jax_codecs.yuv420p_to_rgb(planes)[:, :, :height, :width]
-  # k / 255 as NumPy computes it: XLA would multiply by 1 / 255, 1 ulp away.
-  return jnp.asarray(np.arange(256, dtype=np.float32) / 255.0)[rgb]
+  return jax_codecs.window_rgb(planes, height, width)
 
 
 def video_codec_planes(planes: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndarray:

@@ -225,12 +225,18 @@ class ExampleMaker:
         example['lq_next'] = lq[1:t + 1]
     example = {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in example.items()}
     if self.device:
-      video = params['video']
-      example.update(hr_window=np.ascontiguousarray(captured, dtype=np.float32),
-                     index=np.asarray(int(index) % 2**32, np.uint32),  # wraps past 2^32
-                     codec_crf=np.asarray(-1 if video is None else video['crf'], np.int32))
-      example.update(_device_arrays(params, self.degradation))
-      self._check(example)
+      example['hr_window'] = np.ascontiguousarray(captured, dtype=np.float32)
+      return self._device_example(example, index, params)
+    return {key: _flush_subnormals(v) for key, v in example.items()}
+
+  def _device_example(self, example: dict[str, np.ndarray], index: int,
+                      params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """`example` + the window's index, codec CRF and degradation arrays, checked."""
+    video = params['video']
+    example.update(index=np.asarray(int(index) % 2**32, np.uint32),  # wraps past 2^32
+                   codec_crf=np.asarray(-1 if video is None else video['crf'], np.int32))
+    example.update(_device_arrays(params, self.degradation))
+    self._check(example)
     return {key: _flush_subnormals(v) for key, v in example.items()}
 
   def _camera_example(self, index: int, source_rng: np.random.Generator,
@@ -254,13 +260,7 @@ class ExampleMaker:
     if shutter is not None:  # rendered into the frames: nothing left to blend
       params = dict(params, rolling_shutter=dict(shutter, method='rendered'))
     cam['aug'] = np.array([flip, k], np.int32)
-    video = params['video']
-    example = {'index': np.asarray(int(index) % 2**32, np.uint32),
-               'codec_crf': np.asarray(-1 if video is None else video['crf'], np.int32),
-               **{f'cam_{key}': v for key, v in cam.items()},
-               **_device_arrays(params, self.degradation)}
-    self._check(example)
-    return {key: _flush_subnormals(v) for key, v in example.items()}
+    return self._device_example({f'cam_{key}': v for key, v in cam.items()}, index, params)
 
   def _capture(self, rng: np.random.Generator, params: dict[str, Any]
                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -309,9 +309,9 @@ def _spec(window: sources.WindowSpec, num_neighbors: int, scale: int, temporal: 
     rolling = _rolling(degradation)
     rendered = frames + (1 + temporal) * rolling
     affines = ((rendered, hr_side if rolling else 1, 2, 3), f32)
-    out = {**ids, 'cam_view': affines, 'cam_object': affines, 'cam_photo': ((), i32),
+    out = {'cam_view': affines, 'cam_object': affines, 'cam_photo': ((), i32),
            'cam_texture': ((), i32), 'cam_axes': ((2,), f32),
-           'cam_texture_centre': ((2,), f32), 'cam_aug': ((2,), i32)}
+           'cam_texture_centre': ((2,), f32), 'cam_aug': ((2,), i32), **ids}
   else:
     out = {'hr': hr, **({'hr_next': hr} if temporal else {}),
            'hr_window': ((frames, hr_side, hr_side, 3), f32), **ids}

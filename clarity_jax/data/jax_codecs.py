@@ -11,6 +11,7 @@ intermediate stays below 2^30), not int64 (off by default in JAX).
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from clarity_jax.data import codecs
 
@@ -65,3 +66,19 @@ def yuv420p_to_rgb(yuv: jax.Array) -> jax.Array:
   rgb = jnp.stack([y + codecs._CR_TO_R * cr, y + codecs._CB_TO_G * cb + codecs._CR_TO_G * cr,
                    y + codecs._CB_TO_B * cb], axis=-1)
   return jnp.clip((rgb + (1 << 19)) >> 20, 0, 255).astype(jnp.uint8)
+
+
+def window_planes(windows: jax.Array) -> jax.Array:
+  """Windows [B, T, h, w, 3] float -> the yuv420p planes that x264 reads, [B, T,
+  3H/2, W] uint8 (H, W: h, w rounded up to even by repeating the last row/column),
+  as codecs.video_codec converts them."""
+  h, w = windows.shape[2:4]
+  pad = [(0, 0), (0, 0), (0, h % 2), (0, w % 2), (0, 0)]
+  return rgb_to_yuv420p(to_uint8(jnp.pad(windows, pad, mode='edge')))
+
+
+def window_rgb(planes: jax.Array, height: int, width: int) -> jax.Array:
+  """The inverse of window_planes: float32 [B, T, height, width, 3]."""
+  rgb = yuv420p_to_rgb(planes)[:, :, :height, :width]
+  # k / 255 as NumPy computes it: XLA would multiply by 1 / 255, 1 ulp away.
+  return jnp.asarray(np.arange(256, dtype=np.float32) / 255.0)[rgb]

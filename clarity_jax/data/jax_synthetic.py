@@ -97,8 +97,6 @@ def _sample(flat: jax.Array, width: int, origin: jax.Array, size: jax.Array,
             u: jax.Array, v: jax.Array) -> jax.Array:
   """Bicubic samples [..., 3] of the photo starting at row `origin` of `flat`
   ([N * H_max * W_max, 3] uint8), `size` (h, w), at photo pixels (u, v)."""
-  # Positions computed once: fused into the 16 gathers, XLA:CPU recomputed them per tap.
-  u, v = jax.lax.optimization_barrier((u, v))
   fu, fv = jnp.floor(u), jnp.floor(v)
   fx, fy = u - fu, v - fv
   ix, iy = fu.astype(jnp.int32), fv.astype(jnp.int32)

@@ -81,9 +81,10 @@ class SmoothPath:
                length=length)
 
 
-def _rotation(theta: float) -> np.ndarray:
+def _rotation(theta: float | np.ndarray) -> np.ndarray:
+  """[..., 2, 2] rotation matrices of angles theta [...]."""
   c, s = np.cos(theta), np.sin(theta)
-  return np.array([[c, -s], [s, c]])
+  return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
 
 
 def _views(log_zoom: np.ndarray, theta: np.ndarray, shift: np.ndarray, crop: int
@@ -93,9 +94,7 @@ def _views(log_zoom: np.ndarray, theta: np.ndarray, shift: np.ndarray, crop: int
 
   Vectorised: a rolling shutter needs one per row of every frame.
   """
-  c, s = np.cos(theta), np.sin(theta)
-  linear = np.exp(log_zoom)[:, None, None] * np.stack([np.stack([c, -s], -1),
-                                                       np.stack([s, c], -1)], -2)
+  linear = np.exp(log_zoom)[:, None, None] * _rotation(theta)
   centre = np.full(2, (crop - 1) / 2)
   return np.concatenate([linear, (shift - linear @ centre)[..., None]], axis=2)
 
@@ -207,13 +206,8 @@ class Shot:
 def object_affine(view: np.ndarray, obj: np.ndarray) -> np.ndarray:
   """2x3 (or [N, 2, 3] for [N, ...] inputs), crop pixel -> object-local pixel, of a
   view (crop pixel -> photo pixel) and the object's (x, y, rotation)."""
-  if view.ndim == 3:
-    c, s = np.cos(-obj[:, 2]), np.sin(-obj[:, 2])
-    turn = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    return turn @ np.concatenate([view[:, :, :2], (view[:, :, 2] - obj[:, :2])[..., None]],
-                                 axis=2)
-  return _rotation(-obj[2]) @ np.concatenate(
-      [view[:, :2], (view[:, 2] - obj[:2])[:, None]], axis=1)
+  return _rotation(-obj[..., 2]) @ np.concatenate(
+      [view[..., :2], (view[..., 2] - obj[..., :2])[..., None]], axis=-1)
 
 
 class SyntheticSource(sources.Source):

@@ -63,7 +63,6 @@ class DeviceStage:
                workers: int | None = None):
     self._mesh = mesh
     self._num_neighbors = config.num_neighbors
-    self._temporal = config.loss.temporal_weight > 0
     self._codec = config.degradation.video_codec
     photos = data.camera_photos(config)
     # The synthetic camera's photographs, on every device once (34 MB as uint8).
@@ -90,14 +89,12 @@ class DeviceStage:
       return sharding.constrain_batch(
           mesh, data.training_pairs(targets, windows, self._num_neighbors)), None
 
-    def merge(windows, planes, crfs):
-      """The codec's windows (planes back from x264) among the others -> LQ pairs."""
+    def merge(targets, windows, planes, crfs):
+      """The codec's windows (planes back from x264) among the others -> the batch."""
       coded = data.from_codec_planes(planes, *windows.shape[2:4])
       windows = jnp.where((crfs >= 0)[:, None, None, None, None], coded, windows)
-      t = 2 * self._num_neighbors + 1
-      lq = {'lq': windows[:, :t], **({'lq_next': windows[:, 1:t + 1]} if self._temporal
-                                     else {})}
-      return sharding.constrain_batch(mesh, lq)
+      return sharding.constrain_batch(
+          mesh, data.training_pairs(targets, windows, self._num_neighbors))
 
     self._stage = jax.jit(stage)
     self._merge = jax.jit(merge)
@@ -135,7 +132,7 @@ class DeviceStage:
     crfs = host_batch['codec_crf']
     planes = self.compress(self.host_planes(started), crfs)
     placed = sharding.global_batch(self._mesh, {'planes': planes, 'crf': crfs}, by_rows=False)
-    return {**self._merge(codec[0], placed['planes'], placed['crf']), **batch}
+    return self._merge(batch, codec[0], placed['planes'], placed['crf'])
 
   def close(self) -> None:
     self._pool.shutdown(wait=False, cancel_futures=True)
