@@ -65,23 +65,33 @@ def camera_photos(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.nda
 def render_on_device(config: ml_collections.ConfigDict, batch: Mapping[str, Any],
                      photos: tuple[Any, Any]) -> dict[str, Any]:
   """The synthetic camera's device batch (its 'cam_*' arrays) -> the same batch with
-  the frames instead: 'hr_window' [B, T', H, W, 3] and the targets 'hr' (and
-  'hr_next'), as the host's examples carry them on other sources. Rendered from
-  `photos` (camera_photos, on the device). Inside jit.
+  its frames instead, 'cam_frames' [B, F, H, W, 3], rendered from `photos`
+  (camera_photos, on the device). degrade_on_device takes it from there. Inside jit.
 
   Its own program, not fused with degrade_on_device: XLA:CPU ran the two together
-  1.4 to 2.5 times slower than one after the other (measured).
+  1.4 to 2.5 times slower than one after the other (measured). And the frames are
+  its only output: XLA:CPU fuses a render into each slice of it that leaves the
+  program, so slicing out the targets here rendered them twice (measured 2.3x).
   """
   from clarity_jax.data import jax_synthetic  # pylint: disable=g-import-not-at-top
   from clarity_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  cam = {key: batch[f'cam_{key}'] for key in jax_synthetic.ARRAY_KEYS}
+  out = {key: v for key, v in batch.items() if not key.startswith('cam_')}
+  out['cam_frames'] = jax_synthetic.render(*photos, cam, config.scale * config.data.crop_size,
+                                           synthetic.SyntheticSource.edge_px)
+  return out
+
+
+def _camera_windows(config: ml_collections.ConfigDict, batch: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+  """render_on_device's batch -> HR windows 'hr_window' [B, T', H, W, 3] and targets
+  'hr' (and 'hr_next'), as the host's examples carry them on other sources."""
   k, temporal = config.num_neighbors, config.loss.temporal_weight > 0
   frames = 2 * k + 1 + int(temporal)
-  cam = {key: batch[f'cam_{key}'] for key in jax_synthetic.ARRAY_KEYS}
-  rendered = jax_synthetic.render(*photos, cam, config.scale * config.data.crop_size,
-                                  synthetic.SyntheticSource.edge_px)
+  rendered = batch['cam_frames']
   # The global shutter's frames, rendered apart when a rolling shutter may read rows late.
   shown = rendered[:, frames:] if rendered.shape[1] > frames else rendered[:, k:k + 2]
-  out = {key: v for key, v in batch.items() if not key.startswith('cam_')}
+  out = {key: v for key, v in batch.items() if key != 'cam_frames'}
   out.update(hr_window=rendered[:, :frames], hr=shown[:, 0])
   if temporal:
     out['hr_next'] = shown[:, 1]
@@ -90,10 +100,13 @@ def render_on_device(config: ml_collections.ConfigDict, batch: Mapping[str, Any]
 
 def degrade_on_device(config: ml_collections.ConfigDict, batch: Mapping[str, Any]
                       ) -> tuple[dict[str, Any], Any]:
-  """A device batch (config.degradation.where='device') with HR windows -> (targets
+  """A device batch (config.degradation.where='device') with HR windows, or the
+  camera's frames (render_on_device) -> (targets
   {'hr'[, 'hr_next']}, windows [B, T', H/s, W/s, 3] degraded by eq. (1) but the
   video codec), its noise from (config.seed, 'index'). Inside jit."""
   from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
+  if 'cam_frames' in batch:
+    batch = _camera_windows(config, batch)
   targets = {key: batch[key] for key in ('hr', 'hr_next') if key in batch}
   arrays = {key[len('deg_'):]: v for key, v in batch.items() if key.startswith('deg_')}
   keys = jax_degradations.example_keys(config.seed, batch['index'])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +36,7 @@ from clarity_jax.data import synthetic
 # The keys of an example's camera arrays (prefixed 'cam_' in examples), see the module doc.
 ARRAY_KEYS = ('view', 'object', 'photo', 'texture', 'axes', 'texture_centre', 'aug')
 _A = -0.75  # cv2's bicubic parameter
+PAD = 2  # photo_stack's border: a bicubic tap reaches 2 pixels past a position
 
 
 def window_arrays(source: synthetic.SyntheticSource, rng: np.random.Generator,
@@ -68,13 +70,17 @@ def window_arrays(source: synthetic.SyntheticSource, rng: np.random.Generator,
 
 
 def photo_stack(photos: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  """([N, H_max, W_max, 3] uint8, [N, 2] int32 (height, width)) of float photographs
-  in [0, 1] that are k / 255 (synthetic.load_photo): uint8 is exact and 4x smaller."""
-  h = max(p.shape[0] for p in photos)
-  w = max(p.shape[1] for p in photos)
+  """([N, H_max + 2 PAD, W_max + 2 PAD, 3] uint8, [N, 2] int32 (height, width)) of
+  float photographs in [0, 1] that are k / 255 (synthetic.load_photo): uint8 is
+  exact and 4x smaller. Photo i's pixel (y, x) is at [i, PAD + y, PAD + x], inside
+  a reflect-101 border PAD wide, so that every 4 x 4 bicubic neighbourhood of a
+  position inside the photo is one contiguous slice (`_sample`)."""
+  h = max(p.shape[0] for p in photos) + 2 * PAD
+  w = max(p.shape[1] for p in photos) + 2 * PAD
   stack = np.zeros((len(photos), h, w, 3), np.uint8)
   for i, p in enumerate(photos):
-    stack[i, :p.shape[0], :p.shape[1]] = np.rint(p * 255.0).astype(np.uint8)
+    padded = cv2.copyMakeBorder(p, PAD, PAD, PAD, PAD, cv2.BORDER_REFLECT_101)
+    stack[i, :padded.shape[0], :padded.shape[1]] = np.rint(padded * 255.0).astype(np.uint8)
   return stack, np.array([p.shape[:2] for p in photos], np.int32)
 
 
@@ -86,28 +92,35 @@ def _cubic_weights(f: jax.Array) -> tuple[jax.Array, ...]:
   return w0, w1, w2, 1.0 - w0 - w1 - w2
 
 
-def _reflect101(i: jax.Array, n: jax.Array) -> jax.Array:
-  """cv2.BORDER_REFLECT_101 (…, 2, 1 | 0, 1, …, n-1 | n-2, …), however far out."""
-  period = jnp.maximum(2 * n - 2, 1)
-  i = jnp.abs(i) % period
-  return jnp.where(i >= n, period - i, i)
+def _reflect101(u: jax.Array, n: jax.Array) -> jax.Array:
+  """A position u in pixels, however far out, folded into [0, n - 1] as
+  cv2.BORDER_REFLECT_101 folds pixel indices (…, 2, 1 | 0, 1, …, n-1 | n-2, …).
+  The cubic kernel is even, so sampling the reflected photo at u is sampling the
+  photo at the folded u: only the taps next to the edge still reach past it, into
+  photo_stack's border."""
+  period = jnp.maximum(2 * n - 2, 1).astype(u.dtype)
+  u = jnp.mod(u, period)
+  return jnp.where(u > n - 1, period - u, u)
 
 
-def _sample(flat: jax.Array, width: int, origin: jax.Array, size: jax.Array,
+def _sample(photos: jax.Array, index: jax.Array, size: jax.Array,
             u: jax.Array, v: jax.Array) -> jax.Array:
-  """Bicubic samples [..., 3] of the photo starting at row `origin` of `flat`
-  ([N * H_max * W_max, 3] uint8), `size` (h, w), at photo pixels (u, v)."""
+  """Bicubic samples [..., 3] of photo `index` of the stack (photo_stack's, [N, H,
+  W, 3] uint8), `size` (h, w), at photo pixels (u, v) [...]."""
+  u, v = _reflect101(u, size[1]), _reflect101(v, size[0])
   fu, fv = jnp.floor(u), jnp.floor(v)
-  fx, fy = u - fu, v - fv
-  ix, iy = fu.astype(jnp.int32), fv.astype(jnp.int32)
-  wx, wy = _cubic_weights(fx), _cubic_weights(fy)
-  cols = [_reflect101(ix + (j - 1), size[1]) for j in range(4)]
+  wx, wy = jnp.stack(_cubic_weights(u - fu), -1), jnp.stack(_cubic_weights(v - fv), -1)
+  n, height, width, _ = photos.shape
+  flat = photos.reshape(n * height * width, 3)
+  # 16 gathers of a pixel: XLA:CPU runs them 2.5x faster than one gather of a
+  # 4 x 4 x 3 slice per position.
+  corner = ((index * height + fv.astype(jnp.int32) + (PAD - 1)) * width
+            + fu.astype(jnp.int32) + (PAD - 1))
   out = 0.0
   for i in range(4):
-    row = origin + _reflect101(iy + (i - 1), size[0]) * width
-    taps = sum(wx[j][..., None] * jnp.take(flat, row + cols[j], axis=0).astype(jnp.float32)
-               for j in range(4))
-    out = out + wy[i][..., None] * taps
+    taps = sum(wx[..., j, None] * jnp.take(flat, corner + (i * width + j), axis=0
+                                            ).astype(jnp.float32) for j in range(4))
+    out = out + wy[..., i, None] * taps
   return out / 255.0
 
 
@@ -128,7 +141,7 @@ def _apply(affine: jax.Array, x: jax.Array, y: jax.Array) -> tuple[jax.Array, ja
           affine[..., 1, 0] * x + affine[..., 1, 1] * y + affine[..., 1, 2])
 
 
-def _render_one(flat: jax.Array, width: int, height: int, sizes: jax.Array,
+def _render_one(photos: jax.Array, sizes: jax.Array,
                 cam: Mapping[str, jax.Array], crop: int, edge_px: float) -> jax.Array:
   gx, gy = _grid(cam['aug'], crop)
   x, y = gx.astype(jnp.float32), gy.astype(jnp.float32)
@@ -139,7 +152,7 @@ def _render_one(flat: jax.Array, width: int, height: int, sizes: jax.Array,
     return affines[:, gy]  # each pixel takes its (un-augmented) row's affine
 
   def layer(index: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
-    return _sample(flat, width, index * (height * width), sizes[index], u, v)
+    return _sample(photos, index, sizes[index], u, v)
 
   background = layer(cam['photo'], *_apply(per_pixel(cam['view']), x, y))
   lx, ly = _apply(per_pixel(cam['object']), x, y)
@@ -157,7 +170,5 @@ def render(photos: jax.Array, sizes: jax.Array, cam: Mapping[str, jax.Array], cr
   """Frames [B, F, crop, crop, 3] float32 in [0, 1] from a batch of camera arrays
   (ARRAY_KEYS, stacked on a leading axis) and the photo stack (photo_stack's
   arrays, on the device). Jittable; crop and edge_px static."""
-  n, height, width, _ = photos.shape
-  flat, sizes = jnp.asarray(photos).reshape(n * height * width, 3), jnp.asarray(sizes)
-  return jax.vmap(lambda c: _render_one(flat, width, height, sizes, c, crop, edge_px))(
-      dict(cam))
+  photos, sizes = jnp.asarray(photos), jnp.asarray(sizes)
+  return jax.vmap(lambda c: _render_one(photos, sizes, c, crop, edge_px))(dict(cam))

@@ -36,7 +36,8 @@ def test_photo_stack_holds_the_photographs_exactly(camera):
   for i, photo in enumerate(source.photos):
     h, w = sizes[i]
     assert (h, w) == photo.shape[:2]
-    np.testing.assert_array_equal(stack[i, :h, :w].astype(np.float32) / 255.0, photo)
+    p = jax_synthetic.PAD
+    np.testing.assert_array_equal(stack[i, p:p + h, p:p + w].astype(np.float32) / 255.0, photo)
 
 
 @pytest.mark.parametrize('readout', [0.0, 0.6])
