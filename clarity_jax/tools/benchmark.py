@@ -9,6 +9,7 @@ run where TensorFlow is absent.
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import time
 from typing import Any, Callable
@@ -46,6 +47,23 @@ def _timed(fn: Callable[[], Any], steps: int, warmup: int) -> float:
     out = fn()
   jax.block_until_ready(out)
   return (time.perf_counter() - start) / steps
+
+
+def steal_seconds() -> float | None:
+  """CPU time the hypervisor gave other guests so far, summed over this VM's cores
+  (Linux /proc/stat; None elsewhere). A run whose steal grows was slowed by
+  neighbours: its windows/s say little about the code."""
+  try:
+    with open('/proc/stat', encoding='ascii') as f:
+      fields = f.readline().split()
+    return int(fields[8]) / os.sysconf('SC_CLK_TCK')
+  except (OSError, IndexError, ValueError):
+    return None
+
+
+def _steal_since(start: float | None) -> float | None:
+  now = steal_seconds()
+  return None if start is None or now is None else now - start
 
 
 def device_info() -> dict[str, Any]:
@@ -166,7 +184,7 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   for _ in range(max(settings.warmup, 1)):  # compiles, fills the loader's buffers
     state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
-  cpu, ready = time.process_time(), time.perf_counter()
+  cpu, ready, steal = time.process_time(), time.perf_counter(), steal_seconds()
   for _ in range(settings.num_batches):
     state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
@@ -180,7 +198,8 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
           'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
           'windows_per_s': windows / seconds, 'step_ms': seconds / settings.num_batches * 1e3,
           'cpu_ms_per_window': cpu / windows * 1e3, 'startup_s': ready - start,
-          'num_batches': settings.num_batches, 'cores': examples.available_cores()}
+          'num_batches': settings.num_batches, 'cores': examples.available_cores(),
+          'steal_s': _steal_since(steal)}
 
 
 def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: Settings
@@ -336,7 +355,9 @@ def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> d
   is measured on the same batches and added in host_cpu_ms_per_window."""
   from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
+  steal = steal_seconds()
   result = loader.measure_throughput(config, settings.num_batches, settings.warmup)
+  result['steal_s'] = _steal_since(steal)
   codec_ms = codec_cpu_ms_per_window(config, settings.num_batches) if feed.codec_on_host(
       config) else 0.0
   host_ms = result['cpu_ms_per_window'] + codec_ms

@@ -106,3 +106,17 @@ def test_uncertainty_benchmark_times_the_model_with_and_without_the_head(tiny_co
   assert result['time_overhead'] == pytest.approx(ms['with_head'] / ms['without_head'] - 1)
   # The head's two LR convs cost a share of the decoder, far below the whole model.
   assert 0 < result['flops_overhead'] < 0.25
+
+
+def test_steal_seconds_reads_the_cpu_line_of_proc_stat():
+  """The hypervisor's steal time: /proc/stat's 8th value after 'cpu', in clock ticks."""
+  from clarity_jax.tools import benchmark
+  if not os.path.exists('/proc/stat'):
+    assert benchmark.steal_seconds() is None
+    return
+  with open('/proc/stat', encoding='ascii') as f:
+    name, *ticks = f.readline().split()
+  assert name == 'cpu'
+  before = int(ticks[7]) / os.sysconf('SC_CLK_TCK')
+  got = benchmark.steal_seconds()
+  assert before <= got < before + 60  # steal only grows
