@@ -117,6 +117,7 @@ def benchmarks(out: pathlib.Path, deadline: float) -> dict[str, Any]:
 def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
   """Loader + step windows/s with eq. (1) on the device against on the host."""
   from clarity_jax.tools import benchmark  # pylint: disable=g-import-not-at-top
+  from clarity_jax.tools import pipeline_benchmark  # pylint: disable=g-import-not-at-top
   result: dict[str, Any] = {'runs': [], 'skipped': []}
   source = ({'data.source': 'video', 'data.path': _VIDEO_DIR.value} if _VIDEO_DIR.value
             else {})
@@ -129,7 +130,7 @@ def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
         'data.crop_size': _CROP.value, 'data.loader': 'threads',
         'degradation.where': where, **source})
     settings = benchmark.Settings(num_batches=_E2E_STEPS.value, warmup=2)
-    result['runs'].append(benchmark.train_end_to_end(config, settings))
+    result['runs'].append(pipeline_benchmark.train_end_to_end(config, settings))
     _write(out, 'end_to_end.json', result)
   _write(out, 'end_to_end.json', result)  # the skipped runs too
   return result

@@ -110,13 +110,13 @@ def test_uncertainty_benchmark_times_the_model_with_and_without_the_head(tiny_co
 
 def test_steal_seconds_reads_the_cpu_line_of_proc_stat():
   """The hypervisor's steal time: /proc/stat's 8th value after 'cpu', in clock ticks."""
-  from clarity_jax.tools import benchmark
+  from clarity_jax.tools import pipeline_benchmark
   if not os.path.exists('/proc/stat'):
-    assert benchmark.steal_seconds() is None
+    assert pipeline_benchmark.steal_seconds() is None
     return
   with open('/proc/stat', encoding='ascii') as f:
     name, *ticks = f.readline().split()
   assert name == 'cpu'
   before = int(ticks[7]) / os.sysconf('SC_CLK_TCK')
-  got = benchmark.steal_seconds()
+  got = pipeline_benchmark.steal_seconds()
   assert before <= got < before + 60  # steal only grows

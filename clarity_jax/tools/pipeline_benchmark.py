@@ -1,0 +1,155 @@
+"""Benchmarks of what feeds and drains the model on the host: the training input
+(loader, and eq. (1)'s device stage with its x264 round trip), training end to
+end, and enhance's output encoder. Entries of benchmark.BENCHMARKS, as JSON-ready
+dicts; TensorFlow is imported only where the loader needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import ml_collections
+import numpy as np
+
+if TYPE_CHECKING:
+  from clarity_jax.tools.benchmark import Settings
+
+
+def steal_seconds() -> float | None:
+  """CPU time the hypervisor gave other guests so far, summed over this VM's cores
+  (Linux /proc/stat; None elsewhere). A run whose steal grows was slowed by
+  neighbours: its windows/s say little about the code."""
+  try:
+    with open('/proc/stat', encoding='ascii') as f:
+      fields = f.readline().split()
+    return int(fields[8]) / os.sysconf('SC_CLK_TCK')
+  except (OSError, IndexError, ValueError):
+    return None
+
+
+def _steal_since(start: float | None) -> float | None:
+  now = steal_seconds()
+  return None if start is None or now is None else now - start
+
+
+def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
+                     ) -> dict[str, Any]:
+  """Training as it runs: this host's loader (config.data.loader) feeding the jitted
+  step, eq. (1) where config.degradation.where says. windows/s, and the process's
+  CPU time per window (every thread: loader workers, and on a CPU backend the
+  step itself)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from clarity_jax import data  # pylint: disable=g-import-not-at-top
+  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(config.mesh.space)
+  state = state_lib.create_state(config, mesh)
+  step = ts.jit_train_step(feed.step_config(config), state_lib.model_graphdef(config), mesh)
+  batches = feed.batches(config, mesh, data.create_train_iterator(config))
+  start = time.perf_counter()
+  for _ in range(max(settings.warmup, 1)):  # compiles, fills the loader's buffers
+    state, metrics = step(state, next(batches), None)
+  jax.block_until_ready(metrics['loss'])
+  cpu, ready, steal = time.process_time(), time.perf_counter(), steal_seconds()
+  for _ in range(settings.num_batches):
+    state, metrics = step(state, next(batches), None)
+  jax.block_until_ready(metrics['loss'])
+  batches.close()
+  seconds, cpu = time.perf_counter() - ready, time.process_time() - cpu
+  windows = settings.num_batches * config.batch_size
+  return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
+          'where': examples.where(config),
+          'loader': config.data.get('loader', 'auto'), 'batch': config.batch_size,
+          'K': config.num_neighbors, 'crop': config.data.crop_size, 'scale': config.scale,
+          'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
+          'windows_per_s': windows / seconds, 'step_ms': seconds / settings.num_batches * 1e3,
+          'cpu_ms_per_window': cpu / windows * 1e3, 'startup_s': ready - start,
+          'num_batches': settings.num_batches, 'cores': examples.available_cores(),
+          'steal_s': _steal_since(steal)}
+
+
+def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
+  """Frames/s of enhance's host-side output path at the output size (s h, s w):
+  float -> uint8 and the x264 encode of `video_writer.VideoWriter` at enhance's
+  defaults. A restored video can go no faster than this, whatever the accelerator.
+
+  The frames are a photograph panning by 3 px a frame, so x264 sees real texture
+  and motion. The timed frames include the encoder's flush at the end.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import video_writer  # pylint: disable=g-import-not-at-top
+  s = config.scale
+  h, w = s * settings.height, s * settings.width
+  num_batches, warmup = settings.num_batches, settings.warmup
+  n = warmup + num_batches
+  photo = cv2.resize(skimage.data.astronaut(), (w + 3 * n, h), interpolation=cv2.INTER_CUBIC)
+  frames = [photo[:, 3 * i:3 * i + w].astype(np.float32) / 255.0 for i in range(n)]
+  out: dict[str, Any] = {'what': 'output', 'output': [h, w], 'frames': num_batches,
+                         'codec': 'libx264', 'crf': video_writer.DEFAULT_CRF,
+                         'cores': os.cpu_count()}
+  for preset in (video_writer.DEFAULT_PRESET, 'veryfast'):  # enhance's default and --preset
+    with tempfile.TemporaryDirectory() as tmp:
+      writer = video_writer.VideoWriter(os.path.join(tmp, 'out.mp4'), 30, preset=preset)
+      for frame in frames[:warmup]:
+        writer.write(frame)
+      wall, cpu = time.perf_counter(), time.process_time()
+      for frame in frames[warmup:]:
+        writer.write(frame)
+      writer.close()
+      wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+      size = os.path.getsize(os.path.join(tmp, 'out.mp4'))
+    out[preset] = {'frames_per_s': num_batches / wall,
+                   'cpu_ms_per_frame': cpu / num_batches * 1e3,
+                   'kbytes_per_frame': size / n / 1e3}
+  return out
+
+
+def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
+  """Windows/s and host CPU ms per window of the training loader on this host
+  (config.data.loader; eq. (1) included when config.degradation.where is 'host').
+
+  With where='device' and the video codec in the mix, the host also runs x264 on
+  the codec's windows after the device degraded them (train/feed.py): that CPU time
+  is measured on the same batches and added in host_cpu_ms_per_window."""
+  from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
+  steal = steal_seconds()
+  result = loader.measure_throughput(config, settings.num_batches, settings.warmup)
+  result['steal_s'] = _steal_since(steal)
+  codec_ms = codec_cpu_ms_per_window(config, settings.num_batches) if feed.codec_on_host(
+      config) else 0.0
+  host_ms = result['cpu_ms_per_window'] + codec_ms
+  return {**result, 'codec_cpu_ms_per_window': codec_ms, 'host_cpu_ms_per_window': host_ms,
+          'host_windows_per_s_per_core': 1e3 / host_ms}
+
+
+def codec_cpu_ms_per_window(config: ml_collections.ConfigDict, num_batches: int) -> float:
+  """Host CPU ms per training window (all windows counted) of the x264 round trip of
+  feed.DeviceStage: the device's degradation is run first, untimed, and x264 runs
+  in this thread, timed by its own CPU clock (the loader's threads, busy making the
+  next batches meanwhile, are not counted twice)."""
+  from clarity_jax import data  # pylint: disable=g-import-not-at-top
+  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
+  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(config.mesh.space)
+  stage = feed.DeviceStage(config, mesh)
+  batches = data.create_train_iterator(config, process_index=0, process_count=1)
+  cpu = 0.0
+  try:
+    for _ in range(num_batches):
+      host_batch = next(batches)
+      planes, crfs = stage.host_planes(stage.start(host_batch)), host_batch['codec_crf']
+      start = time.thread_time()
+      for i in np.flatnonzero(crfs >= 0):
+        data.video_codec_planes(planes[i], int(crfs[i]), config.degradation.video_codec)
+      cpu += time.thread_time() - start
+  finally:
+    stage.close()
+  return cpu / (num_batches * config.batch_size) * 1e3
