@@ -166,11 +166,12 @@ def motion_kernel(length: float, angle: float, curvature: float = 0.0, wobble: f
   c = points + size // 2
   ij0 = np.floor(c).astype(np.int64)
   f = c - ij0
-  kernel = np.zeros((size, size), np.float64)
+  kernel = np.zeros(size * size, np.float64)
   for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
     w = (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1])
-    np.add.at(kernel, (ij0[:, 1] + dy, ij0[:, 0] + dx), w)
-  return _normalise(kernel)
+    # np.bincount, not np.add.at: the same sums, 10x faster.
+    kernel += np.bincount((ij0[:, 1] + dy) * size + ij0[:, 0] + dx, w, size * size)
+  return _normalise(kernel.reshape(size, size))
 
 
 def kernel_param_ranges(kernel_type: str, cfg: Any, shrink: float = 1.0) -> dict[str, Range]:
