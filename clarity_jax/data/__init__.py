@@ -69,7 +69,7 @@ def render_on_device(config: ml_collections.ConfigDict, batch: Mapping[str, Any]
   (camera_photos, on the device). degrade_on_device takes it from there. Inside jit.
 
   Its own program, not fused with degrade_on_device: XLA:CPU ran the two together
-  1.4 to 2.5 times slower than one after the other (measured). And the frames are
+  3 times slower than one after the other (measured). And the frames are
   its only output: XLA:CPU fuses a render into each slice of it that leaves the
   program, so slicing out the targets here rendered them twice (measured 2.3x).
   """
