@@ -31,7 +31,7 @@ def example_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int
 
 def _loader_module(config: ml_collections.ConfigDict):
   from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
-  if loader.choose(config) == 'threads':
+  if loader.choose(config) != 'tf':  # threads or worker processes
     return loader
   from clarity_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
   return pipeline

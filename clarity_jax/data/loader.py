@@ -2,7 +2,8 @@
 
 Same global indices, same examples (examples.ExampleMaker), same batches byte for
 byte as pipeline.py; it serves where TensorFlow is not installed (accelerator hosts)
-or when config.data.loader == 'threads'. `choose` picks the loader for a config.
+or when config.data.loader == 'threads'; with 'processes' the examples are made in
+worker processes (worker_pool.py). `choose` picks the loader for a config.
 
 Why threads: the heavy parts of an example (cv2, NumPy, PyAV's codec) release the
 GIL, so a thread pool runs them in parallel as tf.data's map does, with no process
@@ -33,7 +34,7 @@ import numpy as np
 from clarity_jax.data import examples
 from clarity_jax import errors
 
-LOADERS = ('auto', 'tf', 'threads')
+LOADERS = ('auto', 'tf', 'threads', 'processes')
 # tf.data.AUTOTUNE is -1; here it means these many batches ahead.
 _AUTOTUNE_PREFETCH = 2
 
@@ -48,15 +49,20 @@ def _tensorflow_error() -> str | None:
 
 
 def choose(config: ml_collections.ConfigDict) -> str:
-  """'tf' or 'threads': the loader config.data.loader asks for ('auto' by default).
+  """'tf', 'threads' or 'processes': the loader config.data.loader asks for ('auto'
+  by default).
 
-  'auto' is tf.data when TensorFlow imports, else the thread pool.
+  'auto' is worker processes for the synthetic camera's device examples (Python
+  holding the GIL: one process makes about 450 windows/s, two on 2 cores 800), else
+  tf.data when TensorFlow imports, else the thread pool.
   """
   loader = config.data.get('loader', 'auto')
   if loader not in LOADERS:
     raise errors.ConfigError(f'config.data.loader: {loader!r} is not one of {LOADERS}')
-  if loader == 'threads':
-    return 'threads'
+  if loader in ('threads', 'processes'):
+    return loader
+  if loader == 'auto' and examples.device_camera(config):
+    return 'processes'
   problem = _tensorflow_error()
   if loader == 'tf' and problem is not None:
     raise errors.ConfigError(f"config.data.loader: 'tf' needs TensorFlow, which does not "
@@ -70,16 +76,18 @@ def _prefetch(config: ml_collections.ConfigDict) -> int:
 
 
 def _batches(make: examples.ExampleMaker, indices: Iterator[int], *, batch: int,
-             workers: int, prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+             workers: int, prefetch: int, processes: Callable[[int], Any] | None = None
+             ) -> Iterator[dict[str, np.ndarray]]:
   """Batches of make(i) for consecutive runs of `batch` indices, in order.
 
-  A generator: threads start on the first next(), and its `finally` (reached at
-  the end of the indices, on an error, on close() or when the iterator is
-  garbage collected) cancels the queued examples and joins the threads.
+  A generator: threads (or, with `processes`, the worker_pool.ExamplePool that
+  processes(slots) starts) start on the first next(), and its `finally` (reached at
+  the end of the indices, on an error, on close() or when the iterator is garbage
+  collected) cancels the queued examples and joins the threads or processes.
   """
   ahead = (prefetch + 1) * batch  # the batch being assembled and `prefetch` more
-  pool = futures.ThreadPoolExecutor(max_workers=max(1, min(workers, ahead)),
-                                    thread_name_prefix='clarity_jax.loader')
+  pool = processes(ahead) if processes else futures.ThreadPoolExecutor(
+      max_workers=max(1, min(workers, ahead)), thread_name_prefix='clarity_jax.loader')
   pending: collections.deque[futures.Future] = collections.deque()
   try:
     while True:
@@ -97,16 +105,22 @@ def _batches(make: examples.ExampleMaker, indices: Iterator[int], *, batch: int,
 
 
 def _stream(make: examples.ExampleMaker, config: ml_collections.ConfigDict, *,
-            batch: int, process_index: int, first_step: int, num_steps: int | None
-            ) -> Iterator[dict[str, np.ndarray]]:
+            batch: int, process_index: int, first_step: int, num_steps: int | None,
+            processes: bool = False) -> Iterator[dict[str, np.ndarray]]:
   local = (itertools.count(first_step * batch) if num_steps is None
            else range(first_step * batch, (first_step + num_steps) * batch))
   indices = (examples.global_index(j, batch=batch, global_batch=config.batch_size,
                                    process_index=process_index) for j in local)
-  requested = examples.parallel_calls(make, config.data.num_parallel_calls)
-  return _batches(make, indices, batch=batch,
-                  workers=requested if requested > 0 else examples.available_cores(),
-                  prefetch=_prefetch(config))
+  requested = config.data.num_parallel_calls
+  if not processes:
+    requested = examples.parallel_calls(make, requested)
+  workers = requested if requested > 0 else examples.available_cores()
+  pool = None
+  if processes:
+    from clarity_jax.data import worker_pool  # pylint: disable=g-import-not-at-top
+    pool = lambda slots: worker_pool.ExamplePool(config, 'train', make.spec, workers, slots)
+  return _batches(make, indices, batch=batch, workers=workers, prefetch=_prefetch(config),
+                  processes=pool)
 
 
 def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int = 0,
@@ -120,7 +134,8 @@ def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int 
   index, count = examples.hosts(process_index, process_count)
   batch = examples.host_batch_size(config, count)
   return _stream(examples.train_maker(config), config, batch=batch, process_index=index,
-                 first_step=start_step, num_steps=None)
+                 first_step=start_step, num_steps=None,
+                 processes=choose(config) == 'processes')
 
 
 class _Replayable:
@@ -173,18 +188,22 @@ def measure_throughput(config: ml_collections.ConfigDict, num_batches: int,
   it = create(config, process_index=0, process_count=1)
   for _ in range(warmup):
     next(it)
-  ready, cpu = clock(), time.process_time()
+  # With worker processes, their CPU time too (worker_pool.cpu_seconds).
+  from clarity_jax.data import worker_pool  # pylint: disable=g-import-not-at-top
+  ready, cpu = clock(), time.process_time() + worker_pool.cpu_seconds()
   for _ in range(num_batches):
     next(it)
-  seconds, cpu = clock() - ready, time.process_time() - cpu
-  if kind == 'threads':
-    it.close()  # join the threads now, not whenever the generator is collected
+  seconds = clock() - ready
+  cpu = time.process_time() + worker_pool.cpu_seconds() - cpu
+  if kind != 'tf':
+    it.close()  # join the threads (or processes) now, not whenever the generator is collected
   windows = num_batches * config.batch_size
   return {
       'what': 'input',
       'loader': kind,
       'windows_per_s': windows / seconds,
-      # CPU time of the whole process (every loader thread) per window made.
+      # CPU time of the whole process (every loader thread, every worker process)
+      # per window made.
       'cpu_ms_per_window': cpu / windows * 1e3,
       'batches_per_s': num_batches / seconds,
       'seconds': seconds,

@@ -140,11 +140,24 @@ class DeviceStage:
 
 def batches(config: ml_collections.ConfigDict, mesh: Mesh,
             host_batches: Iterator[HostBatch]) -> Iterator[dict[str, Any]]:
-  """The loader's batches, placed on `mesh`, ready for step_config(config)'s step."""
-  if data.where(config) != 'device':
-    for host_batch in host_batches:
-      yield sharding.global_batch(mesh, host_batch)
-    return
+  """The loader's batches, placed on `mesh`, ready for step_config(config)'s step.
+  Closing it closes `host_batches` (the loader's threads or processes end)."""
+  try:
+    yield from (_host_batches if data.where(config) != 'device' else _device_batches)(
+        config, mesh, host_batches)
+  finally:
+    getattr(host_batches, 'close', lambda: None)()
+
+
+def _host_batches(config: ml_collections.ConfigDict, mesh: Mesh,
+                  host_batches: Iterator[HostBatch]) -> Iterator[dict[str, Any]]:
+  del config
+  for host_batch in host_batches:
+    yield sharding.global_batch(mesh, host_batch)
+
+
+def _device_batches(config: ml_collections.ConfigDict, mesh: Mesh,
+                    host_batches: Iterator[HostBatch]) -> Iterator[dict[str, Any]]:
   stage = DeviceStage(config, mesh)
   try:
     started = stage.start(next(host_batches))

@@ -14,15 +14,6 @@ from clarity_jax.data import pipeline
 from clarity_jax import errors
 
 
-@pytest.fixture(scope='module')
-def small(tiny_config):
-  """small(**overrides): 8x8 LQ crops, K = 1, global batch 4, two workers, one batch
-  ahead, the default degradation mix (codec on 40 % of the windows)."""
-  defaults = {'data.crop_size': 8, 'batch_size': 4, 'num_neighbors': 1,
-              'data.num_parallel_calls': 2, 'data.prefetch': 1}
-  return lambda **overrides: tiny_config(**{**defaults, **overrides})
-
-
 def take(module, config, n, **kwargs):
   it = module.create_train_iterator(config, process_index=kwargs.pop('process_index', 0),
                                     process_count=kwargs.pop('process_count', 1), **kwargs)
@@ -46,8 +37,8 @@ def loader_threads():
 
 
 @pytest.mark.parametrize('process_index', [0, 1])
-def test_threads_serve_tf_data_batches_byte_for_byte(process_index, small):
-  config = small(**{'loss.temporal_weight': 0.1})
+def test_threads_serve_tf_data_batches_byte_for_byte(process_index, loader_config):
+  config = loader_config(**{'loss.temporal_weight': 0.1})
   kwargs = {'process_index': process_index, 'process_count': 2}
   threads = take(loader, config, 3, **kwargs)
   assert_same_batches(threads, take(pipeline, config, 3, **kwargs))
@@ -55,10 +46,10 @@ def test_threads_serve_tf_data_batches_byte_for_byte(process_index, small):
   assert threads[0]['lq'].shape == (2, 3, 8, 8, 3)
 
 
-def test_device_mode_batches_under_both_loaders(small):
+def test_device_mode_batches_under_both_loaders(loader_config):
   """tf.numpy_function declares every device-mode key's dtype and shape; the threads
   serve the same bytes (subnormal kernel taps included: tf.data flushes them)."""
-  config = small(**{'degradation.where': 'device'})
+  config = loader_config(**{'degradation.where': 'device'})
   kwargs = {'process_index': 1, 'process_count': 2, 'start_step': 3}
   threads = take(loader, config, 2, **kwargs)
   assert_same_batches(threads, take(pipeline, config, 2, **kwargs))
@@ -70,20 +61,20 @@ def test_device_mode_batches_under_both_loaders(small):
   assert [b['index'].tolist() for b in threads] == [[14, 15], [18, 19]]
 
 
-def test_resumes_exactly_at_start_step(small):
-  fresh = take(loader, small(), 3)
-  assert_same_batches(take(loader, small(), 1, start_step=2), fresh[2:])
+def test_resumes_exactly_at_start_step(loader_config):
+  fresh = take(loader, loader_config(), 3)
+  assert_same_batches(take(loader, loader_config(), 1, start_step=2), fresh[2:])
   # More workers and a deeper buffer change the timing, not the stream.
-  busy = small(**{'data.num_parallel_calls': -1, 'data.prefetch': 3})
+  busy = loader_config(**{'data.num_parallel_calls': -1, 'data.prefetch': 3})
   assert_same_batches(take(loader, busy, 3), fresh)
 
 
-def test_eval_is_identical_at_every_call_and_equals_tf_data(small):
-  config = small(num_eval_batches=2)
+def test_eval_is_identical_at_every_call_and_equals_tf_data(loader_config):
+  config = loader_config(num_eval_batches=2)
   first = loader.create_eval_iterator(config, process_index=0, process_count=1)
   assert len(first) == 2
   a, again = list(first), list(first)
-  other_call = list(loader.create_eval_iterator(small(num_eval_batches=2, seed=5),
+  other_call = list(loader.create_eval_iterator(loader_config(num_eval_batches=2, seed=5),
                                                 process_index=0, process_count=1))
   assert_same_batches(a, again)
   assert_same_batches(a, other_call)
@@ -92,20 +83,25 @@ def test_eval_is_identical_at_every_call_and_equals_tf_data(small):
   assert not loader_threads()  # a finished pass joins its threads
 
 
-def test_global_batch_must_divide_over_hosts(small):
+def test_global_batch_must_divide_over_hosts(loader_config):
   with pytest.raises(errors.ConfigError, match=r'^config.batch_size: .*3 processes'):
-    loader.create_train_iterator(small(), process_index=0, process_count=3)
+    loader.create_train_iterator(loader_config(), process_index=0, process_count=3)
 
 
-def test_choose(small):
-  assert loader.choose(small()) == 'tf'  # 'auto', and TensorFlow imports here
-  assert loader.choose(small(**{'data.loader': 'threads'})) == 'threads'
-  assert loader.choose(small(**{'data.loader': 'tf'})) == 'tf'
+def test_choose(loader_config):
+  assert loader.choose(loader_config()) == 'tf'  # 'auto', and TensorFlow imports here
+  assert loader.choose(loader_config(**{'data.loader': 'threads'})) == 'threads'
+  assert loader.choose(loader_config(**{'data.loader': 'tf'})) == 'tf'
+  assert loader.choose(loader_config(**{'data.loader': 'processes'})) == 'processes'
+  # The synthetic camera's device examples hold the GIL: worker processes make them.
+  assert loader.choose(loader_config(**{'degradation.where': 'device'})) == 'processes'
+  assert loader.choose(loader_config(**{'degradation.where': 'device',
+                                'data.loader': 'tf'})) == 'tf'
   with pytest.raises(errors.ConfigError, match=r"^config.data.loader: 'grain' is not"):
-    loader.choose(small(**{'data.loader': 'grain'}))
+    loader.choose(loader_config(**{'data.loader': 'grain'}))
 
 
-def test_runs_where_tensorflow_cannot_be_imported(small, repo, tiny_overrides):
+def test_runs_where_tensorflow_cannot_be_imported(loader_config, repo, tiny_overrides):
   """A subprocess with TensorFlow blocked: 'auto' takes the threads, 'tf' is a config
   error, and the batches are those of this process (equal to tf.data's, above).
   It exits without closing its iterator: the threads must not hold it."""
@@ -139,24 +135,17 @@ def test_runs_where_tensorflow_cannot_be_imported(small, repo, tiny_overrides):
   out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                        cwd=repo, timeout=120)
   assert out.returncode == 0, out.stderr
-  (batch,) = take(loader, small(), 1, start_step=1)
+  (batch,) = take(loader, loader_config(), 1, start_step=1)
   import hashlib  # pylint: disable=g-import-not-at-top
   expected = ''.join(f'{key} {hashlib.sha256(batch[key].tobytes()).hexdigest()}\n'
                      for key in sorted(batch))
   assert out.stdout == expected
 
 
-def test_an_example_error_reaches_the_consumer_once(tmp_path, small):
+def test_an_example_error_reaches_the_consumer_once(truncated_clips, loader_config):
   """A frame that is truncated on disk (its header reads, its pixels do not): every
   window of the one-clip source needs frame 1, so the first example fails."""
-  clip = tmp_path / 'clip'
-  clip.mkdir()
-  rng = np.random.default_rng(0)
-  for i in range(3):
-    frames.write_image(clip / f'{i}.png', rng.random((24, 24, 3)))
-  data = (clip / '1.png').read_bytes()
-  (clip / '1.png').write_bytes(data[:len(data) // 2])
-  config = small(scale=2, **{'data.source': 'frame_folders', 'data.path': str(tmp_path)})
+  config = loader_config(scale=2, **{'data.source': 'frame_folders', 'data.path': str(truncated_clips)})
   it = loader.create_train_iterator(config, process_index=0, process_count=1)
   with pytest.raises(frames.FrameError, match=r'1\.png: not a readable image') as raised:
     next(it)
@@ -166,16 +155,16 @@ def test_an_example_error_reaches_the_consumer_once(tmp_path, small):
   assert not loader_threads()
 
 
-def test_closing_an_endless_stream_joins_its_threads(small):
-  it = loader.create_train_iterator(small(), process_index=0, process_count=1)
+def test_closing_an_endless_stream_joins_its_threads(loader_config):
+  it = loader.create_train_iterator(loader_config(), process_index=0, process_count=1)
   next(it)
   assert loader_threads()
   it.close()
   assert not loader_threads()
 
 
-def test_measure_throughput_of_the_threads(small):
-  result = loader.measure_throughput(small(**{'data.loader': 'threads'}), num_batches=2,
+def test_measure_throughput_of_the_threads(loader_config):
+  result = loader.measure_throughput(loader_config(**{'data.loader': 'threads'}), num_batches=2,
                                      warmup=1)
   assert result['loader'] == 'threads' and result['degradation_where'] == 'host'
   assert result['windows_per_s'] == pytest.approx(8 / result['seconds'])
