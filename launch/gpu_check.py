@@ -127,7 +127,7 @@ def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
       continue
     config = _config(_E2E_VARIANT.value, **{
         'model.dtype': 'bfloat16', 'batch_size': _TRAIN_BATCH.value,
-        'data.crop_size': _CROP.value, 'data.loader': 'threads',
+        'data.crop_size': _CROP.value, 'data.loader': 'auto',
         'degradation.where': where, **source})
     settings = benchmark.Settings(num_batches=_E2E_STEPS.value, warmup=2)
     result['runs'].append(pipeline_benchmark.train_end_to_end(config, settings))
@@ -147,7 +147,7 @@ def _train_flags(workdir: pathlib.Path, steps: int) -> list[str]:
     source.append(f'--config.init_from={_INIT_FROM.value}')
   return [f'--config={REPO / _TRAIN_CONFIG.value}:variant={_TRAIN_VARIANT.value}',
           f'--workdir={workdir}', '--config.model.dtype=bfloat16',
-          '--config.degradation.where=device', '--config.data.loader=threads',
+          '--config.degradation.where=device', '--config.data.loader=auto',
           f'--config.batch_size={_TRAIN_BATCH.value}',
           f'--config.data.crop_size={_CROP.value}', f'--config.num_train_steps={steps}',
           f'--config.warmup_steps={max(1, steps // 20)}', '--config.learning_rate=2e-4',
