@@ -37,13 +37,15 @@ def _steal_since(start: float | None) -> float | None:
 def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
                      ) -> dict[str, Any]:
   """Training as it runs: this host's loader (config.data.loader) feeding the jitted
-  step, eq. (1) where config.degradation.where says. windows/s, and the process's
-  CPU time per window (every thread: loader workers, and on a CPU backend the
-  step itself)."""
+  step, eq. (1) where config.degradation.where says. windows/s, and the CPU time
+  per window of the process (every thread: the loader's, and on a CPU backend the
+  step's) and of its example worker processes."""
   import jax  # pylint: disable=g-import-not-at-top
   from clarity_jax import data  # pylint: disable=g-import-not-at-top
   from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
   from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
+  from clarity_jax.data import worker_pool  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
@@ -55,16 +57,19 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   for _ in range(max(settings.warmup, 1)):  # compiles, fills the loader's buffers
     state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
-  cpu, ready, steal = time.process_time(), time.perf_counter(), steal_seconds()
+  # The process's CPU time and its example workers' (worker_pool.cpu_seconds).
+  cpu = time.process_time() + worker_pool.cpu_seconds()
+  ready, steal = time.perf_counter(), steal_seconds()
   for _ in range(settings.num_batches):
     state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
+  seconds = time.perf_counter() - ready
+  cpu = time.process_time() + worker_pool.cpu_seconds() - cpu  # before the workers end
   batches.close()
-  seconds, cpu = time.perf_counter() - ready, time.process_time() - cpu
   windows = settings.num_batches * config.batch_size
   return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
           'where': examples.where(config),
-          'loader': config.data.get('loader', 'auto'), 'batch': config.batch_size,
+          'loader': loader.choose(config), 'batch': config.batch_size,
           'K': config.num_neighbors, 'crop': config.data.crop_size, 'scale': config.scale,
           'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
           'windows_per_s': windows / seconds, 'step_ms': seconds / settings.num_batches * 1e3,

@@ -120,3 +120,16 @@ def test_steal_seconds_reads_the_cpu_line_of_proc_stat():
   before = int(ticks[7]) / os.sysconf('SC_CLK_TCK')
   got = pipeline_benchmark.steal_seconds()
   assert before <= got < before + 60  # steal only grows
+
+
+def test_train_end_to_end_counts_the_example_workers(tiny_config):
+  """--what=train with the synthetic camera on the device: the loader is the worker
+  processes ('auto'), and their CPU time is in cpu_ms_per_window."""
+  from clarity_jax.tools import benchmark, pipeline_benchmark
+  config = tiny_config(**{'degradation.where': 'device', 'data.num_parallel_calls': 1})
+  result = pipeline_benchmark.train_end_to_end(config, benchmark.Settings(num_batches=2,
+                                                                          warmup=1))
+  assert result['what'] == 'train' and result['where'] == 'device'
+  assert result['loader'] == 'processes' and result['windows_per_s'] > 0
+  assert result['steal_s'] is None or result['steal_s'] >= 0
+  assert result['cpu_ms_per_window'] > 0
