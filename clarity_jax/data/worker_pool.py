@@ -89,6 +89,7 @@ class ExamplePool:
     self._lock = threading.Lock()
     self._pending: list[dict[int, futures.Future]] = []
     self._cpu: list[float] = []  # each worker's CPU seconds, as it last reported them
+    self._dead: dict[int, str] = {}  # worker -> why it is gone
     self._procs: list[subprocess.Popen] = []
     self._logs = []
     header = json.dumps({'maker': maker, 'config': config.to_json(), 'shm': self._shm.name,
@@ -125,6 +126,9 @@ class ExamplePool:
     del make
     future: futures.Future = futures.Future()
     with self._lock:
+      if self._dead:  # a worker exited: the stream ends with its error
+        future.set_exception(RuntimeError(next(iter(self._dead.values()))))
+        return future
       if not self._free:
         raise RuntimeError('ExamplePool: more examples in flight than slots')
       slot = self._free.pop()
@@ -133,7 +137,11 @@ class ExamplePool:
     try:
       self._procs[worker].stdin.write(f'{int(index)} {slot}\n')
     except (BrokenPipeError, ValueError, OSError):
-      pass  # the worker is gone: its reader fails the future
+      with self._lock:  # gone before its reader saw it: fail the example here
+        if self._pending[worker].pop(slot, None) is not None:
+          self._free.append(slot)
+          future.set_exception(RuntimeError(
+              f'example worker {self._procs[worker].pid} exited'))
     return future
 
   def _read(self, w: int) -> None:
@@ -143,30 +151,34 @@ class ExamplePool:
       slot = int(slot)
       if status == 'ok':
         self._cpu[w] = float(rest[0])
+        outcome: Any = {k: np.array(v) for k, v in _views(  # copied out of the slot
+            self._shm.buf, slot, self._slot_bytes, self._layout).items()}
+      else:
+        error = json.loads(rest[0])
+        outcome = _rebuild(error['type'], error['message'])
+      # The slot is free before the future is done: the consumer, woken by it,
+      # submits the next example at once.
       with self._lock:
         future = self._pending[w].pop(slot)
-      try:
-        if not future.set_running_or_notify_cancel():
-          continue  # cancelled while in flight
-        if status == 'ok':
-          future.set_result({k: np.array(v) for k, v in _views(
-              self._shm.buf, slot, self._slot_bytes, self._layout).items()})
-        else:
-          error = json.loads(rest[0])
-          future.set_exception(_rebuild(error['type'], error['message']))
-      finally:
-        with self._lock:
-          self._free.append(slot)
+        self._free.append(slot)
+      if not future.set_running_or_notify_cancel():
+        continue  # cancelled while in flight
+      if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+      else:
+        future.set_result(outcome)
     code = proc.wait()
     log = self._logs[w]
     log.seek(0)
     tail = log.read().decode('utf-8', 'replace').strip().splitlines()[-1:] or ['']
+    message = f'example worker {proc.pid} exited with status {code}: {tail[0]}'.rstrip(': ')
     with self._lock:
+      self._dead[w] = message
       lost, self._pending[w] = self._pending[w], {}
+      self._free.extend(lost)
     for future in lost.values():
       if future.set_running_or_notify_cancel():
-        future.set_exception(RuntimeError(
-            f'example worker {proc.pid} exited with status {code}: {tail[0]}'.rstrip(': ')))
+        future.set_exception(RuntimeError(message))
 
   def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
     """Ends the workers (their stdin closes: they exit), then frees the shared memory."""

@@ -81,12 +81,19 @@ def test_closing_ends_the_workers_and_frees_the_shared_memory(loader_config):
     shared_memory.SharedMemory(name=name)
 
 
-def test_a_dead_worker_ends_the_stream_in_one_line(loader_config):
-  it = loader.create_train_iterator(loader_config(**{'data.loader': 'processes'}), process_index=0,
-                                    process_count=1)
+@pytest.mark.parametrize('killed', ['all', 'one idle'])
+def test_a_dead_worker_ends_the_stream_in_one_line(loader_config, killed):
+  """Killed while making examples, or while idle (nothing of its in flight): the
+  stream ends with the worker's exit, it does not wait for it."""
+  it = loader.create_train_iterator(loader_config(**{'data.loader': 'processes'}),
+                                    process_index=0, process_count=1)
   next(it)
   (pool,) = _pools()
-  for proc in pool._procs:  # pylint: disable=protected-access
+  procs = pool._procs  # pylint: disable=protected-access
+  if killed == 'one idle':
+    time.sleep(3)  # the prefetched examples are made: both workers wait
+    procs = procs[:1]
+  for proc in procs:
     os.kill(proc.pid, signal.SIGKILL)
   deadline = time.time() + 30
   with pytest.raises(RuntimeError, match=r'^example worker \d+ exited with status -9') as e:
