@@ -1,10 +1,15 @@
 """The round trip of where='device' batches with the video codec in the mix:
 eq. (1) on the device, x264 on the host, against the host path's NumPy reference."""
 
+import threading
+import time
+
 import jax
 import numpy as np
+import pytest
 
 from clarity_jax import data
+from clarity_jax import errors
 from clarity_jax import sharding
 from clarity_jax.train import feed
 
@@ -110,3 +115,60 @@ def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_confi
   assert set(placed) == set(reference)
   np.testing.assert_array_equal(np.asarray(placed['hr']), reference['hr'])
   np.testing.assert_allclose(np.asarray(placed['lq']), reference['lq'], atol=2e-5)
+
+
+class _Loader:
+  """A host-batch iterator that records the threads reading it and whether it was
+  closed; raises `error` at batch `fail_at`."""
+
+  def __init__(self, raws, fail_at=None, error=None):
+    self.raws, self.fail_at, self.error = raws, fail_at, error
+    self.threads, self.closed_by, self.served = set(), None, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    self.threads.add(threading.get_ident())
+    if self.served == self.fail_at:
+      raise self.error
+    if self.served == len(self.raws):
+      raise StopIteration
+    self.served += 1
+    return self.raws[self.served - 1]
+
+  def close(self):
+    self.closed_by = threading.get_ident()
+
+
+def test_the_stage_runs_ahead_in_its_own_thread_and_closes_cleanly(tiny_config):
+  """Batches are staged off the consumer's thread (XLA:CPU then runs the stage
+  beside the step), a bounded number ahead; an error in the loader reaches the
+  consumer with its own class and message; closing stops the thread and closes
+  the loader, and nothing is read after that."""
+  device = tiny_config(**{'batch_size': 4, 'data.crop_size': 16,
+                          'degradation.video_codec_prob': 0.0, 'degradation.where': 'device',
+                          'data.loader': 'threads'})
+  mesh = sharding.make_mesh(1)
+  raws = [r for _, r in zip(range(6), data.create_train_iterator(device, process_index=0,
+                                                                 process_count=1))]
+  loader = _Loader(raws)
+  batches = feed.batches(device, mesh, loader)
+  next(batches)
+  time.sleep(2.0)  # room to run ahead
+  # Taken: 1. Ahead: one in the queue, one waiting to enter it, one started.
+  assert loader.served == 4
+  assert threading.get_ident() not in loader.threads
+  batches.close()
+  assert loader.closed_by is not None
+  served = loader.served
+  time.sleep(0.5)
+  assert loader.served == served  # the thread ended
+  assert not [t for t in threading.enumerate() if t.name == 'device-stage']
+
+  failing = _Loader(raws, fail_at=3, error=errors.PathError('clip.mp4: frame 3 is unreadable'))
+  got = feed.batches(device, mesh, failing)
+  next(got), next(got)  # the third read fails: the stage reads one batch ahead
+  with pytest.raises(errors.PathError, match='clip.mp4: frame 3 is unreadable'):
+    next(got)
+  assert failing.closed_by is not None
