@@ -120,6 +120,7 @@ def breakdown(events: Iterable[dict[str, Any]], hlo_text: str, calls: int
   name = module.group(1) if module else None
   stages = op_stages(hlo_text)
   per_stage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  ops: collections.Counter = collections.Counter()  # executed ops per stage
   for event in events:
     args = event.get('args', {})
     op = args.get('hlo_op')
@@ -127,6 +128,7 @@ def breakdown(events: Iterable[dict[str, Any]], hlo_text: str, calls: int
       continue
     stage, direction = stages.get(op, (OTHER, 'forward'))
     per_stage[stage][direction] += float(event.get('dur', 0.0)) / 1e3  # us -> ms
+    ops[stage] += 1
   total = sum(sum(c.values()) for c in per_stage.values()) or 1.0
   out = {}
   for stage in STAGES + (OTHER,):
@@ -135,7 +137,9 @@ def breakdown(events: Iterable[dict[str, Any]], hlo_text: str, calls: int
       ms = sum(counts.values())
       out[stage] = {'ms': ms / calls, 'share': ms / total,
                     'forward_ms': counts['forward'] / calls,
-                    'backward_ms': counts['backward'] / calls}
+                    'backward_ms': counts['backward'] / calls,
+                    # Not timing-dependent, unlike the shares: which ops run.
+                    'ops_per_call': ops[stage] / calls}
   return {'op_ms_per_call': total / calls, 'stages': out}
 
 

@@ -64,8 +64,10 @@ def test_profile_benchmark_without_tensorflow(tmp_path, repo):
     assert train['stages'][stage]['backward_ms'] > 0, stage
     assert inference['stages'][stage]['forward_ms'] > 0, stage
   assert 'optimizer' not in inference['stages'] and 'loss' not in inference['stages']
-  # Nearly every op of the step is attributed to a named stage.
-  assert train['stages'].get('other', {'share': 0})['share'] < 0.1
+  # Nearly every op of the step is attributed to a named stage. Counted, not
+  # timed: with two timed calls one stalled op swung the time share (0.5 % to 15 %).
+  ops = {stage: v['ops_per_call'] for stage, v in train['stages'].items()}
+  assert ops.get('other', 0) < 0.05 * sum(ops.values()), ops  # measured 7 of 536
   assert list((tmp_path / 'train').rglob('*.trace.json.gz'))
 
 

@@ -62,3 +62,21 @@ def test_accelerator_traces_count_device_time_not_host_launches():
   assert [e['dur'] for e in profiling.device_op_events(gpu_trace)] == [40.0]
   cpu_trace = [meta(1, '/host:CPU'), op(1, 5.0), op(1, 7.0)]
   assert [e['dur'] for e in profiling.device_op_events(cpu_trace)] == [5.0, 7.0]
+
+
+def test_breakdown_counts_the_ops_each_stage_runs_per_call():
+  hlo = '\n'.join([
+      'HloModule jit_step',
+      'ENTRY %main {',
+      '  %a = f32[] add(), metadata={op_name="jit(step)/jvp(encoder)/add"}',
+      '  %b = f32[] mul(), metadata={op_name="jit(step)/transpose(jvp(loss))/mul"}',
+      '  ROOT %c = f32[] copy()',
+      '}'])
+  event = lambda op, dur: {'dur': dur, 'args': {'hlo_op': op, 'hlo_module': 'jit_step'}}
+  # Two calls: encoder's op twice a call, loss's once, one op without metadata.
+  events = [event('a', 10.0), event('a', 30.0), event('b', 5.0), event('c', 1.0)] * 2
+  table = profiling.breakdown(events, hlo, calls=2)['stages']
+  assert {k: v['ops_per_call'] for k, v in table.items()} == {'encoder': 2, 'loss': 1,
+                                                              'other': 1}
+  assert table['encoder']['ms'] == pytest.approx(0.04)
+  assert table['loss']['backward_ms'] == pytest.approx(0.005)
