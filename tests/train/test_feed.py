@@ -155,8 +155,12 @@ def test_the_stage_runs_ahead_in_its_own_thread_and_closes_cleanly(tiny_config):
   loader = _Loader(raws)
   batches = feed.batches(device, mesh, loader)
   next(batches)
-  time.sleep(2.0)  # room to run ahead
-  # Taken: 1. Ahead: one in the queue, one waiting to enter it, one started.
+  # Taken: 1. Ahead: one in the queue, one waiting to enter it, one started; and
+  # no more, however long the consumer waits.
+  deadline = time.monotonic() + 60
+  while loader.served < 4 and time.monotonic() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.5)
   assert loader.served == 4
   assert threading.get_ident() not in loader.threads
   batches.close()
