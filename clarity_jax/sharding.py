@@ -37,12 +37,6 @@ def make_mesh(num_space: int = 1, devices: Sequence[jax.Device] | None = None) -
                        axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
 
 
-def check_mesh(mesh: Mesh) -> None:
-  if tuple(mesh.axis_names) != (DATA, SPACE):
-    raise ValueError(f'want a mesh with axes ({DATA!r}, {SPACE!r}) (sharding.make_mesh), '
-                     f'got {mesh.axis_names}')
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

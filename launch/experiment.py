@@ -45,10 +45,11 @@ from clarity_jax import config as config_files
 from clarity_jax import errors
 from clarity_jax import files
 from clarity_jax.cli import common
-from clarity_jax.data import frames as frames_lib
+from clarity_jax.media import frames as frames_lib
 from clarity_jax.data import sources
+from clarity_jax.media import temporal
 from clarity_jax.data import synthetic
-from clarity_jax.data import video_io
+from clarity_jax.media import readers
 from clarity_jax.evaluation import report as report_lib
 import experiment_docs  # launch/experiment_docs.py, beside this file
 
@@ -102,7 +103,7 @@ def render_clip(photo: np.ndarray, num_frames: int, size: int,
   window = source.sample(rng)
   offsets = np.arange(2 * n - 1) - (n - 1)
   for centre in range(n):
-    index = sources.reflect_indices(centre + offsets, n)
+    index = temporal.reflect_indices(centre + offsets, n)
     consistent = all(
         np.array_equal(window[p], window[q]) == (index[p] == index[q])
         for p in range(len(index)) for q in range(p + 1, len(index)))
@@ -132,7 +133,7 @@ def write_video_clips(hr_root: Path, video_dir: Path, num_frames: int,
                   if p.suffix.lower() in files.VIDEO_EXTENSIONS)[:max_videos]
   for path in videos:
     clip = []
-    for frame in video_io.VideoReader(path):
+    for frame in readers.VideoReader(path):
       # INTER_AREA averages whole source pixels: a 4x smaller frame loses codec noise
       # and is as sharp as the footage allows, i.e. a fair ground truth.
       clip.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))

@@ -1,7 +1,7 @@
 """The package's layering, read from the imports of its source files.
 
-cli -> {train, inference, evaluation, tools} -> {models, data, sharding, metrics}
--> {errors, files, config}. Only data/ imports TensorFlow (the lent accelerator
+cli -> tools -> evaluation -> inference -> train -> {models, data, sharding, metrics}
+-> {config, media} -> {errors, files}; no import cycles, lazy imports included. Only data/ imports TensorFlow (the lent accelerator
 machines have none), and inference/saved_model.py when a SavedModel is asked for; data never imports models; models and train never reach into
 data's modules; nothing imports cli but the `python -m clarity_jax.<command>` shims.
 """
@@ -20,7 +20,7 @@ COMMANDS = ('main', 'degrade', 'export', 'enhance', 'evaluate', 'validate', 'ben
 # evaluation restores with the inference engine); tools compose them (validation
 # degrades held-out clips and evaluates on them).
 LAYERS = {
-    'errors': 0, 'files': 0, 'config': 1,
+    'errors': 0, 'files': 0, 'config': 1, 'media': 1,
     'models': 2, 'data': 2, 'sharding': 2, 'metrics': 2,
     'train': 3, 'inference': 4, 'evaluation': 5, 'tools': 6,
     'cli': 7, **{c: 8 for c in COMMANDS},
@@ -36,16 +36,37 @@ def _modules() -> dict[str, pathlib.Path]:
   return out
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-  """Every module a file imports, at any depth (lazy imports count)."""
+def _import_nodes(path: pathlib.Path) -> list[tuple[ast.AST, bool]]:
+  """(import statement, whether it sits inside a function) of a file, at any depth."""
+  out = []
+
+  def visit(node: ast.AST, local: bool) -> None:
+    for child in ast.iter_child_nodes(node):
+      if isinstance(child, (ast.Import, ast.ImportFrom)):
+        out.append((child, local))
+      visit(child, local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+  visit(ast.parse(path.read_text()), False)
+  return out
+
+
+def _imports(path: pathlib.Path, local_only: bool = False) -> set[str]:
+  """Every module a file imports, at any depth (lazy imports count). `from pkg import
+  mod` imports pkg.mod (and pkg itself only when it also takes a name of pkg's own)."""
   names = set()
-  for node in ast.walk(ast.parse(path.read_text())):
+  for node, local in _import_nodes(path):
+    if local_only and not local:
+      continue
     if isinstance(node, ast.Import):
       names.update(a.name for a in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module:
-      names.add(node.module)
-      if node.module.startswith('clarity_jax'):
-        names.update(f'{node.module}.{a.name}' for a in node.names)
+      if not node.module.startswith('clarity_jax'):
+        names.add(node.module)
+        continue
+      subs = {f'{node.module}.{a.name}' for a in node.names}
+      names.update(subs)
+      if not subs <= set(MODULES):
+        names.add(node.module)
   return names
 
 
@@ -54,6 +75,10 @@ def _part(module: str) -> str:
 
 
 MODULES = _modules()
+# Function-local imports of the package's own modules: each defers an optional heavy
+# dependency (TensorFlow, an export engine) or breaks a layer for a reason it states.
+MAX_LOCAL_IMPORTS = 20
+RESTORING = tuple(f'clarity_jax.inference.{m}' for m in ('bundle', 'enhance', 'restorer'))
 
 
 def _internal_imports(module: str) -> set[str]:
@@ -88,8 +113,50 @@ def test_only_data_imports_tensorflow(module):
                                     if _part(m) in ('models', 'train')])
 def test_models_and_train_use_data_only_through_its_package(module):
   inside = {n for n in _internal_imports(module)
-            if n.startswith('clarity_jax.data.')}
-  assert not inside, f'{module} reaches into {sorted(inside)}; use clarity_jax.data'
+            if n.startswith('clarity_jax.data.') and n != 'clarity_jax.data.on_device'}
+  assert not inside, (f'{module} reaches into {sorted(inside)}; use clarity_jax.data '
+                      'or clarity_jax.data.on_device')
+
+
+@pytest.mark.parametrize('module', [m for m in sorted(MODULES)
+                                    if _part(m) in ('inference', 'evaluation', 'media')])
+def test_inference_and_evaluation_never_import_training_data(module):
+  """They read and write footage through media/; restoring loads weights without
+  train/ (export and warm starts read training checkpoints, and may)."""
+  banned = {n for n in _internal_imports(module) if _part(n) == 'data'}
+  if _part(module) == 'media' or module in RESTORING:
+    banned |= {n for n in _internal_imports(module) if _part(n) == 'train'}
+  assert not banned, f'{module} imports {sorted(banned)}'
+
+
+def test_no_import_cycles():
+  """Depth-first over every import of the package's own modules, lazy ones too."""
+  graph = {m: _internal_imports(m) - {m} for m in MODULES}
+  state: dict[str, int] = {}  # 1: on the current path, 2: done
+  path: list[str] = []
+
+  def visit(module: str) -> None:
+    state[module] = 1
+    path.append(module)
+    for other in sorted(graph[module]):
+      if state.get(other) == 1:
+        cycle = path[path.index(other):] + [other]
+        pytest.fail('import cycle: ' + ' -> '.join(cycle))
+      if other not in state:
+        visit(other)
+    path.pop()
+    state[module] = 2
+
+  for module in sorted(graph):
+    if module not in state:
+      visit(module)
+
+
+def test_few_function_local_imports_of_the_package():
+  local = {m: n for m, p in MODULES.items()
+           if (n := len({i for i in _imports(p, local_only=True) if i in MODULES}))}
+  assert sum(local.values()) <= MAX_LOCAL_IMPORTS, (
+      f'{sum(local.values())} function-local imports of clarity_jax modules: {local}')
 
 
 @pytest.mark.parametrize('module', [m for m in sorted(MODULES) if _part(m) == 'data'])

@@ -13,8 +13,8 @@ Without --bundle the model that ships with the package restores
 from absl import flags
 
 from clarity_jax.cli import common
-from clarity_jax.data import video_io
-from clarity_jax.data import video_writer
+from clarity_jax.media import readers
+from clarity_jax.media import video_writer
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
 from clarity_jax.inference import shipped
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
   options = dict(max_frames=_MAX_FRAMES.value, compare=_COMPARE.value,
                  overwrite=_OVERWRITE.value, crf=_CRF.value, preset=_PRESET.value,
                  progress=r.progress.value)
-  videos = video_io.list_videos(_INPUT.value)
+  videos = readers.list_videos(_INPUT.value)
   if not videos:
     _report(enhance.enhance(engine, _INPUT.value, _OUTPUT.value, **options), info)
     return

@@ -107,7 +107,7 @@ def video_codec(frames: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndar
 def video_codec_yuv(planes: np.ndarray, crf: int, codec: str = 'libx264') -> np.ndarray:
   """The codec's round trip of yuv420p frames [T, 3H/2, W] uint8 (H, W even): x264
   alone, for frames whose colour conversions ran elsewhere (the device, with
-  jax_codecs.py's copy of the exact integer arithmetic above). See video_codec."""
+  data/on_device/codecs.py's copy of the exact integer arithmetic above). See video_codec."""
   if codec != 'libx264':
     raise ValueError(f'unsupported video codec {codec!r}; supported: libx264')
   t, rows, pw = planes.shape

@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Temporal coherence: maximum frame-to-frame drift, as a share of each range.
   d.drift = 0.1
   # Where eq. (1) runs: 'host' (NumPy/OpenCV in the input pipeline, the reference)
-  # or 'device' (data/jax_degradations.py in a jitted stage just before the train
+  # or 'device' (data/on_device/degradations.py in a jitted stage just before the train
   # step, train/feed.py: the host draws these parameters and the synthetic camera's
   # shots, which the device renders, or reads, crops and augments real clips;
   # windows drawn for the video codec come back to the host for x264 alone);

@@ -17,13 +17,13 @@ synthetic camera's exact render of it (the targets stay global-shutter frames),
 or from camera_effects.py's blend for sources of real footage.
 
 With config.degradation.where == 'device' the accelerator degrades
-(jax_degradations.py): an example then carries the HR window and its degradation
+(data/on_device/degradations.py): an example then carries the HR window and its degradation
 parameters as fixed-shape arrays instead of the degraded frames, and the CRF of the
 video codec for the windows drawn for it: no codec runs on an accelerator, so
 train/feed.py returns those windows to the host after the rest of eq. (1) and
 compresses them there (see `ExampleMaker`). On the synthetic camera (the default
 source) the device renders the window too: the example carries the shot and the
-augmentation (jax_synthetic.py) instead of frames, and the host draws numbers only.
+augmentation (data/on_device/synthetic.py) instead of frames, and the host draws numbers only.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ import numpy as np
 
 from clarity_jax.data import degradations
 from clarity_jax.data import sources
+from clarity_jax.data.on_device import camera_effects as jax_camera_effects
+from clarity_jax.data.on_device import degradations as jax_degradations
+from clarity_jax.data.on_device import synthetic as jax_synthetic
 from clarity_jax import errors
 
 # Evaluation windows are drawn and degraded with this seed, not config.seed, so that
@@ -104,7 +107,7 @@ def augment_window(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return np.ascontiguousarray(hr)
 
 
-def where(config: ml_collections.ConfigDict) -> str:
+def degrade_on(config: ml_collections.ConfigDict) -> str:
   """Where eq. (1) runs: config.degradation.where, 'auto' resolved to 'device' on
   GPUs and TPUs and 'host' on CPUs.
 
@@ -141,9 +144,6 @@ def _device_arrays(params: dict[str, Any], cfg: Any) -> dict[str, np.ndarray]:
   The kernel side is the one that holds every kernel cfg can draw: motion paths
   reach past kernel_size_range[1] (29 pixels for the default config's 21).
   """
-  # Imported on use: the JAX degradations are needed only when the device degrades.
-  from clarity_jax.data import jax_camera_effects  # pylint: disable=g-import-not-at-top
-  from clarity_jax.data import jax_degradations  # pylint: disable=g-import-not-at-top
   arrays = jax_degradations.window_arrays(
       params, kernel_size=jax_degradations.max_kernel_size(cfg),
       camera_effects=jax_camera_effects.enabled(cfg))
@@ -251,8 +251,6 @@ class ExampleMaker:
     order = np.arange(frames)[::-1] if reverse else np.arange(frames)
     rolling = _rolling(self.degradation)
     targets = [self.num_neighbors, self.num_neighbors + 1][:1 + self.temporal] if rolling else []
-    # Imported on use, as _device_arrays' modules.
-    from clarity_jax.data import jax_synthetic  # pylint: disable=g-import-not-at-top
     cam = jax_synthetic.window_arrays(self.source, source_rng,
                                       shutter['readout'] if shutter else 0.0, order=order,
                                       targets=targets,
@@ -327,7 +325,7 @@ def example_spec(config: ml_collections.ConfigDict) -> dict[str, Spec]:
   """(shape, dtype) of every key of a training example, from the config alone (no
   source is opened): what the train step is compiled for."""
   temporal = config.loss.temporal_weight > 0
-  device = where(config) == 'device'
+  device = degrade_on(config) == 'device'
   return _spec(window_spec(config, temporal), config.num_neighbors, config.scale, temporal,
                device, config.degradation, device_camera(config))
 
@@ -339,13 +337,13 @@ def train_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
                       seed=config.seed, num_neighbors=config.num_neighbors,
                       scale=config.scale, degradation=config.degradation,
                       augment=config.data.augment, temporal=temporal,
-                      device=where(config) == 'device', camera=device_camera(config))
+                      device=degrade_on(config) == 'device', camera=device_camera(config))
 
 
 def device_camera(config: ml_collections.ConfigDict) -> bool:
   """Whether the device renders the training windows too: eq. (1) on the device
-  and the synthetic camera as the source (jax_synthetic.py)."""
-  return where(config) == 'device' and config.data.source == 'synthetic'
+  and the synthetic camera as the source (data/on_device/synthetic.py)."""
+  return degrade_on(config) == 'device' and config.data.source == 'synthetic'
 
 
 def eval_maker(config: ml_collections.ConfigDict) -> ExampleMaker:

@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from clarity_jax import files
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.data import sources
 
 

@@ -18,12 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from clarity_jax.data import examples
-from clarity_jax.data import loader
 # Re-exported: callers keep using pipeline.<name>.
 from clarity_jax.data.examples import (  # pylint: disable=unused-import
-    EVAL_SEED, ExampleMaker, augment_window, available_cores, host_batch_size,
-    window_spec)
-from clarity_jax.data.loader import measure_throughput  # pylint: disable=unused-import
+    host_batch_size)
 
 try:  # tf.data runs on the host: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], 'GPU')

@@ -34,7 +34,8 @@ import cv2
 import ml_collections
 import numpy as np
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
+from clarity_jax.media import temporal
 from clarity_jax import errors
 
 
@@ -72,20 +73,6 @@ class WindowSpec:
   def offsets(self) -> np.ndarray:
     """Frame offsets from the centre frame: -K..K, or -K..K+1 for an even T."""
     return np.arange(self.num_frames) - (self.num_frames - 1) // 2
-
-
-def reflect_indices(indices: np.ndarray, length: int) -> np.ndarray:
-  """Maps any frame indices into [0, length) by mirror reflection at the clip edges.
-
-  Reflection without repeating the edge frame (-1 -> 1, length -> length - 2), as
-  np.pad(mode='reflect'), but for indices any distance outside the clip.
-  """
-  indices = np.asarray(indices, dtype=np.int64)
-  if length == 1:
-    return np.zeros_like(indices)
-  period = 2 * (length - 1)
-  folded = np.mod(indices, period)
-  return np.where(folded >= length, period - folded, folded)
 
 
 class Source(abc.ABC):
@@ -131,7 +118,7 @@ class ClipSource(Source):
     g = rng.integers(self.num_frames_total)
     clip = int(np.searchsorted(self._starts, g, side='right') - 1)
     t = g - self._starts[clip]
-    indices = reflect_indices(t + self.spec.offsets, int(self.lengths[clip]))
+    indices = temporal.reflect_indices(t + self.spec.offsets, int(self.lengths[clip]))
     h, w = self.sizes[clip]
     a, c = self.spec.align, self.spec.crop
     y = a * int(rng.integers((h - c) // a + 1))

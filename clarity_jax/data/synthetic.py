@@ -16,6 +16,7 @@ import numpy as np
 
 from clarity_jax.data import camera_effects
 from clarity_jax.data import sources
+from clarity_jax.media import temporal
 
 # Fixed split of the embedded photographs: validation (and evaluation) scenes are never
 # used for training. Both stereo views of the motorcycle stay on the same side.
@@ -254,7 +255,7 @@ class SyntheticSource(sources.Source):
     """The camera and object of one window: every random number a window uses."""
     c, length = self.spec.crop, self.frames_per_clip
     centre = int(rng.integers(length))
-    t_abs = sources.reflect_indices(centre + self.spec.offsets, length)
+    t_abs = temporal.reflect_indices(centre + self.spec.offsets, length)
     t = t_abs - (length - 1) / 2  # paths are centred on the clip's middle frame
 
     # Camera: pan (drift + shake) in photo px, then slower rotation (rad) and log zoom.

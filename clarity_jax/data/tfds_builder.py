@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from clarity_jax import files
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 
 _STORED_AS_IS = ('.png', '.jpg', '.jpeg')
 

@@ -15,7 +15,7 @@ from typing import Sequence
 from absl import logging
 
 from clarity_jax import errors
-from clarity_jax.data import frames as frames_lib
+from clarity_jax.media import frames as frames_lib
 
 SCALES = (1, 2, 4)
 PROTOCOLS = {

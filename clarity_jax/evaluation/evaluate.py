@@ -36,7 +36,7 @@ import numpy as np
 import tqdm
 
 from clarity_jax import files
-from clarity_jax.data import frames as frames_lib
+from clarity_jax.media import frames as frames_lib
 from clarity_jax.evaluation import calibration
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import methods as methods_lib

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from clarity_jax.data import frames as frames_lib
+from clarity_jax.media import frames as frames_lib
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.inference import uncertainty_map
 

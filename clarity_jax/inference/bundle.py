@@ -42,7 +42,7 @@ from clarity_jax import files
 from clarity_jax.inference import model_spec
 from clarity_jax.inference.model_spec import ModelSpec
 from clarity_jax.models import claritynet
-from clarity_jax.train import checkpoints
+from clarity_jax.models import parameters
 
 FORMAT = 'clarity_jax.bundle'
 FORMAT_VERSION = 1  # one params.safetensors: every bundle before sharding
@@ -93,13 +93,13 @@ def flatten_params(params: Any) -> dict[str, np.ndarray]:
   """Nested params (pure dict or nnx.State) -> {'a/b/c': array} for safetensors."""
   # np.ascontiguousarray would turn 0-d arrays (attention temperatures) into 1-d.
   return {k: np.asarray(jax.device_get(v), order='C')
-          for k, v in checkpoints.flat_leaves(params).items()}
+          for k, v in parameters.flat_leaves(params).items()}
 
 
 def unflatten_params(flat: dict[str, Any], like: Any) -> Any:
   """The inverse of flatten_params, shaped like `like` (e.g. the abstract params)."""
   return jax.tree_util.tree_map_with_path(
-      lambda p, _: flat[checkpoints.leaf_name(p)], like)
+      lambda p, _: flat[parameters.leaf_name(p)], like)
 
 
 def combined_sha256(digests: list[str]) -> str:
@@ -342,7 +342,7 @@ def _check_params(path: Path, flat: dict[str, np.ndarray], abstract: Any,
                   spec: ModelSpec, owner: dict[str, Path] | None = None) -> None:
   """Exactly the arrays `spec` expects: a BundleError at `path` (or at the file
   holding a wrong array, `owner[key]`) otherwise."""
-  expected = checkpoints.flat_leaves(abstract)
+  expected = parameters.flat_leaves(abstract)
   missing = sorted(set(expected) - set(flat))
   extra = sorted(set(flat) - set(expected))
   what = f'model {spec.variant} x{spec.scale} K={spec.num_neighbors}'

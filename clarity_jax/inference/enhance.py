@@ -30,10 +30,10 @@ import numpy as np
 import tqdm
 
 from clarity_jax import files
-from clarity_jax.data import media_writers
-from clarity_jax.data import passthrough
-from clarity_jax.data import video_io
-from clarity_jax.data import video_writer
+from clarity_jax.media import writers
+from clarity_jax.media import passthrough
+from clarity_jax.media import readers
+from clarity_jax.media import video_writer
 from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.inference import uncertainty_map
 from clarity_jax.models import bicubic
@@ -77,7 +77,7 @@ def uncertainty_path(output: Path) -> Path:
   return companion_path(output, 'uncertainty')
 
 
-def output_kind(source: video_io.Source, output: Path) -> str:
+def output_kind(source: readers.MediaInput, output: Path) -> str:
   """'video', 'image' or 'frames' for this input kind and output name."""
   suffix = output.suffix.lower()
   if suffix in files.VIDEO_EXTENSIONS:
@@ -93,13 +93,13 @@ def output_kind(source: video_io.Source, output: Path) -> str:
   return 'frames'
 
 
-def _frame_name(source: video_io.Source, clip: str, reader: Any, index: int) -> str:
+def _frame_name(source: readers.MediaInput, clip: str, reader: Any, index: int) -> str:
   names = getattr(reader, 'names', None)
   name = names[index] if names is not None else f'{index:06d}.png'
   return f'{clip}/{name}' if source.kind == 'clips' else name
 
 
-def _open_writer(kind: str, path: Path, source: video_io.Source, crf: int, preset: str,
+def _open_writer(kind: str, path: Path, source: readers.MediaInput, crf: int, preset: str,
                  overwrite: bool, job: dict[str, Any]):
   if kind == 'video':
     reader = next(iter(source.clips.values()))
@@ -112,11 +112,11 @@ def _open_writer(kind: str, path: Path, source: video_io.Source, crf: int, prese
         pix_fmt=video_writer.output_pix_fmt(reader.pix_fmt, reader.path),
         time_base=reader.time_base, passthrough=passthrough.Passthrough(reader.path))
   if kind == 'image':
-    return media_writers.ImageWriter(path, overwrite=overwrite)
-  return media_writers.FrameFolderWriter(path, overwrite=overwrite, job=job)
+    return writers.ImageWriter(path, overwrite=overwrite)
+  return writers.FrameFolderWriter(path, overwrite=overwrite, job=job)
 
 
-def _job(restorer: restorer_lib.Restorer, source: video_io.Source,
+def _job(restorer: restorer_lib.Restorer, source: readers.MediaInput,
          max_frames: int | None) -> dict[str, Any]:
   """What makes the frames of an output: a resumed job must have the same."""
   digest = hashlib.sha256()
@@ -129,7 +129,7 @@ def _job(restorer: restorer_lib.Restorer, source: video_io.Source,
           'batch': restorer.batch, 'max_frames': max_frames}
 
 
-def _frames_kept(writers: list[Any], source: video_io.Source, clip: str, reader: Any,
+def _frames_kept(writers: list[Any], source: readers.MediaInput, clip: str, reader: Any,
                  max_frames: int | None, batch: int) -> int:
   """The leading frames of `clip` that every writer has from a stopped run of the
   job, rounded down to whole batches: the restored batches then hold the windows an
@@ -171,7 +171,7 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
   frame is restored; outputs appear under their names only once complete.
   """
   output = Path(output)
-  source = video_io.open_source(input_path)
+  source = readers.open_input(input_path)
   kind = output_kind(source, output)
   given = Path(input_path).resolve()
   maps = restorer.uncertainty
@@ -276,7 +276,7 @@ def enhance_videos(restorer: restorer_lib.Restorer, videos: list[Path],
     out = output / batch_output_name(video)
     wanted = ([out] + ([compare_path(out)] if compare else [])
               + ([uncertainty_path(out)] if restorer.uncertainty else []))
-    if not overwrite and all(media_writers.is_marked_output(p) for p in wanted):
+    if not overwrite and all(writers.is_marked_output(p) for p in wanted):
       summaries.append(None)
       continue
     summaries.append(enhance(restorer, video, out, compare=compare, overwrite=overwrite,

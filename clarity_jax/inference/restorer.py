@@ -31,48 +31,12 @@ from flax import nnx
 
 from clarity_jax import errors
 from clarity_jax import files
-from clarity_jax.data import sources
 from clarity_jax.inference import bundle as bundle_lib
+from clarity_jax.media import temporal
 
 
 class EnhanceError(errors.PathError):
   """Flags or paths that cannot work together: '<flag or path>: <what>'."""
-
-
-# ---------------------------------------------------------------- time: windows
-
-
-def temporal_windows(frames: Iterable[np.ndarray], k: int
-                     ) -> Iterator[tuple[np.ndarray, ...]]:
-  """The 2K+1 frames centred on every frame in turn, edges reflected.
-
-  Streams: holds only frames t-K .. t+K (a ring buffer), reading K frames ahead.
-  Windows are tuples of references into that buffer, not stacked copies: at 4K
-  a copy per window would cost more than the buffer itself. The length of the
-  stream is learnt when it ends, which is exactly when the reflection at the
-  far end is needed.
-  """
-  source = iter(frames)
-  buffer: dict[int, np.ndarray] = {}
-  n = None  # number of frames, once the source is exhausted
-  read = 0
-  t = 0
-  while True:
-    while n is None and read <= t + k:
-      try:
-        buffer[read] = next(source)
-        read += 1
-      except StopIteration:
-        n = read
-    if n is not None and t >= n:
-      return
-    # Before the end is known every index <= t+K has been read; negative ones
-    # mirror to at most K.
-    offsets = np.arange(t - k, t + k + 1)
-    indices = sources.reflect_indices(offsets, n) if n is not None else np.abs(offsets)
-    yield tuple(buffer[int(i)] for i in indices)
-    buffer.pop(t - k, None)
-    t += 1
 
 
 # --------------------------------------------------------------- space: tiles
@@ -299,7 +263,7 @@ def restore_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
     return zip((w[k] for w in batch), restored, maps or [None] * len(batch))
 
   batch: list[tuple[np.ndarray, ...]] = []
-  for t, window in enumerate(temporal_windows(frames, k)):
+  for t, window in enumerate(temporal.sliding_windows(frames, k)):
     if t < start:
       continue
     batch.append(window)

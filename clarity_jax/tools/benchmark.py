@@ -74,7 +74,6 @@ def peak_memory_bytes() -> int | None:
 def matmul_peak(dtype: str, n: int | None = None, steps: int = 10) -> float:
   """Measured TFLOP/s of a large square matmul: the chip's practical peak, on the spot."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   n = n or (8192 if jax.default_backend() != 'cpu' else 1024)
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)

@@ -30,7 +30,7 @@ from clarity_jax import errors
 from clarity_jax import files
 from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 
 SIDECAR = 'degradation.json'
 # LQ frames named .jpg are stored at quality 100 so storage adds next to nothing to

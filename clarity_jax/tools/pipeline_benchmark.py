@@ -68,7 +68,7 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   batches.close()
   windows = settings.num_batches * config.batch_size
   return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
-          'where': examples.where(config),
+          'where': examples.degrade_on(config),
           'loader': loader.choose(config), 'batch': config.batch_size,
           'K': config.num_neighbors, 'crop': config.data.crop_size, 'scale': config.scale,
           'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
@@ -89,7 +89,7 @@ def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> 
   import tempfile  # pylint: disable=g-import-not-at-top
   import cv2  # pylint: disable=g-import-not-at-top
   import skimage.data  # pylint: disable=g-import-not-at-top
-  from clarity_jax.data import video_writer  # pylint: disable=g-import-not-at-top
+  from clarity_jax.media import video_writer  # pylint: disable=g-import-not-at-top
   s = config.scale
   h, w = s * settings.height, s * settings.width
   num_batches, warmup = settings.num_batches, settings.warmup
@@ -153,7 +153,7 @@ def codec_cpu_ms_per_window(config: ml_collections.ConfigDict, num_batches: int)
       planes, crfs = stage.host_planes(stage.start(host_batch)), host_batch['codec_crf']
       start = time.thread_time()
       for i in np.flatnonzero(crfs >= 0):
-        data.video_codec_planes(planes[i], int(crfs[i]), config.degradation.video_codec)
+        data.video_codec_yuv(planes[i], int(crfs[i]), config.degradation.video_codec)
       cpu += time.thread_time() - start
   finally:
     stage.close()

@@ -34,8 +34,8 @@ import numpy as np
 
 from clarity_jax import files
 from clarity_jax.data import degradation_config
-from clarity_jax.data import frames as frames_lib
-from clarity_jax.data import video_io
+from clarity_jax.media import frames as frames_lib
+from clarity_jax.media import readers
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import evaluate as evaluate_lib
 from clarity_jax.evaluation import methods as methods_lib
@@ -89,7 +89,7 @@ def _clip_key(path: Path) -> dict[str, Any]:
 
 def _write_ground_truth(clip: Path, folder: Path, num_frames: int, downscale: int) -> None:
   """The first `num_frames` frames of `clip`, area-downscaled, as PNGs in `folder`."""
-  source = video_io.open_source(clip)
+  source = readers.open_input(clip)
   if source.kind not in ('video', 'frames'):
     raise clips_lib.EvaluateError(clip, f'a validation clip must be one video or one '
                                   f'folder of frames, not {source.kind}')

@@ -22,9 +22,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from flax import nnx
 
 from clarity_jax import errors
+from clarity_jax.models import parameters
 from clarity_jax.train import state as state_lib
 
 
@@ -193,30 +193,11 @@ def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
   tree = getattr(tree, 'tree', tree)
   if item not in tree:
     raise CheckpointError(state_dir, f'no {item!r} in the checkpoint')
-  saved = {k: tuple(v.shape) for k, v in flat_leaves(tree[item]).items()}
-  want = {k: tuple(v.shape) for k, v in flat_leaves(expected).items()}
+  saved = {k: tuple(v.shape) for k, v in parameters.flat_leaves(tree[item]).items()}
+  want = {k: tuple(v.shape) for k, v in parameters.flat_leaves(expected).items()}
   if saved != want:
     diff = sorted(set(saved) ^ set(want)) or sorted(k for k in saved if saved[k] != want[k])
     raise CheckpointError(
         state_dir, 'checkpoint parameters differ from the current model code '
         f'({len(saved)} saved, {len(want)} expected; e.g. {diff[0]!r}); export with the '
         'clarity_jax version that trained it')
-
-
-def _key_name(key: Any) -> str:
-  for attr in ('key', 'idx', 'name'):  # DictKey, SequenceKey, GetAttrKey
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def leaf_name(path: tuple[Any, ...]) -> str:
-  """'a/b/c': a parameter's name in checkpoints and bundles alike."""
-  return '/'.join(_key_name(k) for k in path)
-
-
-def flat_leaves(tree: Any) -> dict[str, Any]:
-  """{'a/b/c': leaf} of any pytree (arrays, ShapeDtypeStructs, orbax metadata)."""
-  if isinstance(tree, nnx.State):
-    tree = nnx.to_pure_dict(tree)
-  return {leaf_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}

@@ -37,6 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from clarity_jax import data
+from clarity_jax.data import on_device
 from clarity_jax import sharding
 
 HostBatch = Mapping[str, np.ndarray]
@@ -44,14 +45,14 @@ HostBatch = Mapping[str, np.ndarray]
 
 def codec_on_host(config: ml_collections.ConfigDict) -> bool:
   """Whether batches make the round trip: eq. (1) on the device, the codec in the mix."""
-  return (data.where(config) == 'device'
+  return (data.degrade_on(config) == 'device'
           and config.degradation.video_codec_prob > 0)
 
 
 def step_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The config the train step is compiled for: device batches arrive degraded
   (DeviceStage), laid out as host-degraded ones."""
-  if data.where(config) != 'device':
+  if data.degrade_on(config) != 'device':
     return config
   out = config.copy_and_resolve_references()
   out.degradation.where = 'host'
@@ -67,7 +68,7 @@ class DeviceStage:
     self._mesh = mesh
     self._num_neighbors = config.num_neighbors
     self._codec = config.degradation.video_codec
-    photos = data.camera_photos(config)
+    photos = on_device.camera_photos(config)
     # The synthetic camera's photographs, on every device once (34 MB as uint8).
     self._photos = None if photos is None else jax.device_put(photos,
                                                               sharding.replicated(mesh))
@@ -78,26 +79,26 @@ class DeviceStage:
     # XLA:CPU rejects (RET_CHECK in fft_thunk, jax 0.10), and per-window work gains
     # nothing from splitting rows.
     by_window = P(sharding.DATA)
-    per_window = jax.shard_map(functools.partial(data.degrade_on_device, config),
+    per_window = jax.shard_map(functools.partial(on_device.degrade, config),
                                mesh=mesh, in_specs=(by_window,), out_specs=by_window,
                                check_vma=False)
     self._render = jax.jit(jax.shard_map(
-        functools.partial(data.render_on_device, config), mesh=mesh,
+        functools.partial(on_device.render, config), mesh=mesh,
         in_specs=(by_window, P()), out_specs=by_window, check_vma=False))
 
     def stage(batch):
       targets, windows = per_window(batch)
       if self._on_host:  # the codec's windows go to the host, as the planes x264 reads
-        return sharding.constrain_batch(mesh, targets), (windows, data.codec_planes(windows))
+        return sharding.constrain_batch(mesh, targets), (windows, on_device.window_planes(windows))
       return sharding.constrain_batch(
-          mesh, data.training_pairs(targets, windows, self._num_neighbors)), None
+          mesh, on_device.training_pairs(targets, windows, self._num_neighbors)), None
 
     def merge(targets, windows, planes, crfs):
       """The codec's windows (planes back from x264) among the others -> the batch."""
-      coded = data.from_codec_planes(planes, *windows.shape[2:4])
+      coded = on_device.window_rgb(planes, *windows.shape[2:4])
       windows = jnp.where((crfs >= 0)[:, None, None, None, None], coded, windows)
       return sharding.constrain_batch(
-          mesh, data.training_pairs(targets, windows, self._num_neighbors))
+          mesh, on_device.training_pairs(targets, windows, self._num_neighbors))
 
     self._stage = jax.jit(stage)
     self._merge = jax.jit(merge)
@@ -123,7 +124,7 @@ class DeviceStage:
     rows = np.flatnonzero(crfs >= 0)
     planes = np.array(planes)  # writable
     done = self._pool.map(
-        lambda i: data.video_codec_planes(planes[i], int(crfs[i]), self._codec), rows)
+        lambda i: data.video_codec_yuv(planes[i], int(crfs[i]), self._codec), rows)
     for i, window in zip(rows, done):
       planes[i] = window
     return planes
@@ -146,7 +147,7 @@ def batches(config: ml_collections.ConfigDict, mesh: Mesh,
   """The loader's batches, placed on `mesh`, ready for step_config(config)'s step.
   Closing it closes `host_batches` (the loader's threads or processes end)."""
   try:
-    yield from (_host_batches if data.where(config) != 'device' else _device_batches)(
+    yield from (_host_batches if data.degrade_on(config) != 'device' else _device_batches)(
         config, mesh, host_batches)
   finally:
     getattr(host_batches, 'close', lambda: None)()

@@ -27,6 +27,7 @@ from clarity_jax import config as config_lib
 from clarity_jax import data
 from clarity_jax import errors
 from clarity_jax import sharding
+from clarity_jax.media import frames
 from clarity_jax.train import checkpoints
 from clarity_jax.train import feed
 from clarity_jax.train import state as state_lib
@@ -212,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if picture is not None and is_chief:
         grid = _sample_grid(*picture, n=config.num_sample_images)
         writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
-        data.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
+        frames.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
       return means
 
     progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,

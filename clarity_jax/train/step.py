@@ -7,7 +7,7 @@ without the input pipeline. One jitted step serves every mesh: windows over
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.inference import bundle
 
 _DRIVER = r'''

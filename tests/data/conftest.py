@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 
 
 @pytest.fixture(scope='module')

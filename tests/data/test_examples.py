@@ -10,9 +10,9 @@ import pytest
 
 from clarity_jax.data import degradations
 from clarity_jax.data import examples
-from clarity_jax.data import frames
-from clarity_jax.data import jax_degradations
-from clarity_jax.data import jax_synthetic
+from clarity_jax.media import frames
+from clarity_jax.data.on_device import degradations as jax_degradations
+from clarity_jax.data.on_device import synthetic as jax_synthetic
 from clarity_jax import errors
 
 TINY = np.finfo(np.float32).tiny

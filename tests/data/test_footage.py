@@ -10,8 +10,9 @@ import pytest
 
 from clarity_jax import files
 from clarity_jax.data import footage
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.data import sources
+from clarity_jax.media import temporal
 
 
 # ------------------------------------------------------------------- video
@@ -36,7 +37,7 @@ def test_video_source_decodes_once_into_npy_memmaps(tmp_path, write_video):
              if np.allclose(window[1], decoded[t, y:y + 16, x:x + 16] / 255.0, atol=1e-6)]
   assert len(matches) == 1
   t, y, x = matches[0]
-  expected = decoded[sources.reflect_indices(np.arange(t - 1, t + 2), 7), y:y + 16, x:x + 16]
+  expected = decoded[temporal.reflect_indices(np.arange(t - 1, t + 2), 7), y:y + 16, x:x + 16]
   np.testing.assert_allclose(window, expected / 255.0, atol=1e-6)
   # Built again: the cache is reused, not decoded a second time.
   mtime = cached.stat().st_mtime_ns

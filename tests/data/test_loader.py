@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.data import loader
 from clarity_jax.data import pipeline
 from clarity_jax import errors

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.data import pipeline
 from clarity_jax import errors
 

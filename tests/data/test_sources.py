@@ -1,17 +1,14 @@
 """Sources of sharp clips: reflection at clip edges, aligned crops, errors, video cache,
 dispatch by config (the synthetic camera: test_synthetic.py)."""
 
-import os
 import pathlib
-import shutil
 
-import cv2
 import numpy as np
 import pytest
 
-from clarity_jax import files
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.data import sources
+from clarity_jax.media import temporal
 from clarity_jax.data import synthetic
 
 # ------------------------------------------------------------------ helpers
@@ -48,11 +45,11 @@ def test_reflect_indices_match_numpy_reflect_padding(length):
   pad = 3 * length
   reference = np.pad(np.arange(length), pad, mode='reflect')  # index -pad .. length+pad-1
   indices = np.arange(-pad, length + pad)
-  np.testing.assert_array_equal(sources.reflect_indices(indices, length), reference)
+  np.testing.assert_array_equal(temporal.reflect_indices(indices, length), reference)
 
 
 def test_reflect_indices_single_frame_clip():
-  np.testing.assert_array_equal(sources.reflect_indices(np.arange(-3, 4), 1), np.zeros(7))
+  np.testing.assert_array_equal(temporal.reflect_indices(np.arange(-3, 4), 1), np.zeros(7))
 
 
 def test_window_offsets():
@@ -75,7 +72,7 @@ def test_frame_folder_windows_are_consecutive_and_crops_aligned(tmp_path):
     assert window.shape == (5, 8, 8, 3) and window.dtype == np.float32
     ids = frame_ids(window)
     centre = ids[2]
-    np.testing.assert_array_equal(ids, sources.reflect_indices(centre + np.arange(-2, 3), 9))
+    np.testing.assert_array_equal(ids, temporal.reflect_indices(centre + np.arange(-2, 3), 9))
     x0, y0 = (int(round(v * 255)) for v in window[0, 0, 0, :2])
     assert x0 % 4 == 0 and y0 % 4 == 0
     # Every frame is the same crop of the same place.

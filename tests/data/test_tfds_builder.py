@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.data import pipeline
 from clarity_jax.data import sources
+from clarity_jax.media import temporal
 from clarity_jax.data import tfds_builder
 
 
@@ -109,7 +110,7 @@ def test_tfds_source_windows_come_from_the_clips(tmp_path):
     assert len(hits) == 1
     name, t, y, x = hits[0]
     clip = written[name]
-    for j, idx in enumerate(sources.reflect_indices(np.arange(t - 1, t + 2), len(clip))):
+    for j, idx in enumerate(temporal.reflect_indices(np.arange(t - 1, t + 2), len(clip))):
       np.testing.assert_allclose(window[j], clip[idx][y:y + 8, x:x + 8] / 255.0, atol=1e-6)
 
 

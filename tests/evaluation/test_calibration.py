@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.evaluation import calibration
 from clarity_jax.evaluation import evaluate
 from clarity_jax.inference import bundle

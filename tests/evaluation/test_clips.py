@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.evaluation import clips as clips_lib
 
 

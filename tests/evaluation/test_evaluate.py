@@ -19,7 +19,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from skimage.metrics import structural_similarity
 
 from clarity_jax import metrics
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import evaluate
 from clarity_jax.evaluation import methods

@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from clarity_jax.data import frames
-from clarity_jax.data import media_writers
-from clarity_jax.data import video_io
+from clarity_jax.media import frames
+from clarity_jax.media import writers
+from clarity_jax.media import readers
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
 from clarity_jax.inference import uncertainty_map
@@ -57,11 +57,11 @@ def run_enhance(repo, command_env):
 
 
 def _written(folder: Path) -> list[str]:
-  """A folder output's entries but its mark (media_writers.FOLDER_MARK_FILE), which
+  """A folder output's entries but its mark (writers.FOLDER_MARK_FILE), which
   must be there: it is what lets --overwrite replace the folder later."""
   names = os.listdir(folder)
-  assert media_writers.FOLDER_MARK_FILE in names
-  return [n for n in names if n != media_writers.FOLDER_MARK_FILE]
+  assert writers.FOLDER_MARK_FILE in names
+  return [n for n in names if n != writers.FOLDER_MARK_FILE]
 
 
 def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_frames,
@@ -182,9 +182,9 @@ def test_existing_outputs_are_kept_unless_overwrite(tiny_model, photo_windows, t
   frames.write_image(image, photo_windows(1, 8, 8)[0, 1])
   out = tmp_path / 'out.png'
   out.write_bytes(b'precious')
-  with pytest.raises(video_io.MediaError, match=f'^{out}: already exists'):
+  with pytest.raises(readers.MediaError, match=f'^{out}: already exists'):
     enhance.enhance(r, image, out, progress=False)
-  with pytest.raises(video_io.MediaError, match=f'^{out}: exists and is not an earlier '):
+  with pytest.raises(readers.MediaError, match=f'^{out}: exists and is not an earlier '):
     enhance.enhance(r, image, out, overwrite=True, progress=False)
   assert out.read_bytes() == b'precious'  # the user's file, --overwrite or not
   out.unlink()

@@ -15,9 +15,9 @@ import av
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames as frames_lib
-from clarity_jax.data import media_writers
-from clarity_jax.data import video_writer
+from clarity_jax.media import frames as frames_lib
+from clarity_jax.media import writers
+from clarity_jax.media import video_writer
 from clarity_jax.inference import enhance
 
 TB = fractions.Fraction(1, 1000)
@@ -279,7 +279,7 @@ def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, repo,
             '--batch=2']
 
   out = tmp_path / 'restored'
-  parts = media_writers.work_folder(out)
+  parts = writers.work_folder(out)
   stopped = subprocess.run(command(out), env=env, capture_output=True, text=True)
   assert stopped.returncode == 1, stopped.stderr[-2000:]
   assert stopped.stderr.strip().splitlines()[-1].startswith(f'error: {damaged}')

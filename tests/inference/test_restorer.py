@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from clarity_jax.media import temporal
 from clarity_jax import files
 from clarity_jax.inference import restorer
 
@@ -23,7 +24,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
 def test_windows_reflect_like_numpy(k):
   for n in range(1, 10):
     clip = [np.full((1, 1, 3), i, np.float32) for i in range(n)]
-    got = np.stack([np.stack(w)[:, 0, 0, 0] for w in restorer.temporal_windows(clip, k)])
+    got = np.stack([np.stack(w)[:, 0, 0, 0] for w in temporal.sliding_windows(clip, k)])
     padded = np.pad(np.arange(n), k, mode='reflect')  # numpy's reflect: 2,1,0,1,2
     want = np.stack([padded[t:t + 2 * k + 1] for t in range(n)])
     np.testing.assert_array_equal(got, want, err_msg=f'n={n}, k={k}')
@@ -45,7 +46,7 @@ def test_windows_keep_only_a_ring_buffer():
       yield frame
       del frame
 
-  for t, window in enumerate(restorer.temporal_windows(clip(), k)):
+  for t, window in enumerate(temporal.sliding_windows(clip(), k)):
     alive = sum(r() is not None for r in produced)
     assert alive <= 2 * k + 1, (t, alive)
     assert consumed <= min(t + k + 1, n)

@@ -2,8 +2,6 @@
 what the temporal attention is for."""
 
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp

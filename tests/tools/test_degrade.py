@@ -20,7 +20,7 @@ from skimage import data as skdata
 from clarity_jax import files
 from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.tools import degrade
 
 

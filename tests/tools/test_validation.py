@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.evaluation import methods
 from clarity_jax.tools import validation

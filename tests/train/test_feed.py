@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from clarity_jax import data
+from clarity_jax.data import on_device
 from clarity_jax import errors
 from clarity_jax import sharding
+from clarity_jax.media import frames
 from clarity_jax.train import feed
 
 
@@ -59,10 +61,10 @@ def test_codec_windows_match_the_host_reference(tiny_config):
       assert _psnr(g, r) >= 40.0
       np.testing.assert_array_equal(np.round(g * 255) / 255, g)
   # The codec did run on the host: its windows differ from the device's eq. (1) alone.
-  rendered = jax.jit(lambda b, p: data.render_on_device(device, b, p))(
-      {k: v for k, v in raw.items() if k != 'codec_crf'}, data.camera_photos(device))
-  targets, windows = jax.jit(lambda b: data.degrade_on_device(device, b))(rendered)
-  before = np.asarray(data.training_pairs(targets, windows, device.num_neighbors)['lq'])
+  rendered = jax.jit(lambda b, p: on_device.render(device, b, p))(
+      {k: v for k, v in raw.items() if k != 'codec_crf'}, on_device.camera_photos(device))
+  targets, windows = jax.jit(lambda b: on_device.degrade(device, b))(rendered)
+  before = np.asarray(on_device.training_pairs(targets, windows, device.num_neighbors)['lq'])
   np.testing.assert_array_equal(before[~codec], got['lq'][~codec])
   for b, g in zip(before[codec], got['lq'][codec]):
     assert np.abs(b - g).max() > 0.01
@@ -100,14 +102,14 @@ def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_confi
   clip.mkdir(parents=True)
   rng = np.random.default_rng(0)
   for i in range(8):
-    data.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
+    frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
   common = {'batch_size': 4, 'data.crop_size': 8, 'data.source': 'frame_folders',
             'data.path': str(tmp_path / 'clips'), 'degradation.video_codec_prob': 0.0,
             'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
             'data.loader': 'threads'}
   device = tiny_config(**common, **{'degradation.where': 'device'})
   host = tiny_config(**common, **{'degradation.where': 'host'})
-  assert not feed.codec_on_host(device) and data.camera_photos(device) is None
+  assert not feed.codec_on_host(device) and on_device.camera_photos(device) is None
   raw = next(iter(data.create_train_iterator(device, process_index=0, process_count=1)))
   assert 'hr_window' in raw
   placed = next(feed.batches(device, sharding.make_mesh(1), iter([raw])))

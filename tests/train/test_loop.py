@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from clarity_jax import data
 from clarity_jax import errors
 from clarity_jax import sharding
+from clarity_jax.media import frames
 from clarity_jax.train import checkpoints
 from clarity_jax.train import loop
 from clarity_jax.train import state as state_lib
@@ -64,7 +64,7 @@ def test_a_corrupt_training_frame_ends_the_run_in_one_line(repo, tiny_flags, tmp
   clip.mkdir(parents=True)
   rng = np.random.default_rng(0)
   for i in range(4):
-    data.write_image(clip / f'{i:03d}.png', rng.random((72, 80, 3)))
+    frames.write_image(clip / f'{i:03d}.png', rng.random((72, 80, 3)))
   bad = clip / '002.png'
   bad.write_bytes(bad.read_bytes()[:300])
   env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}

@@ -1,7 +1,5 @@
 """Eq. (7) terms against NumPy closed forms; gradients; the frozen, jittable VGG term."""
 
-import subprocess
-import sys
 
 from flax import nnx
 import jax

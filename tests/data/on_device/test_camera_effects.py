@@ -1,4 +1,4 @@
-"""Real-camera effects on the device (data/jax_camera_effects.py) against camera_effects.py.
+"""Real-camera effects on the device (data/on_device/camera_effects.py) against camera_effects.py.
 
 The rolling shutter and low light without noise must equal the reference to float
 precision; low light's noise is random, so its statistics are checked instead.
@@ -12,8 +12,8 @@ import pytest
 
 from clarity_jax.data import camera_effects as C
 from clarity_jax.data import degradations as D
-from clarity_jax.data import jax_camera_effects as JC
-from clarity_jax.data import jax_degradations as J
+from clarity_jax.data.on_device import camera_effects as JC
+from clarity_jax.data.on_device import degradations as J
 
 _SHUTTER = jax.jit(JC.rolling_shutter)
 _LOW_LIGHT = jax.jit(JC.low_light)

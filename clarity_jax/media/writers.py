@@ -25,8 +25,8 @@ from PIL import Image
 from PIL import PngImagePlugin
 
 from clarity_jax import files
-from clarity_jax.data import frames
-from clarity_jax.data import video_io
+from clarity_jax.media import frames
+from clarity_jax.media import readers
 
 # What marks an output as this program's own, so that --overwrite replaces only
 # those and never a file or folder the user made: a hidden file inside a frame
@@ -71,7 +71,7 @@ def open_work_folder(parts: Path, record: dict[str, Any]) -> bool:
   job_file = parts / JOB_FILE
   if parts.exists():
     if not job_file.is_file():
-      raise video_io.MediaError(parts, 'exists and is not a clarity_jax.enhance work '
+      raise readers.MediaError(parts, 'exists and is not a clarity_jax.enhance work '
                                 'folder; move it away')
     if job_file.read_text() == text:
       return True
@@ -92,9 +92,9 @@ class Staged:
   def __init__(self, final: Path, overwrite: bool, tmp: Path | None = None):
     self.final = final
     if final.exists() and not overwrite:
-      raise video_io.MediaError(final, 'already exists; choose a new output or pass --overwrite')
+      raise readers.MediaError(final, 'already exists; choose a new output or pass --overwrite')
     if final.exists() and not is_marked_output(final):
-      raise video_io.MediaError(final, 'exists and is not an earlier clarity_jax.enhance output; '
+      raise readers.MediaError(final, 'exists and is not an earlier clarity_jax.enhance output; '
                        '--overwrite replaces only those: choose a new output')
     final.parent.mkdir(parents=True, exist_ok=True)
     # Not files.temp_sibling: the temporary keeps the extension, from which PyAV
@@ -175,7 +175,7 @@ class FrameFolderWriter(Writer):
   def write(self, frame: np.ndarray, name: str | None = None, pts: int | None = None) -> None:
     del pts  # frames and images carry no time
     if not name or Path(name).is_absolute() or '..' in Path(name).parts:
-      raise video_io.MediaError(self.path, f'bad frame name {name!r}')
+      raise readers.MediaError(self.path, f'bad frame name {name!r}')
     target = self._staged.tmp / name
     target.parent.mkdir(parents=True, exist_ok=True)
     # The hidden name keeps the extension, from which write_image picks the format.
@@ -220,7 +220,7 @@ class ImageWriter(Writer):
   def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
     self.path = Path(path)
     if self.path.suffix.lower() not in files.IMAGE_EXTENSIONS:
-      raise video_io.MediaError(self.path, f'not an image file name; use one of '
+      raise readers.MediaError(self.path, f'not an image file name; use one of '
                        f'{files.IMAGE_EXTENSIONS}')
     self._staged = Staged(self.path, overwrite)
     self.frames_written = 0
@@ -229,7 +229,7 @@ class ImageWriter(Writer):
     del pts  # frames and images carry no time
     del name
     if self.frames_written:
-      raise video_io.MediaError(self.path, 'an image file holds one frame; write to a folder instead')
+      raise readers.MediaError(self.path, 'an image file holds one frame; write to a folder instead')
     # PIL, not frames.write_image (OpenCV): it writes the mark into the file.
     image = Image.fromarray(files.to_uint8(frame))
     if self.path.suffix.lower() == '.png':
@@ -242,7 +242,7 @@ class ImageWriter(Writer):
 
   def close(self) -> None:
     if not self.frames_written:
-      raise video_io.MediaError(self.path, 'no frame was written')
+      raise readers.MediaError(self.path, 'no frame was written')
     self._staged.commit()
 
   def abort(self) -> None:

@@ -11,7 +11,7 @@ accelerators need not degrade windows on the CPU:
 * on the device, `degrade` applies them to a batch [B, T, H, W, 3] in
   apply_window's order: [rolling shutter ->] blur -> downsample -> clip -> [low
   light ->] noise -> JPEG [-> second round: blur -> clip -> noise -> JPEG] -> clip
-  (bracketed: the real-camera effects, jax_camera_effects.py). Frame t gets frame
+  (bracketed: the real-camera effects, data/on_device/camera_effects.py). Frame t gets frame
   t's values; the noise comes from one key per window (`example_keys`), so it
   depends on (seed, example index) only.
 
@@ -41,8 +41,8 @@ import numpy as np
 
 from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations
-from clarity_jax.data import jax_camera_effects
-from clarity_jax.data import jax_jpeg
+from clarity_jax.data.on_device import camera_effects as jax_camera_effects
+from clarity_jax.data.on_device import jpeg as jax_jpeg
 from clarity_jax.data import kernels
 
 _NOISE_KINDS = {'gaussian': 1, 'poisson': 2}  # 0: no noise

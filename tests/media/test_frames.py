@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 
 
 def _rgb(h=12, w=16, seed=0) -> np.ndarray:

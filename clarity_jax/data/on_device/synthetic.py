@@ -14,7 +14,7 @@ It is cv2's arithmetic (OpenCV 4.x samples float images at exact positions):
 bicubic taps with a = -0.75, reflect-101 borders, the object's soft ellipse
 blended over the background, then a clip to [0, 1]. Positions are float32 here,
 so frames agree with cv2's to about 4e-5, not to the bit
-(tests/data/test_jax_synthetic.py).
+(tests/data/test_data/on_device/synthetic.py).
 
 The flips and quarter turns of augmentation (examples.augment_window) permute
 output pixels: they are applied to the pixel grid the frames are sampled on, so

@@ -13,7 +13,7 @@ step by step as libjpeg does it, so training can degrade on the accelerator:
 
 All of it is libjpeg's integer arithmetic, the DCTs included (as matmuls whose
 float32 products are exact integers): on photographs the result equals cv2's,
-bit for bit, at every quality (tests/data/test_jax_jpeg.py). Left out: the
+bit for bit, at every quality (tests/data/test_data/on_device/jpeg.py). Left out: the
 entropy coding, which is lossless.
 """
 

@@ -9,10 +9,10 @@ import wave
 import numpy as np
 import pytest
 
-from clarity_jax.data import frames
-from clarity_jax.data import media_writers
-from clarity_jax.data import video_writer
-from clarity_jax.data import video_io
+from clarity_jax.media import frames
+from clarity_jax.media import writers
+from clarity_jax.media import video_writer
+from clarity_jax.media import readers
 
 FPS = fractions.Fraction(30000, 1001)  # write_video's default rate
 
@@ -30,7 +30,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_video_reader_streams_every_frame(tmp_path, smooth_frames, write_video, decode_all, ext):
   src = smooth_frames(7, 48, 64)
   path = write_video(tmp_path / f'clip{ext}', src)
-  reader = video_io.VideoReader(path)
+  reader = readers.VideoReader(path)
   assert reader.size == (48, 64)
   assert reader.fps == FPS
   assert reader.num_frames == 7
@@ -43,25 +43,25 @@ def test_video_reader_streams_every_frame(tmp_path, smooth_frames, write_video, 
   assert psnr(ref, src) > 35
 
 
-def test_open_source_kinds(tmp_path, smooth_frames, write_video):
+def test_open_input_kinds(tmp_path, smooth_frames, write_video):
   video = write_video(tmp_path / 'v.mp4', smooth_frames(3, 16, 16))
-  assert video_io.open_source(video).kind == 'video'
+  assert readers.open_input(video).kind == 'video'
   image = tmp_path / 'one.png'
   frames.write_image(image, np.zeros((8, 12, 3), np.float32))
-  src = video_io.open_source(image)
+  src = readers.open_input(image)
   assert (src.kind, list(src.clips), src.num_frames) == ('image', ['one'], 1)
   clip = tmp_path / 'clip'
   clip.mkdir()
   for i in (10, 9, 1):  # natural order: 1, 9, 10
     frames.write_image(clip / f'f{i}.png', np.zeros((8, 12, 3), np.float32))
-  src = video_io.open_source(clip)
+  src = readers.open_input(clip)
   assert src.kind == 'frames' and src.clips['clip'].names == ['f1.png', 'f9.png', 'f10.png']
   root = tmp_path / 'root'
   (root / 'b').mkdir(parents=True)
   (root / 'a').mkdir()
   for d in ('a', 'b'):
     frames.write_image(root / d / '0.png', np.zeros((8, 12, 3), np.float32))
-  src = video_io.open_source(root)
+  src = readers.open_input(root)
   assert src.kind == 'clips' and list(src.clips) == ['a', 'b'] and src.num_frames == 2
 
 
@@ -69,14 +69,14 @@ def test_truncated_videos_are_errors_naming_the_file(tmp_path, smooth_frames, wr
   data = write_video(tmp_path / 'full.mp4', smooth_frames(12, 32, 32)).read_bytes()
   cut = tmp_path / 'cut.mp4'  # moov atom at the end: the header is gone
   cut.write_bytes(data[:len(data) * 6 // 10])
-  with pytest.raises(video_io.MediaError, match=rf'^{cut}: not a readable video'):
-    video_io.VideoReader(cut)
+  with pytest.raises(readers.MediaError, match=rf'^{cut}: not a readable video'):
+    readers.VideoReader(cut)
   # Matroska keeps its header at the front: the loss shows only while decoding.
   mkv = write_video(tmp_path / 'full.mkv', smooth_frames(12, 32, 32)).read_bytes()
   cut_mkv = tmp_path / 'cut.mkv'
   cut_mkv.write_bytes(mkv[:len(mkv) * 8 // 10])
-  reader = video_io.VideoReader(cut_mkv)
-  with pytest.raises(video_io.MediaError, match=rf'^{cut_mkv}: truncated video: decoded \d+ '
+  reader = readers.VideoReader(cut_mkv)
+  with pytest.raises(readers.MediaError, match=rf'^{cut_mkv}: truncated video: decoded \d+ '
                      r'of the 12 frames'):
     list(reader)
   # Stopping early (--max_frames) is not a truncation.
@@ -93,22 +93,22 @@ def test_unknown_codec_junk_and_missing_files(tmp_path, smooth_frames, write_vid
   assert mkv.count(b'V_MPEG4/ISO/AVC') == 1
   unknown = tmp_path / 'unknown.mkv'  # a codec id no FFmpeg decoder claims
   unknown.write_bytes(mkv.replace(b'V_MPEG4/ISO/AVC', b'V_QQQQQ/ISO/AVC'))
-  with pytest.raises(video_io.MediaError, match=rf'^{unknown}: unknown video codec'):
-    video_io.VideoReader(unknown)
+  with pytest.raises(readers.MediaError, match=rf'^{unknown}: unknown video codec'):
+    readers.VideoReader(unknown)
   junk = tmp_path / 'junk.mp4'
   junk.write_bytes(b'not a video ' * 100)
-  with pytest.raises(video_io.MediaError, match=rf'^{junk}: not a readable video'):
-    video_io.open_source(junk)
+  with pytest.raises(readers.MediaError, match=rf'^{junk}: not a readable video'):
+    readers.open_input(junk)
   empty = tmp_path / 'empty.mov'
   empty.touch()
-  with pytest.raises(video_io.MediaError, match=rf'^{empty}: empty file'):
-    video_io.open_source(empty)
-  with pytest.raises(video_io.MediaError, match=rf'^{tmp_path / "nope.mp4"}: no such file'):
-    video_io.open_source(tmp_path / 'nope.mp4')
+  with pytest.raises(readers.MediaError, match=rf'^{empty}: empty file'):
+    readers.open_input(empty)
+  with pytest.raises(readers.MediaError, match=rf'^{tmp_path / "nope.mp4"}: no such file'):
+    readers.open_input(tmp_path / 'nope.mp4')
   text = tmp_path / 'notes.txt'
   text.write_text('x')
-  with pytest.raises(video_io.MediaError, match=rf"^{text}: unsupported input type '.txt'"):
-    video_io.open_source(text)
+  with pytest.raises(readers.MediaError, match=rf"^{text}: unsupported input type '.txt'"):
+    readers.open_input(text)
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path):
@@ -118,21 +118,21 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
     w.setsampwidth(2)
     w.setframerate(8000)
     w.writeframes(np.zeros(800, np.int16).tobytes())
-  with pytest.raises(video_io.MediaError, match=rf'^{path}: no video stream'):
-    video_io.VideoReader(path)
+  with pytest.raises(readers.MediaError, match=rf'^{path}: no video stream'):
+    readers.VideoReader(path)
 
 
 def test_empty_and_mixed_size_folders(tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
   with pytest.raises(frames.FrameError, match=rf'^{empty}: no frames'):
-    video_io.open_source(empty)
+    readers.open_input(empty)
   mixed = tmp_path / 'mixed'
   mixed.mkdir()
   frames.write_image(mixed / '0.png', np.zeros((8, 12, 3), np.float32))
   frames.write_image(mixed / '1.png', np.zeros((8, 14, 3), np.float32))
   with pytest.raises(frames.FrameError, match=rf'^{mixed / "1.png"}: size 14x8 differs'):
-    video_io.open_source(mixed)
+    readers.open_input(mixed)
 
 
 @pytest.mark.parametrize('h,w', [(48, 64), (47, 63)])
@@ -158,7 +158,7 @@ def test_writers_leave_nothing_on_failure(tmp_path):
       raise RuntimeError('decoder failed half-way')
   folder = tmp_path / 'frames'
   with pytest.raises(RuntimeError):
-    with media_writers.FrameFolderWriter(folder) as writer:
+    with writers.FrameFolderWriter(folder) as writer:
       writer.write(np.zeros((8, 8, 3), np.float32), 'a.png')
       raise RuntimeError('boom')
   assert not out.exists() and not folder.exists()
@@ -167,18 +167,18 @@ def test_writers_leave_nothing_on_failure(tmp_path):
 
 def test_frame_folder_writer_keeps_names_and_refuses_existing_outputs(tmp_path):
   folder = tmp_path / 'out'
-  with media_writers.FrameFolderWriter(folder) as writer:
+  with writers.FrameFolderWriter(folder) as writer:
     writer.write(np.full((4, 6, 3), 0.5, np.float32), 'clip1/x_001.png')
     writer.write(np.zeros((4, 6, 3), np.float32), 'clip2/y.jpg')
     assert not folder.exists()
   assert sorted(str(p.relative_to(folder)) for p in folder.rglob('*.*')) == [
-      media_writers.FOLDER_MARK_FILE, 'clip1/x_001.png', 'clip2/y.jpg']
+      writers.FOLDER_MARK_FILE, 'clip1/x_001.png', 'clip2/y.jpg']
   assert frames.read_image(folder / 'clip1/x_001.png')[0, 0, 0] == pytest.approx(128 / 255)
-  with pytest.raises(video_io.MediaError, match=rf'^{folder}: already exists'):
-    media_writers.FrameFolderWriter(folder)
-  with media_writers.FrameFolderWriter(folder, overwrite=True) as writer:
+  with pytest.raises(readers.MediaError, match=rf'^{folder}: already exists'):
+    writers.FrameFolderWriter(folder)
+  with writers.FrameFolderWriter(folder, overwrite=True) as writer:
     writer.write(np.zeros((4, 6, 3), np.float32), 'z.png')
-  assert sorted(os.listdir(folder)) == [media_writers.FOLDER_MARK_FILE, 'z.png']
+  assert sorted(os.listdir(folder)) == [writers.FOLDER_MARK_FILE, 'z.png']
   assert leftovers(tmp_path) == []
 
 
@@ -192,11 +192,11 @@ def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
     path.mkdir()
     (path / 'notes.txt').write_text('mine')
   before = sorted(p.name for p in tmp_path.rglob('*'))
-  writer_type = {'': media_writers.FrameFolderWriter, '.mp4': None, '.png':
-                 media_writers.ImageWriter, '.jpg': media_writers.ImageWriter}[path.suffix]
+  writer_type = {'': writers.FrameFolderWriter, '.mp4': None, '.png':
+                 writers.ImageWriter, '.jpg': writers.ImageWriter}[path.suffix]
   make = ((lambda: video_writer.VideoWriter(path, FPS, overwrite=True))
           if writer_type is None else (lambda: writer_type(path, overwrite=True)))
-  with pytest.raises(video_io.MediaError) as e:
+  with pytest.raises(readers.MediaError) as e:
     make()
   assert str(e.value) == (f'{path}: exists and is not an earlier clarity_jax.enhance '
                           'output; --overwrite replaces only those: choose a new output')
@@ -209,13 +209,13 @@ def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
   for value in (0.25, 0.75):
     with make() as writer:
       writer.write(np.full((8, 8, 3), value, np.float32), 'a.png')
-    assert media_writers.is_marked_output(path)
+    assert writers.is_marked_output(path)
   assert leftovers(tmp_path) == []
 
 
 def test_a_webm_output_is_refused_before_any_frame(tmp_path):
   """.webm is readable but cannot hold H.264: refused by name, nothing written."""
-  with pytest.raises(video_io.MediaError) as e:
+  with pytest.raises(readers.MediaError) as e:
     video_writer.VideoWriter(tmp_path / 'out.webm', FPS)
   assert str(e.value) == (f'{tmp_path / "out.webm"}: .webm cannot hold the H.264 video '
                           'written; use one of .mp4, .mkv, .mov, .m4v, .avi')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clarity_jax.data import examples
-from clarity_jax.data import jax_synthetic
+from clarity_jax.data.on_device import synthetic as jax_synthetic
 from clarity_jax.data import sources
 from clarity_jax.data import synthetic
 

@@ -3,7 +3,7 @@
 Frames are encoded into segments of SEGMENT_FRAMES frames, each a complete file
 in a hidden work folder beside the output (`.NAME.partial/`), renamed into place
 only when whole. close() joins the segments' packets, unchanged, into the output
-together with the input's audio and subtitles (data/passthrough.py), and removes
+together with the input's audio and subtitles (media/passthrough.py), and removes
 the work folder. A job stopped for any reason (Ctrl-C, SIGTERM, SIGKILL, power
 loss) keeps its whole segments; the same command again finds them (the work
 folder records what made them: input, model and settings) and restores only the
@@ -27,9 +27,9 @@ import av.bitstream
 import numpy as np
 
 from clarity_jax import files
-from clarity_jax.data import media_writers
-from clarity_jax.data import passthrough as passthrough_lib
-from clarity_jax.data import video_io
+from clarity_jax.media import writers
+from clarity_jax.media import passthrough as passthrough_lib
+from clarity_jax.media import readers
 
 # x264 quality for restored video: 18 is visually lossless for most content, so
 # the codec does not undo what the restoration added; `preset` trades encoding
@@ -67,10 +67,10 @@ def output_pix_fmt(input_pix_fmt: str | None, path: Path | None = None) -> str:
   return out
 
 
-work_folder = media_writers.work_folder  # where the segments of a video wait
+work_folder = writers.work_folder  # where the segments of a video wait
 
 
-class VideoWriter(media_writers.Writer):
+class VideoWriter(writers.Writer):
   """Encodes frames as they come: libx264 at CRF quality, in resumable segments.
 
   The pixel format follows the input (output_pix_fmt; yuv420p, what every player
@@ -91,18 +91,18 @@ class VideoWriter(media_writers.Writer):
     self.path = Path(path)
     suffix = self.path.suffix.lower()
     if suffix not in H264_CONTAINERS:
-      raise video_io.MediaError(self.path, (
+      raise readers.MediaError(self.path, (
           f'{suffix} cannot hold the H.264 video written' if suffix in files.VIDEO_EXTENSIONS
           else 'not a video file name') + f'; use one of {", ".join(H264_CONTAINERS)}')
-    self.fps = fractions.Fraction(fps or video_io.DEFAULT_FPS).limit_denominator(1001)
+    self.fps = fractions.Fraction(fps or readers.DEFAULT_FPS).limit_denominator(1001)
     self.crf, self.preset, self.pix_fmt = int(crf), preset, pix_fmt
     # Without input timestamps, frame i is at i / fps.
     self.time_base = time_base or 1 / self.fps
     self._timed = time_base is not None
     self.passthrough = passthrough
-    self._staged = media_writers.Staged(self.path, overwrite)
+    self._staged = writers.Staged(self.path, overwrite)
     self.parts = work_folder(self.path)
-    self.frames_done = self._resume({'mark': media_writers.OUTPUT_MARK, 'job': job,
+    self.frames_done = self._resume({'mark': writers.OUTPUT_MARK, 'job': job,
                                      'crf': self.crf, 'preset': preset, 'pix_fmt': pix_fmt,
                                      'segment_frames': SEGMENT_FRAMES})
     self.frames_written = self.frames_done
@@ -112,7 +112,7 @@ class VideoWriter(media_writers.Writer):
 
   def _resume(self, record: dict) -> int:
     """Frames in the whole segments of an earlier run of the same job."""
-    if not media_writers.open_work_folder(self.parts, record):
+    if not writers.open_work_folder(self.parts, record):
       return 0
     done = 0
     while (self.parts / _segment_name(done)).is_file():
@@ -128,7 +128,7 @@ class VideoWriter(media_writers.Writer):
     (another writer of the same job may have kept fewer: all restart together)."""
     keep = frame // SEGMENT_FRAMES
     for path in self.parts.iterdir():
-      if path.name.startswith('.') or (path.name != media_writers.JOB_FILE
+      if path.name.startswith('.') or (path.name != writers.JOB_FILE
                                        and path.name >= _segment_name(keep)):
         files.remove(path)
     self.frames_done = self.frames_written = keep * SEGMENT_FRAMES
@@ -146,7 +146,7 @@ class VideoWriter(media_writers.Writer):
         logging.warning('%s: %dx%d padded to even %dx%d for %s', self.path, w, h,
                         w + self._pad[1], h + self._pad[0], self.pix_fmt)
     elif (h, w) != self.size:
-      raise video_io.MediaError(self.path, f'frame {self.frames_written} is {w}x{h}, '
+      raise readers.MediaError(self.path, f'frame {self.frames_written} is {w}x{h}, '
                                 f'earlier frames are {self.size[1]}x{self.size[0]}')
     if any(self._pad):
       frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode='edge')
@@ -180,8 +180,8 @@ class VideoWriter(media_writers.Writer):
       stream.options = {'crf': str(self.crf), 'preset': self.preset,
                         'rc-lookahead': str(X264_LOOKAHEAD)}
     except av.error.FFmpegError as e:
-      raise video_io.MediaError(self.path, 'cannot create video '
-                                f'({video_io.ffmpeg_reason(e)})') from e
+      raise readers.MediaError(self.path, 'cannot create video '
+                                f'({readers.ffmpeg_reason(e)})') from e
     self._segment = (container, stream, tmp)
 
   def _encode(self, frame: av.VideoFrame | None) -> None:
@@ -190,7 +190,7 @@ class VideoWriter(media_writers.Writer):
       for packet in stream.encode(frame):
         container.mux(packet)
     except av.error.FFmpegError as e:
-      raise video_io.MediaError(self.path, f'encoding failed ({video_io.ffmpeg_reason(e)})') from e
+      raise readers.MediaError(self.path, f'encoding failed ({readers.ffmpeg_reason(e)})') from e
 
   def _close_segment(self) -> None:
     self._encode(None)  # the encoder's delayed frames
@@ -206,19 +206,19 @@ class VideoWriter(media_writers.Writer):
     count = -(-self.frames_written // SEGMENT_FRAMES)
     if count == 0:
       self.abort()
-      raise video_io.MediaError(self.path, 'no frames were written')
+      raise readers.MediaError(self.path, 'no frames were written')
     try:
       self._join([self.parts / _segment_name(i) for i in range(count)])
     except av.error.FFmpegError as e:
       self.abort()
-      raise video_io.MediaError(self.path, f'cannot write video ({video_io.ffmpeg_reason(e)})') from e
+      raise readers.MediaError(self.path, f'cannot write video ({readers.ffmpeg_reason(e)})') from e
     self._staged.commit()
     files.remove(self.parts)
 
   def _join(self, segments: list[Path]) -> None:
     """The segments' packets, unchanged, and the passed-through streams: the output."""
     with av.open(str(self._staged.tmp), 'w') as out:
-      out.metadata['comment'] = media_writers.OUTPUT_MARK
+      out.metadata['comment'] = writers.OUTPUT_MARK
       with av.open(str(segments[0])) as first:
         video = out.add_stream_from_template(first.streams.video[0])
       video.time_base = self.time_base

@@ -18,7 +18,7 @@ from skimage import data as skdata
 
 from clarity_jax import files
 from clarity_jax.data import codecs
-from clarity_jax.data import jax_jpeg
+from clarity_jax.data.on_device import jpeg as jax_jpeg
 
 _jpeg = jax.jit(jax_jpeg.jpeg)  # one program per input shape, for all qualities
 QUALITIES = (30, 50, 75, 95)

@@ -1,4 +1,4 @@
-"""Eq. (1) on device (data/jax_degradations.py) against the NumPy/OpenCV reference.
+"""Eq. (1) on device (data/on_device/degradations.py) against the NumPy/OpenCV reference.
 
 Blur, downsampling and whole windows must equal degradations.py to float
 precision; noise is random, so its statistics are checked instead; JPEG is
@@ -14,8 +14,8 @@ import pytest
 
 from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations as D
-from clarity_jax.data import jax_degradations as J
-from clarity_jax.data import jax_jpeg
+from clarity_jax.data.on_device import degradations as J
+from clarity_jax.data.on_device import jpeg as jax_jpeg
 from clarity_jax.data import kernels as K
 
 # One jitted function for every test: same shapes, one compilation.

@@ -1,13 +1,13 @@
-"""Streaming frame readers and writers for real footage: videos, frame folders, images.
+"""Streaming frame readers for real footage: videos, frame folders, images.
 
 Readers yield one float32 RGB frame [H, W, 3] in [0, 1] at a time (the project's
-frame convention, see data/frames.py), so a two-hour video costs the memory of a
+frame convention, see media/frames.py), so a two-hour video costs the memory of a
 few frames. Everything a reader can check without decoding pixels (container,
 codec, frame sizes in file headers) is checked when it is opened, before any
 output exists; what only decoding reveals (a truncated stream) raises at the end,
 and the writers then leave nothing behind.
 
-The writers are media_writers.py.
+The writers are writers.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from clarity_jax import errors
 from clarity_jax import files
-from clarity_jax.data import frames
+from clarity_jax.media import frames
 
 # Frame rate of a video made from a frame folder (which carries none).
 DEFAULT_FPS = fractions.Fraction(25)
@@ -68,7 +68,7 @@ class VideoReader:
         self._exact_count = bool(stream.frames)
         # Each frame's own time (variable-frame-rate footage keeps it on output).
         self.time_base = stream.time_base
-        # The pixel format, so that 10-bit and 4:4:4 input stay so (media_writers).
+        # The pixel format, so that 10-bit and 4:4:4 input stay so (writers.py).
         fmt = stream.codec_context.format
         self.pix_fmt = fmt.name if fmt is not None else None
         self.bit_depth = max((c.bits for c in fmt.components), default=8) if fmt else 8
@@ -157,7 +157,7 @@ class FrameSequenceReader:
 
 
 @dataclasses.dataclass
-class Source:
+class MediaInput:
   """What an input path holds: kind is 'video', 'image', 'frames' (one clip
   folder) or 'clips' (a folder of clip folders); clips maps clip name -> reader."""
   path: Path
@@ -182,7 +182,7 @@ def list_videos(folder: str | os.PathLike) -> list[Path]:
   return [] if others else sorted(videos, key=lambda p: frames.natural_key(p.name))
 
 
-def open_source(path: str | os.PathLike) -> Source:
+def open_input(path: str | os.PathLike) -> MediaInput:
   """Classifies and opens an input: a video file, an image, a frame folder, or a
   folder of clip folders (ROOT/<clip>/<frames>)."""
   path = Path(path)
@@ -192,12 +192,12 @@ def open_source(path: str | os.PathLike) -> Source:
     clips = frames.list_clips(path)
     readers = {name: FrameSequenceReader(name, paths) for name, paths in clips.items()}
     single = frames.is_one_clip(clips, path)
-    return Source(path, 'frames' if single else 'clips', readers)
+    return MediaInput(path, 'frames' if single else 'clips', readers)
   suffix = path.suffix.lower()
   if suffix in files.VIDEO_EXTENSIONS:
-    return Source(path, 'video', {path.stem: VideoReader(path)})
+    return MediaInput(path, 'video', {path.stem: VideoReader(path)})
   if suffix in files.IMAGE_EXTENSIONS:
-    return Source(path, 'image', {path.stem: FrameSequenceReader(path.stem, [path])})
+    return MediaInput(path, 'image', {path.stem: FrameSequenceReader(path.stem, [path])})
   raise MediaError(path, f'unsupported input type {suffix or "(no extension)"!r}; expected '
                    f'a video ({", ".join(files.VIDEO_EXTENSIONS)}), an image '
                    f'({", ".join(files.IMAGE_EXTENSIONS)}) or a folder of frames')

@@ -6,9 +6,10 @@ import jax
 import numpy as np
 
 from clarity_jax import data
+from clarity_jax.data import on_device
 from clarity_jax import files
 from clarity_jax.data import codecs
-from clarity_jax.data import jax_codecs
+from clarity_jax.data.on_device import codecs as jax_codecs
 
 
 def _windows(photo, h, w):
@@ -37,10 +38,10 @@ def test_device_planes_through_x264_give_the_host_codecs_window(photo):
   """codec_planes -> x264 alone -> from_codec_planes is codecs.video_codec, odd
   sizes (padded by repeating the last row and column) included."""
   x = _windows(photo, 33, 47)
-  planes = np.asarray(jax.jit(data.codec_planes)(x))
+  planes = np.asarray(jax.jit(on_device.window_planes)(x))
   assert planes.shape == (2, 3, 51, 48)
-  coded = np.stack([data.video_codec_planes(p, 30) for p in planes])
-  got = np.asarray(jax.jit(lambda p: data.from_codec_planes(p, 33, 47))(coded))
+  coded = np.stack([data.video_codec_yuv(p, 30) for p in planes])
+  got = np.asarray(jax.jit(lambda p: on_device.window_rgb(p, 33, 47))(coded))
   want = np.stack([codecs.video_codec(w, 30) for w in x])
   np.testing.assert_array_equal(got, want)
   assert np.abs(got - x).max() > 0.02  # x264 did change the frames
