@@ -46,9 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
   # then a video codec) H.264 over the whole window, at one CRF per window, for a
   # share of the windows: real footage (CCTV, drones, dashcams, streams) is
   # codec-compressed. CRF 18 is near transparent, 28-38 the blocking, smearing and
-  # lost texture of low-bitrate streams. The codec costs 4-5 CPU-ms per 5 x 64 x 64
-  # window it runs on (about 2 ms on average at 0.4, next to ~37 ms for the rest of
-  # the window: docs/performance.md). `clarity_jax.degrade` (evaluation sets)
+  # lost texture of low-bitrate streams. Its CPU cost per window: docs/performance.md.
+  # `clarity_jax.degrade` (evaluation sets)
   # uses the same CRF range with the codec on every clip (--codec).
   d.jpeg_prob = 0.8
   d.jpeg_quality_range = (30, 95)
@@ -85,6 +84,6 @@ def get_config() -> ml_collections.ConfigDict:
   # step, train/feed.py: the host draws these parameters and the synthetic camera's
   # shots, which the device renders, or reads, crops and augments real clips;
   # windows drawn for the video codec come back to the host for x264 alone);
-  # 'auto': 'device' on GPUs and TPUs, 'host' on CPUs (measured: docs/performance.md).
+  # 'auto': 'device' on GPUs and TPUs, 'host' on CPUs (docs/performance.md).
   d.where = 'auto'
   return d

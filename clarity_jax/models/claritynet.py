@@ -150,8 +150,8 @@ class UncertaintyHead(nnx.Module):
 
   A sub-pixel head of its own at LR: a 1x1 conv to a quarter of the features, then a
   3x3 conv to s x s scales and depth-to-space. Narrow on purpose: about 1% of the
-  small model's FLOPs (a first 3x3 conv to half the features cost 4-17% of CPU
-  inference time, measured; docs/performance.md). Its input is held fixed (stop_gradient):
+  small model's FLOPs (a first 3x3 conv to half the features cost far more CPU
+  time; docs/performance.md). Its input is held fixed (stop_gradient):
   training it never changes the restoration, and it can be added to a trained,
   frozen restorer. b is shared by the three colours: it estimates the mean
   absolute error over RGB, the quantity the Charbonnier loss measures.

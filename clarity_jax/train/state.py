@@ -101,9 +101,8 @@ def create_state(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainState:
 
   On CPU it is compiled with XLA's backend optimisation off: it runs once, and
   its random initialisation (hundreds of small ops: threefry, erf_inv) took
-  longer to optimise than to run (tiny 12.5 s -> 1.7 s to compile, base
-  12.9 s -> 4.2 s, 2-core VM; docs/performance.md). Other backends keep their
-  defaults (not measured there).
+  longer to optimise than to run (docs/performance.md). Other backends keep
+  their defaults.
   """
   init = jax.jit(lambda: init_state(config), out_shardings=sharding.replicated(mesh)).lower()
   options = ({'xla_backend_optimization_level': 0}

@@ -41,8 +41,8 @@ def render(config: ml_collections.ConfigDict, batch: Mapping[str, Any],
   (camera_photos, on the device). degrade takes it from there. Inside jit.
 
   Its own program, not fused with degrade, and the frames are its only output:
-  XLA:CPU ran the two fused, or a slice of the frames leaving the program, several
-  times slower (docs/performance.md).
+  XLA:CPU ran the two fused, or a slice of the frames leaving the program, slower
+  (docs/performance.md).
   """
   cam = {key: batch[f'cam_{key}'] for key in camera.ARRAY_KEYS}
   out = {key: v for key, v in batch.items() if not key.startswith('cam_')}

@@ -192,8 +192,7 @@ def blur(x: jax.Array, kernel: jax.Array, method: str = 'auto') -> jax.Array:
 
   method: 'fft' costs O(log HW) per pixel whatever K; 'conv' (one grouped
   convolution, Precision.HIGHEST) K^2, and XLA:CPU runs grouped convolutions
-  slowly: 40 frames of 128x128 with K = 29 took 3.3 s against 0.07 s by FFT on
-  2 CPU cores. 'auto' is 'conv' on TPUs, whose FFT computes in bfloat16 passes
+  slowly. 'auto' is 'conv' on TPUs, whose FFT computes in bfloat16 passes
   that no precision setting raises (jax issue 9881: ~1e-3 off), 'fft' elsewhere.
   """
   x, kernel = x.astype(jnp.float32), kernel.astype(jnp.float32)
@@ -218,8 +217,8 @@ def _strided_taps(x: jax.Array, taps: jax.Array, axis: int, scale: int) -> jax.A
 
   Written out as L strided slices, multiplied and added (a grouped strided
   convolution would do): XLA fuses them into one elementwise loop, exact float32
-  on every backend (no TF32 or bfloat16 passes), and 3.5x faster than
-  lax.conv_general_dilated's grouped convolution on XLA:CPU (40 frames 256x256).
+  on every backend (no TF32 or bfloat16 passes), and faster than
+  lax.conv_general_dilated's grouped convolution on XLA:CPU.
   """
   length = taps.shape[1]
   size = x.shape[axis] - length + 1
@@ -279,8 +278,8 @@ def add_noise(x: jax.Array, kind: jax.Array, gray: jax.Array, level: jax.Array,
     c = jnp.clip(jnp.where(gray, luma, x), 0.0, 1.0)
     lam = jnp.where(kind == 2, c * degradations.POISSON_PEAK, 0.0)
     # Photon counts drawn as round(N(lam, lam)), clipped at 0, not by
-    # jax.random.poisson: that is a rejection loop, which took 0.48 s of a 1.1 s
-    # batch on CPU and serialises on accelerators. The counts keep the Poisson's
+    # jax.random.poisson: that is a rejection loop, which dominated a CPU batch
+    # and serialises on accelerators. The counts keep the Poisson's
     # mean and variance (to the 1/12 of rounding) and stay integers; only the skew
     # of the darkest pixels (lam < ~10, under 4 % of white) differs.
     z = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), sample_shape))(keys)
