@@ -92,10 +92,13 @@ def _write(out: pathlib.Path, name: str, value: Any) -> None:
 def benchmarks(out: pathlib.Path, deadline: float) -> dict[str, Any]:
   """Step and inference figures for every variant x dtype, in this one process
   (one start-up and one peak measurement for all)."""
-  from clarity_jax.tools import benchmark  # pylint: disable=g-import-not-at-top
-  result: dict[str, Any] = {'device': benchmark.device_info(), 'runs': [], 'skipped': []}
-  result['measured_peak_tflops'] = {d: benchmark.matmul_peak(d) / 1e12 for d in _DTYPES.value}
-  settings = benchmark.Settings(num_batches=10, warmup=2, batch=8)
+  from clarity_jax.tools import model_benchmark  # pylint: disable=g-import-not-at-top
+  from clarity_jax.tools.benchmark_settings import Settings  # pylint: disable=g-import-not-at-top
+  result: dict[str, Any] = {'device': model_benchmark.device_info(), 'runs': [],
+                            'skipped': []}
+  result['measured_peak_tflops'] = {d: model_benchmark.matmul_peak(d) / 1e12
+                                    for d in _DTYPES.value}
+  settings = Settings(num_batches=10, warmup=2, batch=8)
   for variant in _VARIANTS.value:
     for dtype in _DTYPES.value:
       if time.monotonic() > deadline:
@@ -103,8 +106,8 @@ def benchmarks(out: pathlib.Path, deadline: float) -> dict[str, Any]:
         continue
       config = _config(variant, **{'model.dtype': dtype, 'batch_size': 16,
                                    'data.crop_size': _CROP.value})
-      step = benchmark.step_throughput(config, settings)
-      inference = benchmark.inference_throughput(config, settings, dtypes=(dtype,))
+      step = model_benchmark.step_throughput(config, settings)
+      inference = model_benchmark.inference_throughput(config, settings, dtypes=(dtype,))
       peak = result['measured_peak_tflops'][dtype]
       step['share_of_measured_peak'] = step['achieved_tflops'] / peak
       inference[dtype]['share_of_measured_peak'] = inference[dtype]['achieved_tflops'] / peak
@@ -116,8 +119,8 @@ def benchmarks(out: pathlib.Path, deadline: float) -> dict[str, Any]:
 
 def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
   """Loader + step windows/s with eq. (1) on the device against on the host."""
-  from clarity_jax.tools import benchmark  # pylint: disable=g-import-not-at-top
   from clarity_jax.tools import pipeline_benchmark  # pylint: disable=g-import-not-at-top
+  from clarity_jax.tools.benchmark_settings import Settings  # pylint: disable=g-import-not-at-top
   result: dict[str, Any] = {'runs': [], 'skipped': []}
   source = ({'data.source': 'video', 'data.path': _VIDEO_DIR.value} if _VIDEO_DIR.value
             else {})
@@ -129,7 +132,7 @@ def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
         'model.dtype': 'bfloat16', 'batch_size': _TRAIN_BATCH.value,
         'data.crop_size': _CROP.value, 'data.loader': 'auto',
         'degradation.where': where, **source})
-    settings = benchmark.Settings(num_batches=_E2E_STEPS.value, warmup=2)
+    settings = Settings(num_batches=_E2E_STEPS.value, warmup=2)
     result['runs'].append(pipeline_benchmark.train_end_to_end(config, settings))
     _write(out, 'end_to_end.json', result)
   _write(out, 'end_to_end.json', result)  # the skipped runs too

@@ -11,21 +11,38 @@
   python -m clarity_jax.benchmark --what=uncertainty --config=...  # what the head adds
   python -m clarity_jax.benchmark --what=output --config=... [--height=540 --width=960]  # x264
 
---what picks an entry of tools/benchmark.py's BENCHMARKS. TensorFlow is imported
-only for --what=input; the others run where TensorFlow is absent.
+--what picks an entry of BENCHMARKS: the model's (tools/model_benchmark.py) or the
+host's (tools/pipeline_benchmark.py). TensorFlow is imported only when --what=input
+runs the tf.data loader; the others run where TensorFlow is absent.
 """
 
 import json
+from typing import Any, Callable
 
 from absl import flags
+import ml_collections
 from ml_collections import config_flags
 
 from clarity_jax.cli import common
-from clarity_jax.tools import benchmark
+from clarity_jax.tools import model_benchmark
+from clarity_jax.tools import pipeline_benchmark
+from clarity_jax.tools.benchmark_settings import Settings
+
+Benchmark = Callable[[ml_collections.ConfigDict, Settings], dict[str, Any]]
+BENCHMARKS: dict[str, Benchmark] = {
+    'input': pipeline_benchmark.input_throughput,
+    'train': pipeline_benchmark.train_end_to_end,
+    'step': model_benchmark.step_throughput,
+    'inference': model_benchmark.inference_throughput,
+    'uncertainty': model_benchmark.uncertainty_overhead,
+    'model': model_benchmark.model_benchmarks,
+    'profile': model_benchmark.profile_stages,
+    'output': pipeline_benchmark.output_throughput,
+}
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                           lock_config=True)
-_WHAT = flags.DEFINE_enum('what', 'input', list(benchmark.BENCHMARKS), 'What to benchmark.')
+_WHAT = flags.DEFINE_enum('what', 'input', list(BENCHMARKS), 'What to benchmark.')
 _NUM_BATCHES = flags.DEFINE_integer('num_batches', 20, 'Batches (or steps) to time.',
                                     lower_bound=1)
 _HEIGHT = flags.DEFINE_integer('height', 180, 'Inference input height (LQ).')
@@ -42,8 +59,8 @@ flags.mark_flags_as_required(['config'])
 @common.exit_on_error()
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
-  settings = benchmark.Settings(
+  settings = Settings(
       num_batches=_NUM_BATCHES.value, warmup=_WARMUP.value, height=_HEIGHT.value,
       width=_WIDTH.value, batch=_BATCH.value, profile_dir=_PROFILE_DIR.value)
-  result = benchmark.BENCHMARKS[_WHAT.value](_CONFIG.value, settings)
+  result = BENCHMARKS[_WHAT.value](_CONFIG.value, settings)
   print(json.dumps(result), flush=True)

@@ -1,20 +1,33 @@
 """Benchmarks of what feeds and drains the model on the host: the training input
 (loader, and eq. (1)'s device stage with its x264 round trip), training end to
-end, and enhance's output encoder. Entries of benchmark.BENCHMARKS, as JSON-ready
-dicts; TensorFlow is imported only where the loader needs it.
+end, and enhance's output encoder, each returning a dict of JSON-serialisable
+results (entries of cli/benchmark.py's BENCHMARKS). Importing this module needs no
+TensorFlow: clarity_jax.data imports it only when the tf.data loader runs.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import cv2
+import jax
 import ml_collections
 import numpy as np
+import skimage.data
 
-if TYPE_CHECKING:
-  from clarity_jax.tools.benchmark import Settings
+from clarity_jax import data
+from clarity_jax import sharding
+from clarity_jax.data import examples
+from clarity_jax.data import loader
+from clarity_jax.data import worker_pool
+from clarity_jax.media import video_writer
+from clarity_jax.tools.benchmark_settings import Settings
+from clarity_jax.train import feed
+from clarity_jax.train import state as state_lib
+from clarity_jax.train import step as ts
 
 
 def steal_seconds() -> float | None:
@@ -40,15 +53,6 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   step, eq. (1) where config.degradation.where says. windows/s, and the CPU time
   per window of the process (every thread: the loader's, and on a CPU backend the
   step's) and of its example worker processes."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from clarity_jax import data  # pylint: disable=g-import-not-at-top
-  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
-  from clarity_jax.data import examples  # pylint: disable=g-import-not-at-top
-  from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
-  from clarity_jax.data import worker_pool  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(config.mesh.space)
   state = state_lib.create_state(config, mesh)
   step = ts.jit_train_step(feed.step_config(config), state_lib.model_graphdef(config), mesh)
@@ -86,10 +90,6 @@ def output_throughput(config: ml_collections.ConfigDict, settings: Settings) -> 
   The frames are a photograph panning by 3 px a frame, so x264 sees real texture
   and motion. The timed frames include the encoder's flush at the end.
   """
-  import tempfile  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
-  import skimage.data  # pylint: disable=g-import-not-at-top
-  from clarity_jax.media import video_writer  # pylint: disable=g-import-not-at-top
   s = config.scale
   h, w = s * settings.height, s * settings.width
   num_batches, warmup = settings.num_batches, settings.warmup
@@ -123,8 +123,6 @@ def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> d
   With where='device' and the video codec in the mix, the host also runs x264 on
   the codec's windows after the device degraded them (train/feed.py): that CPU time
   is measured on the same batches and added in host_cpu_ms_per_window."""
-  from clarity_jax.data import loader  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
   steal = steal_seconds()
   result = loader.measure_throughput(config, settings.num_batches, settings.warmup)
   result['steal_s'] = _steal_since(steal)
@@ -140,9 +138,6 @@ def codec_cpu_ms_per_window(config: ml_collections.ConfigDict, num_batches: int)
   feed.DeviceStage: the device's degradation is run first, untimed, and x264 runs
   in this thread, timed by its own CPU clock (the loader's threads, busy making the
   next batches meanwhile, are not counted twice)."""
-  from clarity_jax import data  # pylint: disable=g-import-not-at-top
-  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import feed  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(config.mesh.space)
   stage = feed.DeviceStage(config, mesh)
   batches = data.create_train_iterator(config, process_index=0, process_count=1)

@@ -1,33 +1,28 @@
-"""Throughput benchmarks, each returning a dict of JSON-serialisable results.
-
-The library of `python -m clarity_jax.benchmark` (clarity_jax/cli/benchmark.py).
-BENCHMARKS maps each --what to a function (config, Settings) -> dict. Each imports
-what it needs inside, so TensorFlow is imported only for 'input' and the others
-run where TensorFlow is absent.
+"""Benchmarks of the model on the accelerator: the train step, inference, what the
+uncertainty head adds, the time per model stage, and the chip's matmul peak, each
+returning a dict of JSON-serialisable results (entries of cli/benchmark.py's
+BENCHMARKS). TensorFlow-free: they run on the accelerator machines, which have none.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
+import statistics
+import tempfile
 import time
 from typing import Any, Callable
 
+from flax import nnx
+import jax
 import ml_collections
 
-from clarity_jax.tools import pipeline_benchmark
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """What a benchmark runs besides the config: the command's flags."""
-  num_batches: int = 20  # batches (or steps) timed
-  warmup: int = 2  # untimed batches (or steps) first
-  height: int = 180  # inference input (LQ); the output benchmark scales it
-  width: int = 320
-  batch: int = 4  # windows per model call, as enhance --batch
-  profile_dir: str = ''  # 'profile': where the traces go; '': a new temporary folder
+from clarity_jax import sharding
+from clarity_jax.models import claritynet
+from clarity_jax.tools import profiling
+from clarity_jax.tools.benchmark_settings import Settings
+from clarity_jax.train import state as state_lib
+from clarity_jax.train import step as ts
 
 
 def _flops(compiled: Any) -> float:
@@ -40,7 +35,6 @@ def _flops(compiled: Any) -> float:
 
 def _timed(fn: Callable[[], Any], steps: int, warmup: int) -> float:
   """Seconds per call, after warmup calls; waits for the device each time."""
-  import jax  # pylint: disable=g-import-not-at-top
   for _ in range(warmup):
     jax.block_until_ready(fn())
   start = time.perf_counter()
@@ -51,7 +45,6 @@ def _timed(fn: Callable[[], Any], steps: int, warmup: int) -> float:
 
 
 def device_info() -> dict[str, Any]:
-  import jax  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
   kind = device.device_kind
   peak = next((v for k, v in PEAK_TFLOPS.items() if k.lower() in kind.lower()), None)
@@ -64,7 +57,6 @@ def device_info() -> dict[str, Any]:
 
 def peak_memory_bytes() -> int | None:
   """Peak device memory on accelerators; peak resident memory of this process on CPU."""
-  import jax  # pylint: disable=g-import-not-at-top
   stats = jax.devices()[0].memory_stats() or {}
   if 'peak_bytes_in_use' in stats:
     return int(stats['peak_bytes_in_use'])
@@ -73,7 +65,6 @@ def peak_memory_bytes() -> int | None:
 
 def matmul_peak(dtype: str, n: int | None = None, steps: int = 10) -> float:
   """Measured TFLOP/s of a large square matmul: the chip's practical peak, on the spot."""
-  import jax  # pylint: disable=g-import-not-at-top
   n = n or (8192 if jax.default_backend() != 'cpu' else 1024)
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
@@ -103,10 +94,6 @@ def train_program(config: ml_collections.ConfigDict
   Returns (compiled, run, info): run() performs one step (the state is donated
   and carried over between calls) and returns the loss.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from clarity_jax import sharding  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import step as ts  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(config.to_dict())
   config.degradation.where = 'host'  # synthetic LQ windows: the model step alone
   mesh = sharding.make_mesh(config.mesh.space)
@@ -152,9 +139,6 @@ def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: S
 
   Returns (compiled, run, info) as train_program.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from clarity_jax.models import claritynet  # pylint: disable=g-import-not-at-top
   h, w, b = settings.height, settings.width, settings.batch
   t = 2 * config.num_neighbors + 1
   lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
@@ -194,7 +178,6 @@ def uncertainty_overhead(config: ml_collections.ConfigDict, settings: Settings
   """What the uncertainty head adds to inference: the model in config.model.dtype
   with and without it, timed in alternation (rounds of settings.num_batches calls;
   the median round of each), so a busy machine slows both alike."""
-  import statistics  # pylint: disable=g-import-not-at-top
   programs = {}
   for with_head in (False, True):
     variant = ml_collections.ConfigDict(config.to_dict())
@@ -219,8 +202,6 @@ def profile_stages(config: ml_collections.ConfigDict, settings: Settings) -> dic
   """Op time per model stage (flow, warp, encoder, ...) of the train step and of
   inference in config.model.dtype, from jax.profiler traces (tools/profiling.py).
   The traces stay under settings.profile_dir for TensorBoard's profile plugin."""
-  import tempfile  # pylint: disable=g-import-not-at-top
-  from clarity_jax.tools import profiling  # pylint: disable=g-import-not-at-top
   root = settings.profile_dir or tempfile.mkdtemp(prefix='clarity_profile_')
   out: dict[str, Any] = {'what': 'profile', 'date': time.strftime('%Y-%m-%d'),
                          'device': device_info()}
@@ -248,18 +229,6 @@ def model_benchmarks(config: ml_collections.ConfigDict, settings: Settings) -> d
   return {'what': 'model', 'date': time.strftime('%Y-%m-%d'), 'device': info,
           'measured_matmul_peak_tflops': peaks, 'train': train, 'inference': inference}
 
-
-Benchmark = Callable[[ml_collections.ConfigDict, Settings], dict[str, Any]]
-BENCHMARKS: dict[str, Benchmark] = {
-    'input': pipeline_benchmark.input_throughput,
-    'train': pipeline_benchmark.train_end_to_end,
-    'step': step_throughput,
-    'inference': inference_throughput,
-    'uncertainty': uncertainty_overhead,
-    'model': model_benchmarks,
-    'profile': profile_stages,
-    'output': pipeline_benchmark.output_throughput,
-}
 
 # Dense datasheet peaks per chip, TFLOP/s: (bfloat16, float32 without TF32).
 PEAK_TFLOPS: dict[str, tuple[float, float | None]] = {
