@@ -96,7 +96,7 @@ def benchmarks(out: pathlib.Path, deadline: float) -> dict[str, Any]:
   from clarity_jax.tools.benchmark_settings import Settings  # pylint: disable=g-import-not-at-top
   result: dict[str, Any] = {'device': model_benchmark.device_info(), 'runs': [],
                             'skipped': []}
-  result['measured_peak_tflops'] = {d: model_benchmark.matmul_peak(d) / 1e12
+  result['measured_peak_tflops'] = {d: model_benchmark.matmul_peak(d)
                                     for d in _DTYPES.value}
   settings = Settings(num_batches=10, warmup=2, batch=8)
   for variant in _VARIANTS.value:
