@@ -91,24 +91,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
          'data.loader', "must be 'auto', 'tf', 'threads' or 'processes', got "
          f"{config.data.get('loader')!r}")
   source = config.data.source
-  _check(source in ('synthetic', 'frame_folders', 'video', 'footage', 'tfds'), 'data.source',
-         f"must be synthetic, frame_folders, video, footage or tfds, got {source!r}")
+  _check(source not in ('frame_folders', 'video'), 'data.source',
+         f'{source!r} was merged into footage: use config.data.source=footage (it reads '
+         'videos, frame folders and comma-separated mixes of them)')
+  _check(source in ('synthetic', 'footage', 'tfds'), 'data.source',
+         f"must be synthetic, footage or tfds, got {source!r}")
   _check(isinstance(config.data.get('downscale', 1), int) and config.data.get('downscale', 1)
          >= 1, 'data.downscale', f"must be an integer >= 1, got {config.data.get('downscale')!r}")
   for field in ('photo_share', 'turn_share'):
     share = config.data.get(field, 0.0)
     _check(isinstance(share, (int, float)) and 0 <= share <= 1, f'data.{field}',
            f'must be a share in [0, 1], got {share!r}')
-  if source in ('frame_folders', 'video', 'footage'):
+  if source == 'footage':
     _check(bool(config.data.path), 'data.path', f'is empty but data.source is {source!r}')
-    # footage: comma-separated video files and folders; the others: one folder.
-    paths = config.data.path.split(',') if source == 'footage' else [config.data.path]
-    for path in paths:
-      _check(os.path.isdir(path) or (source == 'footage' and os.path.isfile(path)),
-             'data.path', f'{path}: no such ' + ('file or folder' if source == 'footage'
-                                                 else 'directory'))
+    for path in config.data.path.split(','):  # video files and folders
+      _check(os.path.isdir(path) or os.path.isfile(path), 'data.path',
+             f'{path}: no such file or folder')
   if config.data.val_path:
-    paths = config.data.val_path.split(',') if source == 'footage' else [config.data.val_path]
+    # tfds: a data_dir; otherwise footage (synthetic validates on footage too).
+    paths = [config.data.val_path] if source == 'tfds' else config.data.val_path.split(',')
     for path in paths:
       _check(os.path.exists(path), 'data.val_path', f'{path}: no such file or folder')
   _check(config.model.get('uncertainty', False) or not config.get('freeze_restorer', False),

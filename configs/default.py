@@ -38,13 +38,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Data: where sharp clips come from and how windows are cut from them.
   config.data = ml_collections.ConfigDict()
   # 'synthetic': skimage.data photographs animated by a synthetic camera (embedded,
-  # offline); 'frame_folders': ROOT/<clip>/*.png|jpg; 'video': a folder of video
-  # files; 'footage': any mix of video files, folders of videos and frame folders,
-  # comma separated in data.path; 'tfds': a tensorflow-datasets builder (see
-  # clarity_jax/data/tfds_builder.py).
+  # offline); 'footage': real clips, any mix of video files, folders of videos and
+  # frame folders (ROOT/<clip>/*.png|jpg, or one clip folder), comma separated in
+  # data.path; 'tfds': a tensorflow-datasets builder (see clarity_jax/data/tfds_builder.py).
   config.data.source = 'synthetic'
-  config.data.path = ''  # root folder for frame_folders / video; tfds data_dir
-  # video / footage: area-downscale every frame by this factor when it is cached
+  config.data.path = ''  # footage: videos and folders, comma separated; tfds: data_dir
+  # footage: area-downscale every frame by this factor when it is cached
   # (2: 1280x720 H.264 frames become cleaner, sharper 640x360 targets).
   config.data.downscale = 1
   # Real clips only: the share of training windows drawn from the embedded photographs
@@ -54,9 +53,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (codec texture in the targets then has no preferred axis).
   config.data.turn_share = 0.0
   config.data.tfds_name = 'clarity_frame_folders'
-  config.data.val_path = ''  # held-out clips; empty: held-out synthetic photographs
-  # video source: where decoded frames are cached as uint8 .npy (reused across runs);
-  # empty: ~/.cache/clarity_jax/video ($XDG_CACHE_HOME), per user.
+  # Held-out clips (footage, comma separated; tfds: data_dir); empty: held-out
+  # synthetic photographs.
+  config.data.val_path = ''
+  # footage (training and val_path): where decoded frames are cached as uint8 .npy
+  # (reused across runs), never beside the footage; empty: ~/.cache/clarity_jax/video
+  # ($XDG_CACHE_HOME), per user.
   config.data.cache_dir = ''
   config.data.crop_size = 64  # LQ crop (HR crop = scale * crop_size)
   config.data.frames_per_clip = 30  # synthetic clips: frames rendered per photograph

@@ -46,7 +46,7 @@ from clarity_jax import errors
 from clarity_jax import files
 from clarity_jax.cli import common
 from clarity_jax.media import frames as frames_lib
-from clarity_jax.data import sources
+from clarity_jax.data import source_base
 from clarity_jax.media import temporal
 from clarity_jax.data import synthetic
 from clarity_jax.media import readers
@@ -96,9 +96,9 @@ def render_clip(photo: np.ndarray, num_frames: int, size: int,
   source's documented behaviour is relied on.
   """
   n = num_frames
-  spec = sources.WindowSpec(num_frames=2 * n - 1, crop=size)
+  spec = source_base.WindowSpec(num_frames=2 * n - 1, crop=size)
   with warnings.catch_warnings():
-    warnings.simplefilter('ignore', sources.ShortClipWarning)
+    warnings.simplefilter('ignore', source_base.ShortClipWarning)
     source = synthetic.SyntheticSource({'photo': photo}, spec, frames_per_clip=n)
   window = source.sample(rng)
   offsets = np.arange(2 * n - 1) - (n - 1)

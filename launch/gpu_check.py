@@ -122,7 +122,7 @@ def end_to_end(out: pathlib.Path, deadline: float) -> dict[str, Any]:
   from clarity_jax.tools import pipeline_benchmark  # pylint: disable=g-import-not-at-top
   from clarity_jax.tools.benchmark_settings import Settings  # pylint: disable=g-import-not-at-top
   result: dict[str, Any] = {'runs': [], 'skipped': []}
-  source = ({'data.source': 'video', 'data.path': _VIDEO_DIR.value} if _VIDEO_DIR.value
+  source = ({'data.source': 'footage', 'data.path': _VIDEO_DIR.value} if _VIDEO_DIR.value
             else {})
   for where in ('device', 'host'):
     if time.monotonic() > deadline:

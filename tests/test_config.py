@@ -9,7 +9,10 @@ from clarity_jax import errors
 @pytest.mark.parametrize('field,value,message', [
     ('scale', 3, 'config.scale: must be 1, 2 or 4'),
     ('num_neighbors', -1, 'config.num_neighbors: K must be an integer >= 0'),
-    ('data.source', 'frame_folders', 'config.data.path: is empty'),
+    ('data.source', 'footage', 'config.data.path: is empty'),
+    ('data.source', 'frame_folders', "^config.data.source: 'frame_folders' was merged into "
+     'footage: use config.data.source=footage'),
+    ('data.source', 'video', "^config.data.source: 'video' was merged into footage"),
     ('batch_size', 0, 'config.batch_size: must be positive'),
     ('data.photo_share', 1.5, r'config.data.photo_share: must be a share in \[0, 1\], got 1.5'),
 ])

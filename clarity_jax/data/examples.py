@@ -38,6 +38,7 @@ import ml_collections
 import numpy as np
 
 from clarity_jax.data import degradations
+from clarity_jax.data import source_base
 from clarity_jax.data import sources
 from clarity_jax.data.on_device import camera_effects as jax_camera_effects
 from clarity_jax.data.on_device import degradations as jax_degradations
@@ -80,10 +81,10 @@ def global_index(j, *, batch: int, global_batch: int, process_index: int):
   return (j // batch) * global_batch + process_index * batch + j % batch
 
 
-def window_spec(config: ml_collections.ConfigDict, temporal: bool) -> sources.WindowSpec:
+def window_spec(config: ml_collections.ConfigDict, temporal: bool) -> source_base.WindowSpec:
   """2K + 1 frames (2K + 2 with the next window), HR crop s * c, origin aligned to s."""
   frames = 2 * config.num_neighbors + 1 + int(temporal)
-  return sources.WindowSpec(frames, config.scale * config.data.crop_size, config.scale)
+  return source_base.WindowSpec(frames, config.scale * config.data.crop_size, config.scale)
 
 
 def draw_augmentation(rng: np.random.Generator) -> tuple[bool, int, bool]:
@@ -171,7 +172,7 @@ class ExampleMaker:
   turns; a temporal reversal is already in the frames' order): the device renders
   the frames (jax_synthetic.render).
   """
-  source: sources.Source
+  source: source_base.Source
   seed: int
   num_neighbors: int
   scale: int
@@ -292,7 +293,7 @@ def _rolling(degradation: Any) -> bool:
   return degradation.get('rolling_shutter_prob', 0.0) > 0
 
 
-def _spec(window: sources.WindowSpec, num_neighbors: int, scale: int, temporal: bool,
+def _spec(window: source_base.WindowSpec, num_neighbors: int, scale: int, temporal: bool,
           device: bool, degradation: Any, camera: bool = False) -> dict[str, Spec]:
   """The keys of an example and their (shape, dtype); see ExampleMaker."""
   f32, i32 = np.dtype(np.float32), np.dtype(np.int32)

@@ -2,7 +2,7 @@
 
 skimage.data photographs (embedded, offline) animated by a smooth camera path and
 crossed by an independently moving object, so that motion is never global. A
-window is a pure function of the rng state, like every source's (sources.py).
+window is a pure function of the rng state, like every source's (source_base.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from clarity_jax.data import camera_effects
-from clarity_jax.data import sources
+from clarity_jax.data import source_base
 from clarity_jax.media import temporal
 
 # Fixed split of the embedded photographs: validation (and evaluation) scenes are never
@@ -211,7 +211,7 @@ def object_affine(view: np.ndarray, obj: np.ndarray) -> np.ndarray:
       [view[..., :2], (view[..., 2] - obj[..., :2])[..., None]], axis=-1)
 
 
-class SyntheticSource(sources.Source):
+class SyntheticSource(source_base.Source):
   """Photographs seen by a moving camera, with an independently moving object.
 
   Camera: a smooth path of pan (a random drift up to `max_pan` HR px/frame plus
@@ -229,11 +229,11 @@ class SyntheticSource(sources.Source):
   object_speed = (2.0, 5.0)  # HR pixels per frame, relative to the scene
   edge_px = 2.0  # width of the object's soft edge
 
-  def __init__(self, photos: dict[str, np.ndarray], spec: sources.WindowSpec,
+  def __init__(self, photos: dict[str, np.ndarray], spec: source_base.WindowSpec,
                frames_per_clip: int):
     super().__init__(spec)
     if not photos:
-      raise sources.SourceError('synthetic: no photographs')
+      raise source_base.SourceError('synthetic: no photographs')
     if frames_per_clip < 1:
       raise ValueError(f'frames_per_clip must be >= 1, got {frames_per_clip}')
     self.names = list(photos)
@@ -241,12 +241,12 @@ class SyntheticSource(sources.Source):
     self.frames_per_clip = frames_per_clip
     fits = [min(p.shape[:2]) >= spec.crop for p in self.photos]
     if not any(fits):
-      raise sources.SourceError(f'synthetic: every photograph ({", ".join(self.names)}) '
+      raise source_base.SourceError(f'synthetic: every photograph ({", ".join(self.names)}) '
                                 f'is smaller than the {spec.crop}x{spec.crop} HR crop')
     if frames_per_clip < spec.num_frames:
       warnings.warn(f'synthetic: clips of {frames_per_clip} frames are shorter than the '
                     f'{spec.num_frames}-frame window; windows reflect at clip edges',
-                    sources.ShortClipWarning, stacklevel=2)
+                    source_base.ShortClipWarning, stacklevel=2)
 
   def sample(self, rng: np.random.Generator) -> np.ndarray:
     return self.render(self.draw(rng))

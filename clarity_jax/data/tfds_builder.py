@@ -1,4 +1,5 @@
-"""tensorflow-datasets builder for frame-folder video datasets you download yourself.
+"""tensorflow-datasets builder for video datasets you download yourself, and the
+source that trains on what it built (TfdsSource, config.data.source='tfds').
 
 Nothing is downloaded: put the extracted dataset in a manual_dir, then build once
 
@@ -12,16 +13,20 @@ or from Python (what the tests do):
       download_config=tfds.download.DownloadConfig(manual_dir='/data/REDS'))
 
 and train on it with config.data.source='tfds', config.data.path='/data/tfds',
-config.data.tfds_name='clarity_frame_folders/reds' (see sources.TfdsSource).
+config.data.tfds_name='clarity_frame_folders/reds'.
 
-An example is one clip: {'clip': name, 'frames': Sequence(Image)}. PNG and JPEG
-frames are stored as their original bytes (no re-encoding, no quality loss); other
-formats (BMP, TIFF, WebP) are read with frames.read_image and stored as 8-bit PNG.
-Frame sizes are checked per clip while building (one line naming the odd file).
+Clips are listed and decoded as config.data.source='footage' lists and decodes them
+(footage.list_footage), so a layout's folders may hold frame folders or videos. An
+example is one clip: {'clip': name, 'frames': Sequence(Image)}. Clips of PNG and
+JPEG frames are stored as the files' bytes (no re-encoding, no quality loss); other
+clips (BMP, TIFF or WebP frames, videos) as their decoded 8-bit frames, in PNG.
+Frame sizes are checked per clip while listing (one line naming the odd file).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pathlib
 from typing import Iterator
 
@@ -29,7 +34,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clarity_jax import files
+from clarity_jax.data import footage
+from clarity_jax.data import source_base
 from clarity_jax.media import frames
 
 _STORED_AS_IS = ('.png', '.jpg', '.jpeg')
@@ -47,8 +53,8 @@ _LAYOUTS = {
       MANUAL_DIR/sequences/<00001>/<0001>/im1.png .. im7.png
       MANUAL_DIR/sep_trainlist.txt  ('00001/0001' per line)  -> train
       MANUAL_DIR/sep_testlist.txt                            -> validation""",
-    'generic': """Any frame folders (Vid4, your own footage):
-      MANUAL_DIR/<clip>/<frames sorted by name>.png|jpg            -> train
+    'generic': """Any footage (Vid4, your own), frame folders or videos:
+      MANUAL_DIR/<clip>/<frames sorted by name>.png|jpg, or videos  -> train
     or, with explicit splits,
       MANUAL_DIR/train/<clip>/..., MANUAL_DIR/validation/<clip>/...""",
 }
@@ -92,52 +98,55 @@ class ClarityFrameFolders(tfds.core.GeneratorBasedBuilder):
                               f'layout:\n{_LAYOUTS[self.builder_config.name]}')
     return {name: self._generate_examples(clips) for name, clips in splits.items() if clips}
 
-  def _generate_examples(self, clips: dict[str, list[pathlib.Path]]
-                         ) -> Iterator[tuple[str, dict]]:
-    for name, paths in clips.items():
-      frames.check_clip_sizes(name, paths)
-      yield name, {'clip': name, 'frames': [_stored(p) for p in paths]}
+  def _generate_examples(self, clips: list[footage.Clip]) -> Iterator[tuple[str, dict]]:
+    for clip in clips:
+      yield clip.name, {'clip': clip.name, 'frames': _stored(clip)}
 
 
-def _stored(path: pathlib.Path) -> pathlib.Path | np.ndarray:
-  """A path (tfds stores the file's bytes) or, for formats tf.image cannot decode, pixels."""
-  if path.suffix.lower() in _STORED_AS_IS:
-    return path
-  return files.to_uint8(frames.read_image(path))
+def _stored(clip: footage.Clip) -> list[pathlib.Path] | list[np.ndarray]:
+  """The frame files (tfds stores their bytes) or, for what tf.image cannot decode
+  (other image formats, videos), the decoded frames."""
+  paths = clip.frame_paths
+  if paths and all(p.suffix.lower() in _STORED_AS_IS for p in paths):
+    return paths
+  return list(clip.decode())
 
 
-def _clip_tree(root: pathlib.Path) -> dict[str, list[pathlib.Path]]:
-  return frames.list_clips(root) if root.is_dir() else {}
+def _clips_in(root: pathlib.Path | None) -> list[footage.Clip]:
+  return footage.list_footage([root]) if root is not None and root.is_dir() else []
+
+
+def _named(name: str, folder: pathlib.Path) -> footage.Clip:
+  """The clip of the frames in `folder`, named `name` (folder names repeat in a layout)."""
+  clips = footage.list_footage([folder])
+  if len(clips) != 1 or clips[0].path != folder:
+    raise frames.FrameError(folder, 'expected the frames of one clip')
+  return dataclasses.replace(clips[0], name=name)
 
 
 def _first_dir(*candidates: pathlib.Path) -> pathlib.Path | None:
   return next((c for c in candidates if c.is_dir()), None)
 
 
-def _reds(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
-  out = {}
-  for split, sub, parent in (('train', 'train_sharp', 'train'),
-                             ('validation', 'val_sharp', 'val')):
-    found = _first_dir(root / sub, root / parent / sub)
-    out[split] = _clip_tree(found) if found else {}
-  return out
+def _reds(root: pathlib.Path) -> dict[str, list[footage.Clip]]:
+  return {split: _clips_in(_first_dir(root / sub, root / parent / sub))
+          for split, sub, parent in (('train', 'train_sharp', 'train'),
+                                     ('validation', 'val_sharp', 'val'))}
 
 
-def _gopro(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
+def _gopro(root: pathlib.Path) -> dict[str, list[footage.Clip]]:
   out = {}
   for split, sub in (('train', 'train'), ('validation', 'test')):
-    clips = {}
-    if (root / sub).is_dir():
-      for seq in sorted(p for p in (root / sub).iterdir() if (p / 'sharp').is_dir()):
-        clips[seq.name] = frames.list_clips(seq / 'sharp')['sharp']
-    out[split] = clips
+    sequences = sorted((root / sub).iterdir()) if (root / sub).is_dir() else []
+    out[split] = [_named(seq.name, seq / 'sharp') for seq in sequences
+                  if (seq / 'sharp').is_dir()]
   return out
 
 
-def _vimeo90k(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
+def _vimeo90k(root: pathlib.Path) -> dict[str, list[footage.Clip]]:
   out = {}
   for split, listing in (('train', 'sep_trainlist.txt'), ('validation', 'sep_testlist.txt')):
-    clips = {}
+    clips = []
     if (root / listing).is_file():
       sequences = (root / 'sequences').resolve()
       for line in (root / listing).read_text().split():
@@ -149,16 +158,57 @@ def _vimeo90k(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
                                   f'{root / "sequences"}')
         if not folder.is_dir():
           raise frames.FrameError(folder, f'listed in {listing} but missing')
-        clips[line] = frames.list_clips(folder)[folder.name]
+        clips.append(_named(line, folder))
     out[split] = clips
   return out
 
 
-def _generic(root: pathlib.Path) -> dict[str, dict[str, list[pathlib.Path]]]:
+def _generic(root: pathlib.Path) -> dict[str, list[footage.Clip]]:
   if (root / 'train').is_dir():
-    return {'train': _clip_tree(root / 'train'),
-            'validation': _clip_tree(root / 'validation')}
-  return {'train': frames.list_clips(root)}
+    return {'train': _clips_in(root / 'train'), 'validation': _clips_in(root / 'validation')}
+  return {'train': footage.list_footage([root])}
 
 
 _LISTERS = {'reds': _reds, 'gopro': _gopro, 'vimeo90k': _vimeo90k, 'generic': _generic}
+
+
+class TfdsSource(source_base.ClipSource):
+  """Clips of a prepared clarity_frame_folders dataset (config.data.source='tfds').
+
+  The split is read once with image decoding skipped and kept in memory as the
+  encoded frame bytes (the size of the dataset on disk); a window decodes only its
+  own T frames, with frames.decode_image (as a frame file is read). For datasets
+  larger than RAM, train on their folders with config.data.source='footage'.
+  """
+
+  def __init__(self, name: str, data_dir: str, split: str, spec: source_base.WindowSpec):
+    where = os.path.join(data_dir, name) if data_dir else name
+    try:
+      builder = tfds.builder(name, data_dir=data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError as e:
+      raise source_base.SourceError(f'{where}: unknown tensorflow-datasets builder ({e})') from e
+    if not builder.is_prepared():
+      raise source_base.SourceError(f'{where}: dataset not prepared; build it first (see '
+                                    'clarity_jax/data/tfds_builder.py)')
+    if split not in builder.info.splits:
+      raise source_base.SourceError(f'{where}: no split {split!r} (has '
+                                    f'{list(builder.info.splits)})')
+    ds = builder.as_dataset(split=split, decoders={'frames': tfds.decode.SkipDecoding()})
+    self._encoded = []
+    names, sizes = [], []
+    for example in tfds.as_numpy(ds):
+      names.append(example['clip'].decode())
+      self._encoded.append(list(example['frames']))
+      sizes.append(frames.decode_image(self._encoded[-1][0], f'{where}:{names[-1]}').shape[:2])
+    self._where = where
+    super().__init__(spec, names, [len(e) for e in self._encoded], sizes,
+                     [f'{where}:{n}' for n in names])
+
+  def _read(self, clip: int, indices: np.ndarray, y: int, x: int) -> np.ndarray:
+    c = self.spec.crop
+    where = f'{self._where}:{self.names[clip]}'
+    # A frame repeated by reflection is decoded once.
+    unique, inverse = np.unique(indices, return_inverse=True)
+    decoded = np.stack([frames.decode_image(self._encoded[clip][i], f'{where}[{i}]')[
+        y:y + c, x:x + c] for i in unique])
+    return decoded[inverse.reshape(-1)]

@@ -10,6 +10,7 @@ a single clip folder of frames.
 """
 
 from collections.abc import Sequence
+import io
 import os
 import warnings
 from pathlib import Path
@@ -32,7 +33,7 @@ class FrameError(PathError):
   """A frame or frame folder is missing, unreadable or inconsistent."""
 
 
-def _to_float_rgb(img: np.ndarray, path: Path) -> np.ndarray:
+def _to_float_rgb(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
   """cv2's decoded array (BGR[A], gray, 8/16-bit or float) -> RGB float32 in [0, 1]."""
   if img.dtype == np.uint8:
     x = img.astype(np.float32) / 255.0
@@ -58,25 +59,32 @@ MAX_PIXELS = 100_000_000
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-  """Reads a frame as float32 RGB [H, W, 3] in [0, 1].
+  """Reads a frame as float32 RGB [H, W, 3] in [0, 1] (see decode_image).
 
-  Grayscale is repeated to RGB, alpha is dropped, 16-bit is scaled by 1/65535
-  (full precision kept). Missing, empty, truncated or undecodable files raise
-  FrameError.
+  Missing, empty, truncated or undecodable files raise FrameError.
   """
   path = Path(path)
   try:
-    data = np.fromfile(path, np.uint8)
+    data = path.read_bytes()
   except OSError as e:
     raise FrameError(path, f'cannot read ({e.strerror or e})') from e
-  if data.size == 0:
-    raise FrameError(path, 'empty file (0 bytes)')
+  return decode_image(data, path)
+
+
+def decode_image(data: bytes, where: str | os.PathLike) -> np.ndarray:
+  """An image file's bytes (a frame stored elsewhere: a dataset record) as float32
+  RGB [H, W, 3] in [0, 1], exactly as read_image reads that file.
+
+  Grayscale is repeated to RGB, alpha is dropped, 16-bit is scaled by 1/65535
+  (full precision kept), the EXIF orientation is applied. Errors are FrameErrors
+  naming `where`.
+  """
   # The header first: no decoding of a decompression bomb.
-  _, _, orientation = _header(path)
-  img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # None for truncated or corrupt data
+  _, _, orientation = _header(data, where)
+  img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # None: corrupt
   if img is None or img.size == 0:
-    raise FrameError(path, 'not a readable image (truncated or corrupt?)')
-  return _to_float_rgb(_upright(img, orientation), path)
+    raise FrameError(where, 'not a readable image (truncated or corrupt?)')
+  return _to_float_rgb(_upright(img, orientation), where)
 
 
 # EXIF orientation -> the transform that shows the picture upright, in NumPy (as
@@ -200,17 +208,20 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
   return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
-def _header(path: str | os.PathLike) -> tuple[int, int, int]:
-  """(stored height, stored width, EXIF orientation 1-8) from the header."""
-  path = Path(path)
+def _header(source: str | os.PathLike | bytes, where: str | os.PathLike | None = None
+            ) -> tuple[int, int, int]:
+  """(stored height, stored width, EXIF orientation 1-8) from the header of a file,
+  or of a file's bytes (then named `where`)."""
+  where = source if where is None else where
   try:
-    if path.stat().st_size == 0:
-      raise FrameError(path, 'empty file (0 bytes)')
+    size = len(source) if isinstance(source, bytes) else os.stat(source).st_size
+    if size == 0:
+      raise FrameError(where, 'empty file (0 bytes)')
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)
       limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below
       try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
           w, h = im.size
           orientation = _orientation(im)
       finally:
@@ -218,9 +229,9 @@ def _header(path: str | os.PathLike) -> tuple[int, int, int]:
   except FrameError:
     raise
   except (OSError, Image.UnidentifiedImageError, ValueError) as e:
-    raise FrameError(path, f'not a readable image ({e.__class__.__name__})') from e
+    raise FrameError(where, f'not a readable image ({e.__class__.__name__})') from e
   if w * h > MAX_PIXELS:
-    raise FrameError(path, f'{w}x{h} is {w * h / 1e6:.0f} megapixels, over the '
+    raise FrameError(where, f'{w}x{h} is {w * h / 1e6:.0f} megapixels, over the '
                      f'{MAX_PIXELS // 10**6}-megapixel limit (a decompression bomb?)')
   return h, w, orientation
 

@@ -1,9 +1,6 @@
 """Fixtures shared by the loader tests (test_loader.py, test_worker_pool.py)."""
 
-import numpy as np
 import pytest
-
-from clarity_jax.media import frames
 
 
 @pytest.fixture(scope='module')
@@ -16,14 +13,9 @@ def loader_config(tiny_config):
 
 
 @pytest.fixture
-def truncated_clips(tmp_path):
-  """A frame-folder root of one 3-frame clip whose frame 1 is truncated on disk (its
-  header reads, its pixels do not): every window needs it, so the first example fails."""
-  clip = tmp_path / 'clip'
-  clip.mkdir()
-  rng = np.random.default_rng(0)
-  for i in range(3):
-    frames.write_image(clip / f'{i}.png', rng.random((24, 24, 3)))
-  data = (clip / '1.png').read_bytes()
-  (clip / '1.png').write_bytes(data[:len(data) // 2])
-  return tmp_path
+def failing_config(loader_config):
+  """Every training example fails while it is made, on the host: eq. (1) draws the
+  video codec for every window, and it is one the codecs refuse (a ValueError)."""
+  return loader_config(scale=2, **{'degradation.where': 'host',
+                                   'degradation.video_codec_prob': 1.0,
+                                   'degradation.video_codec': 'libx265'})

@@ -9,7 +9,7 @@ import pytest
 
 from clarity_jax.data import camera_effects as C
 from clarity_jax.data import degradations as D
-from clarity_jax.data import sources
+from clarity_jax.data import source_base
 from clarity_jax.data import synthetic
 
 PAN = 8.0  # px per frame, the camera moving right: the scene moves left
@@ -40,7 +40,7 @@ def _pan_shot() -> tuple[synthetic.SyntheticSource, synthetic.Shot]:
   shot = synthetic.Shot(photo=photo, views=motion.views(times), texture=photo,
                         tex_centre=np.array([20.0, 20.0]), axes=np.array([5.0, 5.0]),
                         obj=motion.objects(times), times=times, motion=motion)
-  return synthetic.SyntheticSource({'edge': photo}, sources.WindowSpec(4, CROP), 30), shot
+  return synthetic.SyntheticSource({'edge': photo}, source_base.WindowSpec(4, CROP), 30), shot
 
 
 def _edge_per_row(frame: np.ndarray) -> np.ndarray:

@@ -77,7 +77,8 @@ def test_footage_examples_carry_hr_windows(small, tmp_path):
   rng = np.random.default_rng(0)
   for i in range(6):
     frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
-  config = small(**{'data.source': 'frame_folders', 'data.path': str(tmp_path / 'clips')})
+  config = small(**{'data.source': 'footage', 'data.path': str(tmp_path / 'clips'),
+                    'data.cache_dir': str(tmp_path / 'cache')})
   host_make, make = makers(config)
   assert not make.camera and make.spec['hr_window'] == ((4, 32, 32, 3), np.float32)
   for i in INDICES[:3]:

@@ -160,14 +160,15 @@ def test_eval_batches_are_finite_fixed_and_held_out(small):
   assert not np.allclose(first[0]['hr'], train['hr'])
 
 
-def test_frame_folder_source_through_the_pipeline(tmp_path, small):
+def test_frame_folder_footage_through_the_pipeline(tmp_path, small):
   rng = np.random.default_rng(0)
   for clip in ('a', 'b'):
-    (tmp_path / clip).mkdir()
+    (tmp_path / 'clips' / clip).mkdir(parents=True)
     for i in range(3):
-      frames.write_image(tmp_path / clip / f'{i}.png', rng.random((24, 20, 3)))
-  config = small(num_neighbors=2, scale=2, **{'data.source': 'frame_folders',
-                                               'data.path': str(tmp_path)})
+      frames.write_image(tmp_path / 'clips' / clip / f'{i}.png', rng.random((24, 20, 3)))
+  config = small(num_neighbors=2, scale=2, **{'data.source': 'footage',
+                                               'data.path': str(tmp_path / 'clips'),
+                                               'data.cache_dir': str(tmp_path / 'cache')})
   with pytest.warns(UserWarning, match='fewer than the 5-frame window'):
     (batch,) = take(config, 1)
   assert batch['lq'].shape == (4, 5, 8, 8, 3) and batch['hr'].shape == (4, 16, 16, 3)

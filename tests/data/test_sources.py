@@ -1,15 +1,19 @@
-"""Sources of sharp clips: reflection at clip edges, aligned crops, errors, video cache,
-dispatch by config (the synthetic camera: test_synthetic.py)."""
+"""Sources of sharp clips: the windows every clip source samples (source_base.py:
+reflection at clip edges, aligned crops, sizes), the factory, mixed and turned
+sources (sources.py); frame-folder footage serves as the clip source (its reading
+and cache: test_footage.py; the synthetic camera: test_synthetic.py)."""
 
 import pathlib
 
 import numpy as np
 import pytest
 
-from clarity_jax.media import frames
+from clarity_jax.data import footage
+from clarity_jax.data import source_base
 from clarity_jax.data import sources
-from clarity_jax.media import temporal
 from clarity_jax.data import synthetic
+from clarity_jax.media import frames
+from clarity_jax.media import temporal
 
 # ------------------------------------------------------------------ helpers
 
@@ -30,6 +34,11 @@ def write_clip(root: pathlib.Path, name: str, n: int, h: int = 20, w: int = 24,
     frames.write_image(root / name / f'{i:04d}.png', img)
     out.append(img)
   return out
+
+
+def clip_source(root: pathlib.Path, spec: source_base.WindowSpec) -> footage.FootageSource:
+  """The frame folders under `root`, cached beside it (never in it)."""
+  return footage.FootageSource([root], spec, cache_dir=root.parent / 'cache')
 
 
 def frame_ids(window: np.ndarray, base: int = 0) -> list[int]:
@@ -53,18 +62,18 @@ def test_reflect_indices_single_frame_clip():
 
 
 def test_window_offsets():
-  np.testing.assert_array_equal(sources.WindowSpec(5, 8).offsets, [-2, -1, 0, 1, 2])
-  np.testing.assert_array_equal(sources.WindowSpec(6, 8).offsets, [-2, -1, 0, 1, 2, 3])
-  np.testing.assert_array_equal(sources.WindowSpec(1, 8).offsets, [0])
+  np.testing.assert_array_equal(source_base.WindowSpec(5, 8).offsets, [-2, -1, 0, 1, 2])
+  np.testing.assert_array_equal(source_base.WindowSpec(6, 8).offsets, [-2, -1, 0, 1, 2, 3])
+  np.testing.assert_array_equal(source_base.WindowSpec(1, 8).offsets, [0])
 
 
-# ------------------------------------------------------------ frame folders
+# ------------------------------------------------------------ clip windows
 
 
-def test_frame_folder_windows_are_consecutive_and_crops_aligned(tmp_path):
-  write_clip(tmp_path, 'a', 9, h=20, w=24)
-  spec = sources.WindowSpec(num_frames=5, crop=8, align=4)
-  src = sources.FrameFolderSource(tmp_path, spec)
+def test_clip_windows_are_consecutive_and_crops_aligned(tmp_path):
+  write_clip(tmp_path / 'clips', 'a', 9, h=20, w=24)
+  spec = source_base.WindowSpec(num_frames=5, crop=8, align=4)
+  src = clip_source(tmp_path / 'clips', spec)
   assert src.names == ['a'] and list(src.lengths) == [9] and src.sizes == [(20, 24)]
   origins = set()
   for i in range(24):
@@ -84,12 +93,13 @@ def test_frame_folder_windows_are_consecutive_and_crops_aligned(tmp_path):
 
 
 def test_short_clip_is_reflected_and_warns_once(tmp_path):
-  write_clip(tmp_path, 'long', 6)
-  write_clip(tmp_path, 'short', 2, base=150)
-  spec = sources.WindowSpec(num_frames=5, crop=8, align=2)
-  with pytest.warns(sources.ShortClipWarning, match=r'short.*2 frames.*5-frame') as record:
-    src = sources.FrameFolderSource(tmp_path, spec)
-  assert len(record) == 1 and str(tmp_path / 'short') in str(record[0].message)
+  root = tmp_path / 'clips'
+  write_clip(root, 'long', 6)
+  write_clip(root, 'short', 2, base=150)
+  spec = source_base.WindowSpec(num_frames=5, crop=8, align=2)
+  with pytest.warns(source_base.ShortClipWarning, match=r'short.*2 frames.*5-frame') as record:
+    src = clip_source(root, spec)
+  assert len(record) == 1 and str(root / 'short') in str(record[0].message)
   seen = set()
   for i in range(40):
     window = src.sample(np.random.default_rng([1, i]))
@@ -99,30 +109,11 @@ def test_short_clip_is_reflected_and_warns_once(tmp_path):
   assert seen == {(0, 1, 0, 1, 0), (1, 0, 1, 0, 1)}
 
 
-def test_mixed_frame_sizes_name_the_file(tmp_path):
-  write_clip(tmp_path, 'clip', 3, h=20, w=24)
-  odd = tmp_path / 'clip' / '0003.png'
-  frames.write_image(odd, np.zeros((20, 30, 3), np.float32))
-  with pytest.raises(frames.FrameError) as info:
-    sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 8))
-  message = str(info.value)
-  assert message.startswith(str(odd)) and '30x20' in message and '\n' not in message
-
-
 def test_frames_smaller_than_crop_name_the_clip(tmp_path):
-  write_clip(tmp_path, 'tiny', 3, h=12, w=12)
-  with pytest.raises(sources.SourceError, match=r'^' + str(tmp_path / 'tiny') + r': .*12x12'):
-    sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 16))
-
-
-def test_corrupt_frame_is_reported_with_its_path(tmp_path):
-  write_clip(tmp_path, 'clip', 3)
-  bad = tmp_path / 'clip' / '0001.png'
-  bad.write_bytes(bad.read_bytes()[:60])  # header intact, pixels truncated
-  src = sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 8))
-  with pytest.raises(frames.FrameError, match='^' + str(bad)):
-    for i in range(20):
-      src.sample(np.random.default_rng(i))
+  write_clip(tmp_path / 'clips', 'tiny', 3, h=12, w=12)
+  with pytest.raises(source_base.SourceError,
+                     match=r'^' + str(tmp_path / 'clips' / 'tiny') + r': .*12x12'):
+    clip_source(tmp_path / 'clips', source_base.WindowSpec(3, 16))
 
 
 # -------------------------------------------------------------- dispatch
@@ -131,28 +122,36 @@ def test_corrupt_frame_is_reported_with_its_path(tmp_path):
 def test_make_source_by_config(tmp_path, tiny_config):
   write_clip(tmp_path / 'train', 'a', 4)
   write_clip(tmp_path / 'val', 'b', 4)
-  cfg = tiny_config(**{'data.source': 'frame_folders', 'data.path': str(tmp_path / 'train'),
-                       'data.val_path': str(tmp_path / 'val')})
-  spec = sources.WindowSpec(3, 8, 2)
+  cfg = tiny_config(**{'data.source': 'footage', 'data.path': str(tmp_path / 'train'),
+                       'data.val_path': str(tmp_path / 'val'),
+                       'data.cache_dir': str(tmp_path / 'cache')})
+  spec = source_base.WindowSpec(3, 8, 2)
   assert sources.make_source(cfg, spec).names == ['a']
   assert sources.make_source(cfg, spec, split='validation').names == ['b']
+  # The synthetic camera validates on held-out footage the same way.
+  cfg.data.source = 'synthetic'
+  held_out = sources.make_source(cfg, spec, split='validation')
+  assert isinstance(held_out, footage.FootageSource) and held_out.names == ['b']
   cfg.data.val_path = ''
   assert isinstance(sources.make_source(cfg, spec, split='validation'), synthetic.SyntheticSource)
   cfg.data.source = 'nope'
   with pytest.raises(ValueError, match='config.data.source'):
     sources.make_source(cfg, spec)
+  assert sorted(p.name for p in (tmp_path / 'train' / 'a').iterdir()) == [
+      f'{i:04d}.png' for i in range(4)]  # nothing written beside the frames
 
 
 def test_photo_share_mixes_photographs_into_training_only(tmp_path, tiny_config):
   write_clip(tmp_path / 'train', 'a', 4, h=40, w=40)
-  cfg = tiny_config(**{'data.source': 'frame_folders', 'data.path': str(tmp_path / 'train'),
-                       'data.val_path': str(tmp_path / 'train'), 'data.photo_share': 0.25})
-  spec = sources.WindowSpec(3, 16, 2)
+  cfg = tiny_config(**{'data.source': 'footage', 'data.path': str(tmp_path / 'train'),
+                       'data.val_path': str(tmp_path / 'train'), 'data.photo_share': 0.25,
+                       'data.cache_dir': str(tmp_path / 'cache')})
+  spec = source_base.WindowSpec(3, 16, 2)
   mixed = sources.make_source(cfg, spec)
   assert isinstance(mixed, sources.MixedSource)
-  assert [type(p) for p in mixed.parts] == [sources.FrameFolderSource, synthetic.SyntheticSource]
+  assert [type(p) for p in mixed.parts] == [footage.FootageSource, synthetic.SyntheticSource]
   assert isinstance(sources.make_source(cfg, spec, split='validation'),
-                    sources.FrameFolderSource)
+                    footage.FootageSource)
   # A clip window has B = a multiple of 10/255 in every pixel; a photograph does not.
   from_clip = []
   for seed in range(400):
@@ -166,14 +165,14 @@ def test_photo_share_mixes_photographs_into_training_only(tmp_path, tiny_config)
 
 
 def test_mixed_source_refuses_parts_of_different_windows(tmp_path):
-  write_clip(tmp_path, 'a', 4)
-  parts = [sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 8, 2)),
-           sources.FrameFolderSource(tmp_path, sources.WindowSpec(3, 4, 2))]
+  write_clip(tmp_path / 'clips', 'a', 4)
+  parts = [clip_source(tmp_path / 'clips', source_base.WindowSpec(3, 8, 2)),
+           clip_source(tmp_path / 'clips', source_base.WindowSpec(3, 4, 2))]
   with pytest.raises(ValueError, match='one WindowSpec'):
     sources.MixedSource(parts, [0.5, 0.5])
 
 
-class _Stripes(sources.Source):
+class _Stripes(source_base.Source):
   """Every frame: horizontal stripes of period 16 px (gradients along y only); the
   rng is not consumed, so the turn's angle is the rng's second draw."""
 
@@ -193,7 +192,7 @@ def _gradient_angle(image: np.ndarray) -> float:
 
 
 def test_turned_windows_turn_every_frame_by_the_drawn_angle():
-  spec = sources.WindowSpec(3, 64, 4)
+  spec = source_base.WindowSpec(3, 64, 4)
   turned = sources.TurnedSource(lambda s: _Stripes(s), spec, 1.0)
   assert turned.inner.spec.crop >= 64 * np.sqrt(2) and turned.inner.spec.crop % 4 == 0
   for seed in range(5):
@@ -209,7 +208,7 @@ def test_turned_windows_turn_every_frame_by_the_drawn_angle():
 
 
 def test_unturned_windows_are_the_inner_centre():
-  spec = sources.WindowSpec(3, 64, 4)
+  spec = source_base.WindowSpec(3, 64, 4)
   turned = sources.TurnedSource(lambda s: _Stripes(s), spec, 0.0)
   inner = turned.inner.sample(np.random.default_rng(0))
   o = (turned.inner.spec.crop - 64) // 2
@@ -219,13 +218,13 @@ def test_unturned_windows_are_the_inner_centre():
 
 def test_turn_share_wraps_training_clips_only(tmp_path, tiny_config):
   write_clip(tmp_path / 'train', 'a', 4, h=60, w=60)
-  cfg = tiny_config(**{'data.source': 'frame_folders', 'data.path': str(tmp_path / 'train'),
+  cfg = tiny_config(**{'data.source': 'footage', 'data.path': str(tmp_path / 'train'),
                        'data.val_path': str(tmp_path / 'train'), 'data.turn_share': 0.5,
-                       'data.photo_share': 0.2})
-  spec = sources.WindowSpec(3, 16, 2)
+                       'data.photo_share': 0.2, 'data.cache_dir': str(tmp_path / 'cache')})
+  spec = source_base.WindowSpec(3, 16, 2)
   mixed = sources.make_source(cfg, spec)
   assert isinstance(mixed, sources.MixedSource) and isinstance(mixed.parts[0], sources.TurnedSource)
-  assert isinstance(mixed.parts[0].inner, sources.FrameFolderSource)
+  assert isinstance(mixed.parts[0].inner, footage.FootageSource)
   assert mixed.parts[0].inner.spec.crop == 26  # ceil(16 sqrt(2)) + 2, rounded up to 2
   assert isinstance(sources.make_source(cfg, spec, split='validation'),
-                    sources.FrameFolderSource)
+                    footage.FootageSource)

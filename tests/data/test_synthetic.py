@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from clarity_jax.data import source_base
 from clarity_jax.data import sources
 from clarity_jax.data import synthetic
 
@@ -30,7 +31,7 @@ def test_photo_split_is_fixed_and_disjoint(tiny_config):
   assert set(synthetic.TRAIN_PHOTOS).isdisjoint(synthetic.VALIDATION_PHOTOS)
   assert len(synthetic.TRAIN_PHOTOS) >= 8 and len(synthetic.VALIDATION_PHOTOS) >= 2
   cfg = tiny_config()
-  spec = sources.WindowSpec(3, 32, 2)
+  spec = source_base.WindowSpec(3, 32, 2)
   train = sources.make_source(cfg, spec, split='train')
   val = sources.make_source(cfg, spec, split='validation')
   assert tuple(train.names) == synthetic.TRAIN_PHOTOS
@@ -46,7 +47,7 @@ def test_gray_photographs_become_rgb():
 
 
 def test_synthetic_windows_are_a_function_of_the_rng():
-  src = synthetic.SyntheticSource(synthetic.load_photos('train'), sources.WindowSpec(5, 48, 4),
+  src = synthetic.SyntheticSource(synthetic.load_photos('train'), source_base.WindowSpec(5, 48, 4),
                                   30)
   a = src.sample(np.random.default_rng([0, 5]))
   b = src.sample(np.random.default_rng([0, 5]))
@@ -86,7 +87,7 @@ def test_synthetic_motion_is_not_global():
   Textured photographs only, so that both motions are measurable.
   """
   photos = {n: synthetic.load_photo(n) for n in ('gravel', 'brick', 'grass', 'astronaut')}
-  src = synthetic.SyntheticSource(photos, sources.WindowSpec(2, 96, 4), frames_per_clip=30)
+  src = synthetic.SyntheticSource(photos, source_base.WindowSpec(2, 96, 4), frames_per_clip=30)
   for i in range(10):
     window, masks = object_masks(src, np.random.default_rng([1, i]))
     # The very window training sees.
@@ -111,7 +112,7 @@ def test_synthetic_frames_stay_sharp():
   """Rendering (bicubic, zoom only ever shrinking) keeps the photograph's detail:
   high-frequency energy close to the photo's, far above a lightly blurred render."""
   photo = synthetic.load_photo('astronaut')
-  src = synthetic.SyntheticSource({'astronaut': photo}, sources.WindowSpec(1, 128, 4), 30)
+  src = synthetic.SyntheticSource({'astronaut': photo}, source_base.WindowSpec(1, 128, 4), 30)
   lap = lambda img: cv2.Laplacian(img.mean(-1), cv2.CV_32F).var()
   rendered = np.mean([lap(src.sample(np.random.default_rng(i))[0]) for i in range(8)])
   blurred = np.mean([lap(cv2.GaussianBlur(src.sample(np.random.default_rng(i))[0], (0, 0), 1.0))
@@ -121,15 +122,15 @@ def test_synthetic_frames_stay_sharp():
 
 
 def test_photographs_smaller_than_the_crop_are_an_error():
-  with pytest.raises(sources.SourceError, match='smaller than the 600x600 HR crop'):
-    synthetic.SyntheticSource(synthetic.load_photos('validation'), sources.WindowSpec(3, 600), 30)
+  with pytest.raises(source_base.SourceError, match='smaller than the 600x600 HR crop'):
+    synthetic.SyntheticSource(synthetic.load_photos('validation'), source_base.WindowSpec(3, 600), 30)
 
 
 def test_motion_gives_the_shots_poses_and_a_rolling_shutter_renders_between_them():
   """Shot.motion evaluates the paths at any time: at the frames' times exactly the
   shot's views and object; a vanishing readout renders what the global shutter does
   (remap against warpAffine), a long one shifts rows by the camera's motion."""
-  src = synthetic.SyntheticSource(synthetic.load_photos('train'), sources.WindowSpec(3, 64, 4),
+  src = synthetic.SyntheticSource(synthetic.load_photos('train'), source_base.WindowSpec(3, 64, 4),
                                   30)
   for i in range(3):
     shot = src.draw(np.random.default_rng([2, i]))

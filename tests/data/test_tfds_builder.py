@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clarity_jax.media import frames
+from clarity_jax.data import footage
 from clarity_jax.data import pipeline
-from clarity_jax.data import sources
-from clarity_jax.media import temporal
+from clarity_jax.data import source_base
 from clarity_jax.data import tfds_builder
+from clarity_jax.media import frames
+from clarity_jax.media import temporal
 
 
 def _prepare(manual_dir, data_dir, config: str = 'generic') -> tfds.core.DatasetBuilder:
@@ -45,6 +46,18 @@ def test_generic_layout_round_trips_pixels_exactly(tmp_path):
   for name, clip in written.items():
     assert read[name].shape == (len(clip), 24, 20, 3)
     np.testing.assert_array_equal(read[name], np.stack(clip))  # PNG: lossless both ways
+
+
+def test_generic_layout_takes_videos_decoded_as_footage_decodes_them(tmp_path, write_video):
+  rng = np.random.default_rng(3)
+  (tmp_path / 'manual').mkdir()
+  write_video(tmp_path / 'manual' / 'walk.mp4', (rng.random((4, 16, 24, 3)) * 255).astype(
+      np.uint8), 10)
+  builder = _prepare(tmp_path / 'manual', tmp_path / 'data', 'generic')
+  (example,) = tfds.as_numpy(builder.as_dataset(split='train'))
+  assert example['clip'] == b'walk'
+  (clip,) = footage.list_footage([tmp_path / 'manual'])
+  np.testing.assert_array_equal(example['frames'], np.stack(list(clip.decode())))  # PNG
 
 
 def test_reds_layout_gives_train_and_validation_splits(tmp_path):
@@ -96,9 +109,9 @@ def test_mixed_frame_sizes_stop_the_build_naming_the_file(tmp_path):
 def test_tfds_source_windows_come_from_the_clips(tmp_path):
   written = write_tree(tmp_path / 'manual', {'long': 5, 'short': 2})
   _prepare(tmp_path / 'manual', tmp_path / 'data', 'generic')
-  with pytest.warns(sources.ShortClipWarning, match="'short' has 2 frames"):
-    src = sources.TfdsSource('clarity_frame_folders/generic', str(tmp_path / 'data'),
-                             'train', sources.WindowSpec(3, 8, 2))
+  with pytest.warns(source_base.ShortClipWarning, match="'short' has 2 frames"):
+    src = tfds_builder.TfdsSource('clarity_frame_folders/generic', str(tmp_path / 'data'),
+                             'train', source_base.WindowSpec(3, 8, 2))
   assert dict(zip(src.names, src.lengths)) == {'long': 5, 'short': 2}
   for i in range(6):
     window = src.sample(np.random.default_rng(i))
@@ -115,9 +128,9 @@ def test_tfds_source_windows_come_from_the_clips(tmp_path):
 
 
 def test_unprepared_dataset_is_a_clear_error(tmp_path):
-  with pytest.raises(sources.SourceError, match='not prepared'):
-    sources.TfdsSource('clarity_frame_folders/gopro', str(tmp_path), 'train',
-                       sources.WindowSpec(1, 8))
+  with pytest.raises(source_base.SourceError, match='not prepared'):
+    tfds_builder.TfdsSource('clarity_frame_folders/gopro', str(tmp_path), 'train',
+                       source_base.WindowSpec(1, 8))
 
 
 def test_pipeline_reads_the_tfds_source(tmp_path, tiny_config):

@@ -51,19 +51,29 @@ def test_processes_serve_the_threads_batches_byte_for_byte(loader_config, where)
   assert not _pools()
 
 
-def test_an_example_error_reaches_the_consumer_as_its_own_class(truncated_clips,
-                                                                loader_config):
-  """A frame truncated on disk: the worker's FrameError is raised here, same class and
-  message, once; then the workers are gone and the shared memory freed."""
-  config = loader_config(scale=2, **{'data.source': 'frame_folders', 'data.path': str(truncated_clips),
-                             'data.loader': 'processes'})
-  it = loader.create_train_iterator(config, process_index=0, process_count=1)
-  with pytest.raises(frames.FrameError, match=r'1\.png: not a readable image') as raised:
+def test_an_example_error_reaches_the_consumer_as_its_own_class(failing_config):
+  """The worker's ValueError is raised here, same class and message, once; then the
+  workers are gone and the shared memory freed."""
+  failing_config.data.loader = 'processes'
+  it = loader.create_train_iterator(failing_config, process_index=0, process_count=1)
+  with pytest.raises(ValueError, match="^unsupported video codec 'libx265'") as raised:
     next(it)
-  assert isinstance(raised.value, errors.PathError) and '\n' not in str(raised.value)
+  assert type(raised.value) is ValueError and '\n' not in str(raised.value)
   with pytest.raises(StopIteration):
     next(it)
   assert not _pools()
+
+
+def test_a_workers_error_is_rebuilt_as_its_own_class():
+  """This package's exceptions and builtins come back as themselves (the message is
+  all a worker sends), others as a RuntimeError naming them."""
+  error = worker_pool._rebuild(  # pylint: disable=protected-access
+      'clarity_jax.media.frames.FrameError', 'a.png: not a readable image')
+  assert type(error) is frames.FrameError and isinstance(error, errors.PathError)
+  assert str(error) == 'a.png: not a readable image'
+  assert type(worker_pool._rebuild('builtins.KeyError', 'k')) is KeyError  # pylint: disable=protected-access
+  other = worker_pool._rebuild('numpy.exceptions.AxisError', 'axis 3')  # pylint: disable=protected-access
+  assert type(other) is RuntimeError and str(other) == 'numpy.exceptions.AxisError: axis 3'
 
 
 def test_closing_ends_the_workers_and_frees_the_shared_memory(loader_config):

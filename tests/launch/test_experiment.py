@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from clarity_jax.data import sources
+from clarity_jax.data import source_base
 from clarity_jax.data import synthetic
 
 
@@ -47,8 +47,8 @@ def test_render_clip_gives_consecutive_distinct_frames(experiment):
       assert not np.array_equal(clip[i], clip[j]), (i, j)
   # Every frame of the source's (reflected) window is one of the clip's frames,
   # and the same generator state renders the same clip.
-  spec = sources.WindowSpec(num_frames=2 * n - 1, crop=size)
-  with pytest.warns(sources.ShortClipWarning):
+  spec = source_base.WindowSpec(num_frames=2 * n - 1, crop=size)
+  with pytest.warns(source_base.ShortClipWarning):
     window = synthetic.SyntheticSource({'photo': photo}, spec, n).sample(
         np.random.default_rng(3))
   for frame in window:

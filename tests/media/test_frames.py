@@ -97,6 +97,26 @@ def test_broken_files_raise_one_line_naming_the_file(tmp_path):
   assert isinstance(e.value, ValueError)
 
 
+def test_decode_image_reads_bytes_as_read_image_reads_the_file(tmp_path):
+  """A frame kept as bytes (a dataset record) decodes to the file's pixels: 16-bit,
+  EXIF orientation; errors name the record."""
+  values = np.random.default_rng(1).integers(0, 65536, (10, 14, 3), dtype=np.uint16)
+  cv2.imwrite(str(tmp_path / 'c16.png'), values)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # turned: stored 12x20, shown 20x12
+  Image.fromarray(_rgb(12, 20, seed=2)).save(tmp_path / 'turned.jpg', exif=exif, quality=95)
+  for path in (tmp_path / 'c16.png', tmp_path / 'turned.jpg'):
+    np.testing.assert_array_equal(frames.decode_image(path.read_bytes(), 'record'),
+                                  frames.read_image(path))
+  assert frames.decode_image((tmp_path / 'turned.jpg').read_bytes(), 'r').shape == (20, 12, 3)
+  data = (tmp_path / 'c16.png').read_bytes()
+  for broken, words in ((b'', 'empty file'), (data[:len(data) // 2], 'not a readable image'),
+                        (b'not an image', 'not a readable image')):
+    with pytest.raises(frames.FrameError) as e:
+      frames.decode_image(broken, 'ds:clip[3]')
+    _assert_error(e, 'ds:clip[3]', words)
+
+
 def test_write_is_atomic_and_validates(tmp_path, monkeypatch):
   target = tmp_path / 'f.png'
   frames.write_image(target, _rgb(seed=1))

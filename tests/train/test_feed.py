@@ -103,8 +103,9 @@ def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_confi
   rng = np.random.default_rng(0)
   for i in range(8):
     frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
-  common = {'batch_size': 4, 'data.crop_size': 8, 'data.source': 'frame_folders',
-            'data.path': str(tmp_path / 'clips'), 'degradation.video_codec_prob': 0.0,
+  common = {'batch_size': 4, 'data.crop_size': 8, 'data.source': 'footage',
+            'data.path': str(tmp_path / 'clips'), 'data.cache_dir': str(tmp_path / 'cache'),
+            'degradation.video_codec_prob': 0.0,
             'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
             'data.loader': 'threads'}
   device = tiny_config(**common, **{'degradation.where': 'device'})

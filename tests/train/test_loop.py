@@ -48,18 +48,18 @@ def _wait_for_checkpoint(workdir, step: int, proc: subprocess.Popen, timeout=300
 
 
 def test_missing_data_path_is_one_line_on_the_command_line(main, tmp_path):
-  proc = main(tmp_path / 'w', '--config.data.source=frame_folders',
+  proc = main(tmp_path / 'w', '--config.data.source=footage',
                f'--config.data.path={tmp_path}/missing')
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 1
   last = out.strip().splitlines()[-1]
-  assert last == f'error: config.data.path: {tmp_path}/missing: no such directory'
+  assert last == f'error: config.data.path: {tmp_path}/missing: no such file or folder'
   assert not (tmp_path / 'w' / 'checkpoints').exists()
 
 
 def test_a_corrupt_training_frame_ends_the_run_in_one_line(repo, tiny_flags, tmp_path):
-  """Read lazily by the input workers, a truncated frame once printed TensorFlow
-  tracebacks and the process never exited."""
+  """A truncated frame once printed TensorFlow tracebacks from the input workers and
+  the process never exited; footage now decodes it before training starts."""
   clip = tmp_path / 'data' / 'clip'
   clip.mkdir(parents=True)
   rng = np.random.default_rng(0)
@@ -70,7 +70,8 @@ def test_a_corrupt_training_frame_ends_the_run_in_one_line(repo, tiny_flags, tmp
   env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
   proc = subprocess.run(
       [sys.executable, '-m', 'clarity_jax.main', f'--workdir={tmp_path}/w', *tiny_flags,
-       '--config.data.source=frame_folders', f'--config.data.path={tmp_path}/data'],
+       '--config.data.source=footage', f'--config.data.path={tmp_path}/data',
+       f'--config.data.cache_dir={tmp_path}/cache'],
       cwd=repo, env=env, capture_output=True, text=True, timeout=180)
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert proc.stderr.strip().splitlines()[-1] == (

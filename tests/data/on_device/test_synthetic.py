@@ -9,7 +9,7 @@ import pytest
 
 from clarity_jax.data import examples
 from clarity_jax.data.on_device import synthetic as jax_synthetic
-from clarity_jax.data import sources
+from clarity_jax.data import source_base
 from clarity_jax.data import synthetic
 
 CROP = 48
@@ -18,7 +18,7 @@ CROP = 48
 @pytest.fixture(scope='module')
 def camera():
   source = synthetic.SyntheticSource(synthetic.load_photos('train'),
-                                     sources.WindowSpec(5, CROP, 4), 30)
+                                     source_base.WindowSpec(5, CROP, 4), 30)
   stack, sizes = jax_synthetic.photo_stack(source.photos)
   render = jax.jit(jax_synthetic.render, static_argnums=(3, 4))
   return source, (stack, sizes), lambda cam: np.asarray(
