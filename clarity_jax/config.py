@@ -87,9 +87,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.degradation.get('where', 'host') in ('auto', 'host', 'device'),
          'degradation.where',
          f"must be 'auto', 'host' or 'device', got {config.degradation.get('where')!r}")
-  _check(config.data.get('loader', 'auto') in ('auto', 'tf', 'threads', 'processes'),
-         'data.loader', "must be 'auto', 'tf', 'threads' or 'processes', got "
-         f"{config.data.get('loader')!r}")
+  _check(config.data.get('loader', 'auto') in ('auto', 'tf', 'threads'),
+         'data.loader', f"must be 'auto', 'tf' or 'threads', got {config.data.get('loader')!r}")
   source = config.data.source
   _check(source not in ('frame_folders', 'video'), 'data.source',
          f'{source!r} was merged into footage: use config.data.source=footage (it reads '

@@ -63,10 +63,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.crop_size = 64  # LQ crop (HR crop = scale * crop_size)
   config.data.frames_per_clip = 30  # synthetic clips: frames rendered per photograph
   config.data.augment = True  # flips, 90-degree rotations, temporal reversal
-  # Input loader: 'tf' (tf.data), 'threads' (a thread pool, no TensorFlow needed),
-  # 'processes' (training examples made in worker processes: for the synthetic
-  # camera with where='device', whose examples are Python holding the GIL) or 'auto'
-  # (tf.data where TensorFlow is installed); all serve the same batches.
+  # Input loader: 'tf' (tf.data), 'threads' (a thread pool, no TensorFlow needed) or
+  # 'auto' (tf.data where TensorFlow imports, else threads); both serve the same batches.
   config.data.loader = 'auto'
   config.data.num_parallel_calls = -1  # workers; -1: tf.data.AUTOTUNE / one per core
   config.data.prefetch = 2

@@ -15,6 +15,8 @@ from clarity_jax import errors
     ('data.source', 'video', "^config.data.source: 'video' was merged into footage"),
     ('batch_size', 0, 'config.batch_size: must be positive'),
     ('data.photo_share', 1.5, r'config.data.photo_share: must be a share in \[0, 1\], got 1.5'),
+    ('data.loader', 'processes',
+     r"^config.data.loader: must be 'auto', 'tf' or 'threads', got 'processes'$"),
 ])
 def test_config_errors_name_the_field(tiny_config, field, value, message):
   with pytest.raises(errors.ConfigError, match=message):

@@ -17,7 +17,8 @@ import numpy as np
 
 from clarity_jax.data import loader
 from clarity_jax.data.codecs import video_codec_yuv
-from clarity_jax.data.examples import available_cores, degrade_on, example_spec
+from clarity_jax.data.examples import degrade_on, example_spec
+from clarity_jax.data.host_stream import available_cores
 
 __all__ = ['available_cores', 'create_eval_iterator', 'create_train_iterator', 'degrade_on',
            'example_spec', 'video_codec_yuv']

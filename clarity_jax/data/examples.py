@@ -1,12 +1,9 @@
-"""Seeded training examples and the host share of the stream, without TensorFlow.
+"""Seeded training examples, without TensorFlow.
 
 Every example is a pure function of (seed, global example index): its random
-stream is np.random.SeedSequence([seed, index]). Host p of P, at step n, takes the
-global indices n * B_global + p * B + i (i < B, B = B_global / P), so hosts never
-share an example and a run resumed at step n sees exactly the batches a fresh run
-sees from step n on. Both schedulers (pipeline.py: tf.data; loader.py: threads)
-take the examples, the index arithmetic and the shapes from here, which is what
-makes their batches the same bytes.
+stream is np.random.SeedSequence([seed, index]). Both loaders (pipeline.py:
+tf.data; loader.py: threads) take the examples and their shapes from here, and
+which indices this host makes from host_stream.py: their batches are the same bytes.
 
 An example: the source's HR window (clip, centre frame and an aligned random crop)
 -> flips, 90-degree rotations, temporal reversal -> degradations.degrade_window
@@ -30,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Any
 
 import jax
@@ -53,32 +49,6 @@ WHERE = ('auto', 'host', 'device')
 # (shape, dtype) of one example's array.
 Spec = tuple[tuple[int, ...], np.dtype]
 _TINY = np.finfo(np.float32).tiny  # the smallest normal float32
-
-
-def host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
-  """config.batch_size (global) split over the hosts; an error when it does not divide."""
-  if config.batch_size % process_count:
-    raise errors.ConfigError(
-        f'config.batch_size: global batch {config.batch_size} is not divisible by '
-        f'{process_count} processes')
-  return config.batch_size // process_count
-
-
-def hosts(process_index: int | None, process_count: int | None) -> tuple[int, int]:
-  """(this host's index, number of hosts): JAX's unless given (to simulate hosts)."""
-  index = jax.process_index() if process_index is None else process_index
-  count = jax.process_count() if process_count is None else process_count
-  if not 0 <= index < count:
-    raise ValueError(f'process_index {index} is not in [0, {count})')
-  return index, count
-
-
-def global_index(j, *, batch: int, global_batch: int, process_index: int):
-  """The global example index of this host's j-th example (ints or tf int64 tensors).
-
-  Step j // batch of the global stream, this host's slice of it, position j % batch.
-  """
-  return (j // batch) * global_batch + process_index * batch + j % batch
 
 
 def window_spec(config: ml_collections.ConfigDict, temporal: bool) -> source_base.WindowSpec:
@@ -358,20 +328,3 @@ def eval_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
                                           split='validation'),
                       seed=EVAL_SEED, num_neighbors=config.num_neighbors, scale=config.scale,
                       degradation=config.degradation, augment=False, temporal=False)
-
-
-def parallel_calls(make: ExampleMaker, requested: int) -> int:
-  """How many threads make `make`'s examples: config.data.num_parallel_calls
-  (-1: the loader's default, one per core), but one for the synthetic camera's
-  device examples: they are Python holding the GIL, and a second thread only
-  contends for it (measured: 308 against 229 windows/s, 3.3 against 5.2 CPU ms per
-  window on 2 cores; docs/performance.md)."""
-  return 1 if make.camera and requested < 0 else requested
-
-
-def available_cores() -> int:
-  """CPU cores this process may run on (not the machine's count, in a container)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not Linux
-    return os.cpu_count() or 1

@@ -1,26 +1,26 @@
 """The tf.data input pipeline: seeded examples -> per-host numpy batches.
 
 tf.data only schedules: Dataset.counter -> the host's global indices ->
-map(tf.numpy_function(make_example), parallel, deterministic) -> batch -> prefetch.
-The examples, the index arithmetic and the shapes are TensorFlow-free and live in
-examples.py; loader.py serves the same batches with a thread pool where TensorFlow
-is absent. The names callers used from here before that split stay available.
+map(tf.numpy_function(make_example), parallel, deterministic) -> batch -> prefetch
+(device examples: one tf.numpy_function per batch). The examples and their shapes
+(examples.py) and this host's indices (host_stream.py) are TensorFlow-free;
+loader.py serves the same batches with a thread pool where TensorFlow is absent.
 
 This module and the tfds builder are the only ones importing TensorFlow.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from clarity_jax.data import examples
-# Re-exported: callers keep using pipeline.<name>.
-from clarity_jax.data.examples import (  # pylint: disable=unused-import
-    host_batch_size)
+from clarity_jax.data import host_stream
+
+Make = Callable[[int], dict[str, np.ndarray]]  # global example index -> example
 
 try:  # tf.data runs on the host: keep TensorFlow off the accelerators JAX uses.
   tf.config.set_visible_devices([], 'GPU')
@@ -28,80 +28,77 @@ except RuntimeError:  # TensorFlow already initialised its devices elsewhere
   pass
 
 
-class _Batches:
+def _numpy_batches(ds: tf.data.Dataset, failures: list[Exception]
+                   ) -> Iterator[dict[str, np.ndarray]]:
   """The numpy batches of a tf.data stream; an example's own exception (say, a
-  FrameError naming a corrupt frame) is raised as itself, not inside a TensorFlow
-  traceback, so the command ends with the one-line error."""
-
-  def __init__(self, ds: tf.data.Dataset, failures: list[Exception]):
-    self._ds, self._failures = ds, failures
-
-  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    it = self._ds.as_numpy_iterator()
-    while True:
-      try:
-        batch = next(it)
-      except StopIteration:
-        return
-      except tf.errors.OpError:
-        # Freed now, not at interpreter exit, where its worker threads (blocked on
-        # the GIL) would hang the process after the error is printed.
-        del it
-        if self._failures:
-          raise self._failures[0] from None
-        raise
-      yield batch
+  FrameError naming a corrupt frame, kept in `failures` by _recording_failures) is
+  raised as itself, not inside a TensorFlow traceback, so the command ends with the
+  one-line error."""
+  it = ds.as_numpy_iterator()
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except tf.errors.OpError:
+      # Freed now, not at interpreter exit, where its worker threads (blocked on
+      # the GIL) would hang the process after the error is printed.
+      del it
+      if failures:
+        raise failures[0] from None
+      raise
+    yield batch
 
 
-def _batched(make: examples.ExampleMaker, *, batch: int, global_batch: int,
-             process_index: int, start_step: int, num_steps: int | None,
-             parallel: int, prefetch: int) -> _Batches:
-  """Steps start_step.. (num_steps of them, or forever) of this host's batches."""
-  failures: list[Exception] = []
+def _dataset(make: examples.ExampleMaker, config: ml_collections.ConfigDict, *,
+             batch: int, process_index: int, start_step: int, num_steps: int | None,
+             failures: list[Exception]) -> tf.data.Dataset:
+  """Steps start_step.. (num_steps of them, or forever) of this host's batches; an
+  example's exception is also kept in `failures`."""
+  per_call = _batch_per_call if make.device else _example_per_call
+  ds = per_call(_recording_failures(make, failures), make.spec, batch=batch,
+                global_batch=config.batch_size, process_index=process_index,
+                start_step=start_step, num_steps=num_steps,
+                parallel=host_stream.parallel_calls(make, config.data.num_parallel_calls))
+  return ds.prefetch(config.data.prefetch)
+
+
+def _example_per_call(made: Make, spec: dict[str, examples.Spec], *, batch: int,
+                      global_batch: int, process_index: int, start_step: int,
+                      num_steps: int | None, parallel: int) -> tf.data.Dataset:
+  """_dataset's stream made one example per tf.numpy_function call, then batched."""
+  keys = tuple(spec)
   first = start_step * batch
   local = (tf.data.Dataset.counter(first) if num_steps is None
            else tf.data.Dataset.range(first, first + num_steps * batch))
-  spec = make.spec
-  keys = tuple(spec)
-
-  made = _recording(make, failures)
 
   def example(i: np.int64) -> tuple[np.ndarray, ...]:
     values = made(int(i))
     return tuple(values[key] for key in keys)
 
-  load = _numpy_map(example, spec)
-
   def to_global(j):
-    return examples.global_index(j, batch=batch, global_batch=global_batch,
-                                 process_index=process_index)
+    return host_stream.global_index(j, batch=batch, global_batch=global_batch,
+                                     process_index=process_index)
 
-  parallel = examples.parallel_calls(make, parallel)
-  if make.device:
-    return _Batches(_device_batches(make, batch=batch, global_batch=global_batch,
-                                    process_index=process_index, start_step=start_step,
-                                    num_steps=num_steps, parallel=parallel,
-                                    failures=failures).prefetch(prefetch), failures)
-  ds = local.map(to_global).map(load, num_parallel_calls=parallel, deterministic=True)
-  return _Batches(ds.batch(batch, drop_remainder=True).prefetch(prefetch), failures)
+  ds = local.map(to_global).map(_numpy_map(example, spec), num_parallel_calls=parallel,
+                                deterministic=True)
+  return ds.batch(batch, drop_remainder=True)
 
 
-def _device_batches(make: examples.ExampleMaker, *, batch: int, global_batch: int,
-                    process_index: int, start_step: int, num_steps: int | None,
-                    parallel: int, failures: list[Exception]) -> tf.data.Dataset:
-  """_batched's stream for device examples: one tf.numpy_function per batch.
+def _batch_per_call(made: Make, spec: dict[str, examples.Spec], *, batch: int,
+                    global_batch: int, process_index: int, start_step: int,
+                    num_steps: int | None, parallel: int) -> tf.data.Dataset:
+  """_dataset's stream made one batch per tf.numpy_function call: for device examples.
 
-  A device example is a few small arrays drawn in Python (about 2 CPU ms), so
-  tf.data's cost per call and per tensor dominated it: per example, the loader
-  cost 6.7 CPU ms per window, against 3.9 for the thread pool (docs/performance.md).
-  The same examples, stacked in the same order: the same bytes.
+  A device example is a few small arrays drawn in Python, so tf.data's cost per call
+  and per tensor dominated it, and the loader cost more CPU per window than the
+  thread pool (docs/performance.md). The same examples, stacked in the same order:
+  the same bytes.
   """
-  spec, made = make.spec, _recording(make, failures)
-
   def stacked(step: np.int64) -> tuple[np.ndarray, ...]:
     first = int(step) * batch
-    values = [made(examples.global_index(j, batch=batch, global_batch=global_batch,
-                                         process_index=process_index))
+    values = [made(host_stream.global_index(j, batch=batch, global_batch=global_batch,
+                                            process_index=process_index))
               for j in range(first, first + batch)]
     return tuple(np.stack([v[key] for v in values]) for key in spec)
 
@@ -111,9 +108,9 @@ def _device_batches(make: examples.ExampleMaker, *, batch: int, global_batch: in
                    deterministic=True)
 
 
-def _recording(make: examples.ExampleMaker, failures: list[Exception]):
-  """make, with an example's own exception kept for _Batches, which raises it
-  instead of TensorFlow's wrapper."""
+def _recording_failures(make: examples.ExampleMaker, failures: list[Exception]) -> Make:
+  """make, with an example's own exception kept in `failures` for _numpy_batches,
+  which raises it instead of TensorFlow's wrapper."""
   def call(index: int) -> dict[str, np.ndarray]:
     try:
       return make(index)
@@ -148,25 +145,11 @@ def create_train_iterator(config: ml_collections.ConfigDict, *, start_step: int 
   float32 in [0, 1], B = config.batch_size // process_count. With
   config.degradation.where == 'device', also the keys of examples.ExampleMaker.
   """
-  index, count = examples.hosts(process_index, process_count)
-  batch = host_batch_size(config, count)
-  ds = _batched(examples.train_maker(config), batch=batch, global_batch=config.batch_size,
-                process_index=index, start_step=start_step, num_steps=None,
-                parallel=config.data.num_parallel_calls, prefetch=config.data.prefetch)
-  return iter(ds)
-
-
-class _Replayable:
-  """An iterable that replays the same finite tf.data stream at every iteration."""
-
-  def __init__(self, batches: _Batches, length: int):
-    self._batches, self._length = batches, length
-
-  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    return iter(self._batches)
-
-  def __len__(self) -> int:
-    return self._length
+  index, batch = host_stream.host_share(config, process_index, process_count)
+  failures: list[Exception] = []
+  ds = _dataset(examples.train_maker(config), config, batch=batch, process_index=index,
+                start_step=start_step, num_steps=None, failures=failures)
+  return _numpy_batches(ds, failures)
 
 
 def create_eval_iterator(config: ml_collections.ConfigDict, *,
@@ -178,9 +161,9 @@ def create_eval_iterator(config: ml_collections.ConfigDict, *,
   Held out: config.data.val_path when set, else the validation photographs. No
   augmentation; windows and degradations drawn with EVAL_SEED (examples.eval_maker).
   """
-  index, count = examples.hosts(process_index, process_count)
-  batch = host_batch_size(config, count)
-  ds = _batched(examples.eval_maker(config), batch=batch, global_batch=config.batch_size,
-                process_index=index, start_step=0, num_steps=config.num_eval_batches,
-                parallel=config.data.num_parallel_calls, prefetch=config.data.prefetch)
-  return _Replayable(ds, config.num_eval_batches)
+  index, batch = host_stream.host_share(config, process_index, process_count)
+  failures: list[Exception] = []
+  ds = _dataset(examples.eval_maker(config), config, batch=batch, process_index=index,
+                start_step=0, num_steps=config.num_eval_batches, failures=failures)
+  return host_stream.Replayable(lambda: _numpy_batches(ds, failures),
+                                config.num_eval_batches)

@@ -20,9 +20,7 @@ import skimage.data
 
 from clarity_jax import data
 from clarity_jax import sharding
-from clarity_jax.data import examples
 from clarity_jax.data import loader
-from clarity_jax.data import worker_pool
 from clarity_jax.media import video_writer
 from clarity_jax.tools.benchmark_settings import Settings
 from clarity_jax.train import feed
@@ -52,7 +50,7 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   """Training as it runs: this host's loader (config.data.loader) feeding the jitted
   step, eq. (1) where config.degradation.where says. windows/s, and the CPU time
   per window of the process (every thread: the loader's, and on a CPU backend the
-  step's) and of its example worker processes."""
+  step's)."""
   mesh = sharding.make_mesh(config.mesh.space)
   state = state_lib.create_state(config, mesh)
   step = ts.jit_train_step(feed.step_config(config), state_lib.model_graphdef(config), mesh)
@@ -61,24 +59,23 @@ def train_end_to_end(config: ml_collections.ConfigDict, settings: Settings
   for _ in range(max(settings.warmup, 1)):  # compiles, fills the loader's buffers
     state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
-  # The process's CPU time and its example workers' (worker_pool.cpu_seconds).
-  cpu = time.process_time() + worker_pool.cpu_seconds()
+  cpu = time.process_time()  # every thread of the process
   ready, steal = time.perf_counter(), steal_seconds()
   for _ in range(settings.num_batches):
     state, metrics = step(state, next(batches), None)
   jax.block_until_ready(metrics['loss'])
   seconds = time.perf_counter() - ready
-  cpu = time.process_time() + worker_pool.cpu_seconds() - cpu  # before the workers end
+  cpu = time.process_time() - cpu
   batches.close()
   windows = settings.num_batches * config.batch_size
   return {'what': 'train', 'variant': config.model.variant, 'dtype': config.model.dtype,
-          'where': examples.degrade_on(config),
+          'where': data.degrade_on(config),
           'loader': loader.choose(config), 'batch': config.batch_size,
           'K': config.num_neighbors, 'crop': config.data.crop_size, 'scale': config.scale,
           'source': config.data.source, 'video_codec_prob': config.degradation.video_codec_prob,
           'windows_per_s': windows / seconds, 'step_ms': seconds / settings.num_batches * 1e3,
           'cpu_ms_per_window': cpu / windows * 1e3, 'startup_s': ready - start,
-          'num_batches': settings.num_batches, 'cores': examples.available_cores(),
+          'num_batches': settings.num_batches, 'cores': data.available_cores(),
           'steal_s': _steal_since(steal)}
 
 
@@ -122,15 +119,44 @@ def input_throughput(config: ml_collections.ConfigDict, settings: Settings) -> d
 
   With where='device' and the video codec in the mix, the host also runs x264 on
   the codec's windows after the device degraded them (train/feed.py): that CPU time
-  is measured on the same batches and added in host_cpu_ms_per_window."""
-  steal = steal_seconds()
-  result = loader.measure_throughput(config, settings.num_batches, settings.warmup)
-  result['steal_s'] = _steal_since(steal)
-  codec_ms = codec_cpu_ms_per_window(config, settings.num_batches) if feed.codec_on_host(
+  is measured on the same batches and added in host_cpu_ms_per_window.
+
+  One process. settings.warmup batches are pulled first (building the source,
+  filling the prefetch buffer, tf.data's autotuning); the timed batches may
+  therefore include up to config.data.prefetch batches made during warmup: time
+  many batches.
+  """
+  num_batches = settings.num_batches
+  if num_batches < 1:
+    raise ValueError(f'num_batches must be >= 1, got {num_batches}')
+  steal, start = steal_seconds(), time.perf_counter()
+  batches = data.create_train_iterator(config, process_index=0, process_count=1)
+  for _ in range(settings.warmup):
+    next(batches)
+  ready, cpu = time.perf_counter(), time.process_time()  # every thread of the process
+  for _ in range(num_batches):
+    next(batches)
+  seconds, cpu = time.perf_counter() - ready, time.process_time() - cpu
+  batches.close()  # join the loader's threads now, not whenever it is collected
+  windows = num_batches * config.batch_size
+  codec_ms = codec_cpu_ms_per_window(config, num_batches) if feed.codec_on_host(
       config) else 0.0
-  host_ms = result['cpu_ms_per_window'] + codec_ms
-  return {**result, 'codec_cpu_ms_per_window': codec_ms, 'host_cpu_ms_per_window': host_ms,
-          'host_windows_per_s_per_core': 1e3 / host_ms}
+  loader_ms = cpu / windows * 1e3
+  return {
+      'what': 'input', 'loader': loader.choose(config),
+      'windows_per_s': windows / seconds, 'batches_per_s': num_batches / seconds,
+      'seconds': seconds, 'startup_seconds': ready - start, 'num_batches': num_batches,
+      'batch': config.batch_size, 'K': config.num_neighbors,
+      'frames_per_window': 2 * config.num_neighbors + 1 + int(config.loss.temporal_weight > 0),
+      'crop': config.data.crop_size, 'scale': config.scale, 'source': config.data.source,
+      'degradation_where': data.degrade_on(config),
+      'video_codec_prob': config.degradation.video_codec_prob,
+      'num_parallel_calls': config.data.num_parallel_calls,
+      'cores': data.available_cores(), 'steal_s': _steal_since(steal),
+      # The process's CPU time (the loader's threads, tf.data's) per window made.
+      'cpu_ms_per_window': loader_ms, 'codec_cpu_ms_per_window': codec_ms,
+      'host_cpu_ms_per_window': loader_ms + codec_ms,
+      'host_windows_per_s_per_core': 1e3 / (loader_ms + codec_ms)}
 
 
 def codec_cpu_ms_per_window(config: ml_collections.ConfigDict, num_batches: int) -> float:

@@ -145,7 +145,7 @@ class DeviceStage:
 def batches(config: ml_collections.ConfigDict, mesh: Mesh,
             host_batches: Iterator[HostBatch]) -> Iterator[dict[str, Any]]:
   """The loader's batches, placed on `mesh`, ready for step_config(config)'s step.
-  Closing it closes `host_batches` (the loader's threads or processes end)."""
+  Closing it closes `host_batches` (the loader's threads end)."""
   try:
     yield from (_host_batches if data.degrade_on(config) != 'device' else _device_batches)(
         config, mesh, host_batches)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the loader tests (test_loader.py, test_worker_pool.py)."""
+"""Fixtures shared by the loader tests (test_loader.py)."""
 
 import pytest
 

@@ -5,6 +5,8 @@ degrade_window (NumPy/OpenCV) on the same rng stream, and
 jax_degradations.window_arrays on those parameters.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -150,15 +152,19 @@ def test_where_must_be_host_or_device(small):
     examples.train_maker(config)
 
 
-def test_global_index_tiles_the_global_batch():
-  """Host p of P at step n takes n * B_global + p * B + i: hosts tile each step."""
-  batch, hosts = 3, 4
-  taken = [[examples.global_index(j, batch=batch, global_batch=batch * hosts,
-                                  process_index=p) for j in range(5 * batch)]
-           for p in range(hosts)]
-  for step in range(5):
-    got = sorted(i for p in range(hosts) for i in taken[p][step * batch:(step + 1) * batch])
-    assert got == list(range(step * batch * hosts, (step + 1) * batch * hosts))
+def test_augment_window_is_a_dihedral_transform_and_maybe_reversed():
+  hr = np.random.default_rng(0).random((3, 4, 4, 3)).astype(np.float32)
+  candidates = []
+  for flip, k, reverse in itertools.product((False, True), range(4), (False, True)):
+    x = hr[:, :, ::-1] if flip else hr
+    x = np.rot90(x, k, axes=(1, 2))
+    candidates.append(x[::-1] if reverse else x)
+  seen = set()
+  for i in range(200):
+    out = examples.augment_window(hr, np.random.default_rng(i))
+    (match,) = [j for j, c in enumerate(candidates) if np.array_equal(out, c)]
+    seen.add(match)
+  assert seen == set(range(16))
 
 
 @pytest.mark.parametrize('device', [False, True])

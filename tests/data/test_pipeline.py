@@ -2,9 +2,6 @@
 (the thread-pool loader serves the same batches: test_loader.py)."""
 
 import itertools
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -131,21 +128,6 @@ def test_next_window_is_the_same_degraded_sequence_one_frame_later(small):
   assert not np.array_equal(batch['hr_next'], batch['hr'])
 
 
-def test_augment_window_is_a_dihedral_transform_and_maybe_reversed():
-  hr = np.random.default_rng(0).random((3, 4, 4, 3)).astype(np.float32)
-  candidates = []
-  for flip, k, reverse in itertools.product((False, True), range(4), (False, True)):
-    x = hr[:, :, ::-1] if flip else hr
-    x = np.rot90(x, k, axes=(1, 2))
-    candidates.append(x[::-1] if reverse else x)
-  seen = set()
-  for i in range(200):
-    out = pipeline.augment_window(hr, np.random.default_rng(i))
-    (match,) = [j for j, c in enumerate(candidates) if np.array_equal(out, c)]
-    seen.add(match)
-  assert seen == set(range(16))
-
-
 def test_eval_batches_are_finite_fixed_and_held_out(small):
   config = small(num_eval_batches=2)
   first = list(pipeline.create_eval_iterator(config, process_index=0, process_count=1))
@@ -172,29 +154,3 @@ def test_frame_folder_footage_through_the_pipeline(tmp_path, small):
   with pytest.warns(UserWarning, match='fewer than the 5-frame window'):
     (batch,) = take(config, 1)
   assert batch['lq'].shape == (4, 5, 8, 8, 3) and batch['hr'].shape == (4, 16, 16, 3)
-
-
-def test_measure_throughput_counts_windows(small):
-  result = pipeline.measure_throughput(small(), num_batches=2, warmup=1)
-  assert result['loader'] == 'tf'  # 'auto' with TensorFlow installed
-  assert result['windows_per_s'] == pytest.approx(8 / result['seconds'])
-  assert (result['batch'], result['K'], result['crop'], result['scale']) == (4, 1, 8, 4)
-  assert result['cores'] >= 1
-
-
-@pytest.mark.parametrize('where', ['host', 'device'])
-def test_benchmark_cli_prints_one_json_object(repo, where):
-  """With where='device' the codec's host work (x264 after the device) is counted too."""
-  cmd = [sys.executable, '-m', 'clarity_jax.benchmark', '--what=input',
-         f'--config={repo / "configs" / "default.py"}:runlocal', '--num_batches=1',
-         '--warmup=0', '--config.data.crop_size=8', '--config.batch_size=2',
-         '--config.num_neighbors=0', '--config.data.num_parallel_calls=1',
-         f'--config.degradation.where={where}', '--config.degradation.video_codec_prob=1.0']
-  out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=repo, timeout=120)
-  result = json.loads(out.stdout)
-  assert result['what'] == 'input' and result['windows_per_s'] > 0
-  assert result['steal_s'] is None or result['steal_s'] >= 0  # None off Linux
-  assert (result['batch'], result['K'], result['crop'], result['scale']) == (2, 0, 8, 4)
-  assert (result['codec_cpu_ms_per_window'] > 0) == (where == 'device')
-  assert result['host_cpu_ms_per_window'] == pytest.approx(
-      result['cpu_ms_per_window'] + result['codec_cpu_ms_per_window'])
