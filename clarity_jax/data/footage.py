@@ -12,7 +12,6 @@ import os
 import pathlib
 from typing import Iterator, Sequence
 
-import av
 import cv2
 import numpy as np
 from absl import logging
@@ -20,6 +19,7 @@ from absl import logging
 from clarity_jax import files
 from clarity_jax.data import source_base
 from clarity_jax.media import frames
+from clarity_jax.media import readers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,21 +38,11 @@ class Clip:
                     for p in self.frame_paths)
 
   def decode(self) -> Iterator[np.ndarray]:
-    """The clip's frames in order, uint8 RGB [H, W, 3]; frames read as frames.read_image
-    reads them (8 bits a sample)."""
-    if self.frame_paths is not None:
-      yield from (files.to_uint8(frames.read_image(p)) for p in self.frame_paths)
-      return
-    try:
-      with av.open(str(self.path)) as container:
-        if not container.streams.video:
-          raise source_base.SourceError(self.path, 'no video stream')
-        stream = container.streams.video[0]
-        stream.thread_type = 'AUTO'
-        for frame in container.decode(stream):
-          yield frame.to_ndarray(format='rgb24')
-    except av.error.FFmpegError as e:
-      raise source_base.SourceError(self.path, f'cannot decode video ({e})') from e
+    """The clip's frames in order, uint8 RGB [H, W, 3], read by media's readers (8 bits
+    a sample: the cache's)."""
+    reader = (readers.VideoReader(self.path) if self.frame_paths is None
+              else map(frames.read_image, self.frame_paths))
+    yield from (files.to_uint8(frame) for frame in reader)
 
 
 def list_footage(paths: Sequence[str | os.PathLike]) -> list[Clip]:
@@ -61,10 +51,10 @@ def list_footage(paths: Sequence[str | os.PathLike]) -> list[Clip]:
   out = []
   for path in map(pathlib.Path, paths):
     if not path.exists():
-      raise source_base.SourceError(path, 'no such file or folder')
+      raise source_base.ClipError(path, 'no such file or folder')
     if path.is_file():
       if path.suffix.lower() not in files.VIDEO_EXTENSIONS:
-        raise source_base.SourceError(
+        raise source_base.ClipError(
             path, f'not a video ({", ".join(files.VIDEO_EXTENSIONS)}) or a folder')
       out.append(Clip(path.stem, path))
       continue
@@ -82,7 +72,7 @@ def list_footage(paths: Sequence[str | os.PathLike]) -> list[Clip]:
       out.append(Clip(name, frame_paths[0].parent, frame_paths))
   for clip in out:
     if clip.frame_paths is None and clip.path.stat().st_size == 0:
-      raise source_base.SourceError(clip.path, 'empty file (0 bytes)')
+      raise source_base.ClipError(clip.path, 'empty file (0 bytes)')
   return out
 
 
@@ -127,7 +117,7 @@ def _cached(clip: Clip, cache_dir: pathlib.Path, downscale: int) -> np.ndarray:
   target = cache_dir / f'{path.stem}{suffix}-{key.hexdigest()[:16]}.npy'
   if target.exists():
     if not files.owned_by_me(target):
-      raise source_base.SourceError(target, 'cached frames of another user; remove the file '
+      raise source_base.ClipError(target, 'cached frames of another user; remove the file '
                                     'or choose another config.data.cache_dir')
     return np.load(target, mmap_mode='r', allow_pickle=False)
   with files.atomic_path(target) as tmp, open(tmp, 'wb') as out:
@@ -140,12 +130,12 @@ def _cached(clip: Clip, cache_dir: pathlib.Path, downscale: int) -> np.ndarray:
         shape = rgb.shape
         header_size = _write_npy_header(out, (0, *shape))
       elif rgb.shape != shape:
-        raise source_base.SourceError(path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
+        raise source_base.ClipError(path, f'frame {count} is {rgb.shape[1]}x{rgb.shape[0]}, '
                                       f'earlier frames are {shape[1]}x{shape[0]}')
       out.write(np.ascontiguousarray(rgb).tobytes())
       count += 1
     if count == 0:
-      raise source_base.SourceError(path, 'no decodable video frames')
+      raise source_base.ClipError(path, 'no decodable video frames')
     # NumPy pads .npy headers so axis 0 can grow in place: rewrite it with the count.
     out.seek(0)
     _write_npy_header(out, (count, *shape), header_size)

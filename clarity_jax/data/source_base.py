@@ -26,7 +26,7 @@ from clarity_jax import errors
 from clarity_jax.media import temporal
 
 
-class SourceError(errors.PathError):
+class ClipError(errors.PathError):
   """A clip source cannot serve windows: '<path>: <what>'.
 
   Where the culprit is no file of its own (a clip of a tensorflow-datasets
@@ -90,7 +90,7 @@ class ClipSource(Source):
     self._starts = np.concatenate([[0], np.cumsum(self.lengths)])
     for name, length, (h, w), path in zip(names, lengths, sizes, where):
       if h < spec.crop or w < spec.crop:
-        raise SourceError(f'{path}: frames are {h}x{w}, smaller than the {spec.crop}x'
+        raise ClipError(f'{path}: frames are {h}x{w}, smaller than the {spec.crop}x'
                           f'{spec.crop} HR crop (lower config.data.crop_size)')
       if length < spec.num_frames:
         warnings.warn(f'{path}: clip {name!r} has {length} frames, fewer than the '

@@ -233,7 +233,7 @@ class SyntheticSource(source_base.Source):
                frames_per_clip: int):
     super().__init__(spec)
     if not photos:
-      raise source_base.SourceError('synthetic: no photographs')
+      raise source_base.ClipError('synthetic: no photographs')
     if frames_per_clip < 1:
       raise ValueError(f'frames_per_clip must be >= 1, got {frames_per_clip}')
     self.names = list(photos)
@@ -241,7 +241,7 @@ class SyntheticSource(source_base.Source):
     self.frames_per_clip = frames_per_clip
     fits = [min(p.shape[:2]) >= spec.crop for p in self.photos]
     if not any(fits):
-      raise source_base.SourceError(f'synthetic: every photograph ({", ".join(self.names)}) '
+      raise source_base.ClipError(f'synthetic: every photograph ({", ".join(self.names)}) '
                                 f'is smaller than the {spec.crop}x{spec.crop} HR crop')
     if frames_per_clip < spec.num_frames:
       warnings.warn(f'synthetic: clips of {frames_per_clip} frames are shorter than the '

@@ -186,12 +186,12 @@ class TfdsSource(source_base.ClipSource):
     try:
       builder = tfds.builder(name, data_dir=data_dir or None)
     except tfds.core.registered.DatasetNotFoundError as e:
-      raise source_base.SourceError(f'{where}: unknown tensorflow-datasets builder ({e})') from e
+      raise source_base.ClipError(f'{where}: unknown tensorflow-datasets builder ({e})') from e
     if not builder.is_prepared():
-      raise source_base.SourceError(f'{where}: dataset not prepared; build it first (see '
+      raise source_base.ClipError(f'{where}: dataset not prepared; build it first (see '
                                     'clarity_jax/data/tfds_builder.py)')
     if split not in builder.info.splits:
-      raise source_base.SourceError(f'{where}: no split {split!r} (has '
+      raise source_base.ClipError(f'{where}: no split {split!r} (has '
                                     f'{list(builder.info.splits)})')
     ds = builder.as_dataset(split=split, decoders={'frames': tfds.decode.SkipDecoding()})
     self._encoded = []

@@ -29,7 +29,7 @@ def _path_errors() -> list[type[errors.PathError]]:
 
 def test_the_library_defines_its_file_errors_as_path_errors():
   names = {c.__name__ for c in _path_errors()}
-  assert {'FrameError', 'BundleError', 'CheckpointError', 'MediaError', 'SourceError',
+  assert {'FrameError', 'BundleError', 'CheckpointError', 'MediaError', 'ClipError',
           'WeightsFileError'} <= names, names
 
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from clarity_jax import errors
 from clarity_jax import files
 from clarity_jax.data import footage
 from clarity_jax.data import source_base
@@ -47,11 +48,11 @@ def test_a_folder_of_videos_decodes_once_into_npy_memmaps(tmp_path, write_video)
 
 
 @pytest.mark.parametrize('content,problem', [(b'', 'empty file'),
-                                             (b'not a video at all' * 20, 'cannot decode')])
+                                             (b'not a video at all' * 20, 'not a readable video')])
 def test_unreadable_video_is_one_line_naming_the_file(tmp_path, content, problem):
   bad = tmp_path / 'bad.mp4'
   bad.write_bytes(content)
-  with pytest.raises(source_base.SourceError) as info:
+  with pytest.raises(errors.PathError) as info:  # media's reader's error, as enhance's
     footage.FootageSource([tmp_path], source_base.WindowSpec(1, 8), cache_dir=tmp_path / 'cache')
   assert str(info.value).startswith(f'{bad}: {problem}') and '\n' not in str(info.value)
   assert not [p for p in (tmp_path / 'cache').iterdir()]  # nothing half-written left
@@ -176,7 +177,7 @@ def test_footage_refuses_a_cache_file_of_another_user(tmp_path, write_video):
   footage.FootageSource([tmp_path / 'a.mp4'], source_base.WindowSpec(1, 8), cache_dir=cache)
   (cached,) = cache.iterdir()
   os.chown(cached, 12345, 12345)
-  with pytest.raises(source_base.SourceError, match='another user') as info:
+  with pytest.raises(source_base.ClipError, match='another user') as info:
     footage.FootageSource([tmp_path / 'a.mp4'], source_base.WindowSpec(1, 8), cache_dir=cache)
   assert str(info.value).startswith(str(cached))
 
@@ -187,7 +188,7 @@ def test_footage_refuses_a_cache_file_of_another_user(tmp_path, write_video):
 ])
 def test_footage_bad_paths_are_one_line(tmp_path, make, problem):
   path = make(tmp_path)
-  with pytest.raises(source_base.SourceError) as info:
+  with pytest.raises(source_base.ClipError) as info:
     footage.FootageSource([path], source_base.WindowSpec(1, 8), cache_dir=tmp_path / 'cache')
   assert str(info.value) == f'{path}: {problem}' or str(info.value).startswith(
       f'{path}: {problem}')

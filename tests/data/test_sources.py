@@ -111,7 +111,7 @@ def test_short_clip_is_reflected_and_warns_once(tmp_path):
 
 def test_frames_smaller_than_crop_name_the_clip(tmp_path):
   write_clip(tmp_path / 'clips', 'tiny', 3, h=12, w=12)
-  with pytest.raises(source_base.SourceError,
+  with pytest.raises(source_base.ClipError,
                      match=r'^' + str(tmp_path / 'clips' / 'tiny') + r': .*12x12'):
     clip_source(tmp_path / 'clips', source_base.WindowSpec(3, 16))
 

@@ -122,7 +122,7 @@ def test_synthetic_frames_stay_sharp():
 
 
 def test_photographs_smaller_than_the_crop_are_an_error():
-  with pytest.raises(source_base.SourceError, match='smaller than the 600x600 HR crop'):
+  with pytest.raises(source_base.ClipError, match='smaller than the 600x600 HR crop'):
     synthetic.SyntheticSource(synthetic.load_photos('validation'), source_base.WindowSpec(3, 600), 30)
 
 

@@ -128,7 +128,7 @@ def test_tfds_source_windows_come_from_the_clips(tmp_path):
 
 
 def test_unprepared_dataset_is_a_clear_error(tmp_path):
-  with pytest.raises(source_base.SourceError, match='not prepared'):
+  with pytest.raises(source_base.ClipError, match='not prepared'):
     tfds_builder.TfdsSource('clarity_frame_folders/gopro', str(tmp_path), 'train',
                        source_base.WindowSpec(1, 8))
 
