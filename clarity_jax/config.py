@@ -2,7 +2,7 @@
 
 configs/ is a folder of files, not a package. ml_collections' config_flags loads
 them for the command line; variants under configs/, launch/experiment.py and the
-tests need the same outside of flag parsing. `validate` fails fast, in one line
+tests need the same outside of flag parsing. `check_fields` fails fast, in one line
 naming the field.
 """
 
@@ -59,7 +59,7 @@ def _check(ok: bool, field: str, message: str) -> None:
     raise ConfigError(f'config.{field}: {message}')
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def check_fields(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError on the first field the run cannot use."""
   _check(config.scale in (1, 2, 4), 'scale', f'must be 1, 2 or 4, got {config.scale!r}')
   _check(isinstance(config.num_neighbors, int) and config.num_neighbors >= 0,

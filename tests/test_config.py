@@ -20,7 +20,7 @@ from clarity_jax import errors
 ])
 def test_config_errors_name_the_field(tiny_config, field, value, message):
   with pytest.raises(errors.ConfigError, match=message):
-    config_lib.validate(tiny_config(**{field.replace('.', '__'): value}))
+    config_lib.check_fields(tiny_config(**{field.replace('.', '__'): value}))
 
 
 def test_variants_load_their_base_config_by_path(repo):
@@ -49,6 +49,6 @@ def test_the_shipped_recipe_config(repo):
   assert config.model.variant == 'small' and config.num_neighbors == 2 and config.scale == 4
   assert config.ema_decay > 0
   with pytest.raises(errors.ConfigError, match="data.path"):
-    config_lib.validate(config)
+    config_lib.check_fields(config)
   config.data.path = str(repo / 'configs')
-  config_lib.validate(config)
+  config_lib.check_fields(config)

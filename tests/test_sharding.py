@@ -86,7 +86,7 @@ worst = max(float(np.abs(a - b).max()) for a, b in
 print('device degradation: max param difference 1 vs 8 devices', worst)
 assert worst < 1e-5, worst
 try:
-  config_lib.validate(tiny_config(batch_size=4))
+  config_lib.check_fields(tiny_config(batch_size=4))
 except errors.ConfigError as e:
   print('ERR', e)
 print('OK')

@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from clarity_jax import config as config_lib
 from clarity_jax import errors
 
 
@@ -36,7 +37,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     sys.exit(f'error: {str(e).splitlines()[0]}')
-  except (AttributeError, KeyError) as e:  # an override of a field the config lacks
+  except (AttributeError, KeyError):  # an override of a field the config lacks
     field = _unknown_field(argv, config)
     if field is None:
       raise
@@ -55,7 +56,6 @@ def _unknown_field(argv: list[str], config_file: str | None) -> str | None:
   """The first --config.FIELD=... whose FIELD the config does not have."""
   if config_file is None:
     return None
-  from clarity_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   spec = next(a for a in argv[1:] if a.startswith('--config='))[len('--config='):]
   config = config_lib.get_config(config_file, spec.split(':', 1)[1] if ':' in spec else None)
   for arg in argv[1:]:

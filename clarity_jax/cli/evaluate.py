@@ -1,6 +1,6 @@
 """Scores restorations against ground truth: metrics.json, results.md, pictures.
 
-  python -m clarity_jax.evaluate --bundle=BUNDLE[,DEBLUR+SR,...] [--workdir=RUN] \\
+  python -m clarity_jax.evaluate --bundle=BUNDLE[,DEBLUR+SR,...] [--workdir=RUN[@STEP]] \\
       --lq=LQ_ROOT --gt=GT_ROOT --output=DIR [--protocol=basicsr|fmanet]
 
 The work is clarity_jax/evaluation/evaluate.py; the protocol is docs/evaluation.md.
@@ -9,18 +9,12 @@ The work is clarity_jax/evaluation/evaluate.py; the protocol is docs/evaluation.
 from absl import flags
 
 from clarity_jax.cli import common
+from clarity_jax.cli import method_flags
 from clarity_jax.evaluation import clips
 from clarity_jax.evaluation import evaluate
 from clarity_jax.evaluation import report
-from clarity_jax.inference import shipped
 
-_BUNDLE = flags.DEFINE_list('bundle', [], 'Bundles to score, comma separated; A+B chains '
-                            'two (two-stage deblur -> SR). Without --bundle and --workdir: '
-                            'the model shipped with the package.')
-_WORKDIR = flags.DEFINE_list('workdir', [], 'Training workdirs to score (latest '
-                             'checkpoint); A+B chains two.')
-_NAMES = flags.DEFINE_list('names', [], 'Table labels of the --bundle then --workdir '
-                           'methods, in order (default: folder names).')
+_METHODS = method_flags.define_method_flags()
 _LQ = flags.DEFINE_string('lq', None, 'LQ_ROOT/<clip>/<frames> (or one clip folder).')
 _GT = flags.DEFINE_string('gt', None, 'GT_ROOT/<clip>/<frames>, the same clips and frame '
                           'count.')
@@ -48,13 +42,10 @@ flags.mark_flags_as_required(['lq', 'gt', 'output'])
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
   r = _RESTORER
-  bundles = _BUNDLE.value
-  names = _NAMES.value
-  if not bundles and not _WORKDIR.value:
-    bundles, names = [str(shipped.bundle_path())], names or [shipped.NAME]
+  bundles, workdirs, names = _METHODS.chosen()
   result = evaluate.run(
       lq=_LQ.value, gt=_GT.value, output=_OUTPUT.value, bundles=bundles,
-      workdirs=_WORKDIR.value, names=names, protocol=_PROTOCOL.value,
+      workdirs=workdirs, names=names, protocol=_PROTOCOL.value,
       scale=_SCALE.value, max_frames=_MAX_FRAMES.value, lpips_weights=_LPIPS_WEIGHTS.value,
       num_pictures=_NUM_PICTURES.value, save_frames=_SAVE_FRAMES.value, tile=r.tile.value,
       tile_overlap=r.tile_overlap.value, batch=r.batch.value, dtype=r.dtype.value,

@@ -17,17 +17,12 @@ from absl import flags
 
 from clarity_jax import files
 from clarity_jax.cli import common
-from clarity_jax.evaluation import clips as clips_lib
+from clarity_jax.cli import method_flags
 from clarity_jax.evaluation import methods as methods_lib
-from clarity_jax.inference import shipped
 from clarity_jax.tools import validation
 
 _CLIPS = flags.DEFINE_list('clips', None, 'Held-out clips: video files or folders of frames.')
-_BUNDLE = flags.DEFINE_list('bundle', [], 'Bundles to validate (default, with no '
-                            '--workdir either: the model shipped with the package).')
-_WORKDIR = flags.DEFINE_list('workdir', [], 'Training workdirs (latest checkpoint, or '
-                             'WORKDIR@STEP).')
-_NAMES = flags.DEFINE_list('names', [], 'Labels of the --bundle then --workdir methods.')
+_METHODS = method_flags.define_method_flags()
 _SETTINGS = flags.DEFINE_list('settings', list(validation.SETTINGS), 'Settings to run.')
 _SCALE = flags.DEFINE_enum('scale', '4', ['2', '4'], 'Scale of the degraded sets.')
 _FRAMES = flags.DEFINE_integer('frames', 24, 'Frames per clip (the first N).', lower_bound=3)
@@ -45,22 +40,14 @@ flags.mark_flags_as_required(['clips'])
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
   scale = int(_SCALE.value)
-  specs = [(s, 'bundle') for s in _BUNDLE.value] + [(s, 'workdir') for s in _WORKDIR.value]
-  names = _NAMES.value
-  if not specs:  # the model shipped with the package
-    specs, names = [(str(shipped.bundle_path()), 'bundle')], names or [shipped.NAME]
-  if names and len(names) != len(specs):
-    raise clips_lib.EvaluateError('--names', f'{len(names)} names for {len(specs)} methods')
+  r = _RESTORER
+  # Loaded before the sets are made: a bad --bundle or --workdir fails at once.
+  methods = methods_lib.load_methods(_METHODS.specs(), scale, dtype=r.dtype.value,
+                                     tile=r.tile.value, tile_overlap=r.tile_overlap.value,
+                                     batch=r.batch.value)
   sets = validation.prepare(_CLIPS.value, _CACHE.value, scale=scale,
                             num_frames=_FRAMES.value, downscale=_DOWNSCALE.value,
                             seed=_SEED.value, settings=_SETTINGS.value)
-  r = _RESTORER
-  methods = [methods_lib.bicubic_method(scale)] + [
-      methods_lib.load_method(spec, scale, kind=kind,
-                              name=names[i] if names else None,
-                              dtype=r.dtype.value, tile=r.tile.value,
-                              tile_overlap=r.tile_overlap.value, batch=r.batch.value)
-      for i, (spec, kind) in enumerate(specs)]
   table = validation.validate(methods, sets, scale=scale, settings=_SETTINGS.value,
                               output=_OUTPUT.value or None, progress=r.progress.value)
   text = validation.markdown(table)

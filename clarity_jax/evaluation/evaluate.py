@@ -57,21 +57,15 @@ def run(*, lq: str, gt: str, output: str, bundles: Sequence[str] = (),
   """The evaluate command, its flags as arguments: checks the inputs, loads the
   methods (bicubic, then `bundles`, then `workdirs`), evaluates; returns
   metrics.json's dict."""
-  specs = [(s, 'bundle') for s in bundles] + [(s, 'workdir') for s in workdirs]
-  if names and len(names) != len(specs):
-    raise clips_lib.EvaluateError('--names', f'{len(names)} names for {len(specs)} methods '
-                                  '(--bundle then --workdir)')
+  specs = methods_lib.method_specs(bundles, workdirs, names)
   if scale is not None and scale not in clips_lib.SCALES:
     raise clips_lib.EvaluateError('--scale', f'must be 1, 2 or 4, got {scale}')
   scale, clips = clips_lib.pair_clips(lq, gt, scale=scale, max_frames=max_frames)
   clips_lib.check_protocol(clips, protocol)
+  methods = methods_lib.load_methods(specs, scale, dtype=dtype, tile=tile,
+                                     tile_overlap=tile_overlap, batch=batch)
   lpips_model = lpips_lib.maybe_load_lpips(lpips_weights)
   lpips = scores.LpipsScorer(lpips_model) if lpips_model is not None else None
-  methods = [methods_lib.bicubic_method(scale)]
-  for i, (spec, kind) in enumerate(specs):
-    methods.append(methods_lib.load_method(
-        spec, scale, kind=kind, name=names[i] if names else None, dtype=dtype, tile=tile,
-        tile_overlap=tile_overlap, batch=batch))
   return evaluate(methods, clips, output, scale=scale, protocol=protocol, lpips=lpips,
                   lpips_path=lpips_weights, num_pictures=num_pictures,
                   save_frames=save_frames, max_frames=max_frames, tile=tile,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from clarity_jax.evaluation import clips as clips_lib
 from clarity_jax.inference import bundle as bundle_lib
 from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.models import bicubic
+from clarity_jax.train import checkpoints
+from clarity_jax.train import state as state_lib
 
 BICUBIC = 'bicubic'
 # The baseline's recorded definition (metrics.json, results.md).
@@ -91,10 +93,6 @@ def _workdir_stage(path: str, **restorer_kw: Any
                    ) -> tuple[restorer_lib.Restorer, dict[str, Any]]:
   """A training workdir's checkpoint (`DIR` the latest, `DIR@STEP` that step), read
   as export reads it; it computes in its config's dtype."""
-  # pylint: disable=g-import-not-at-top  (orbax: only for workdirs)
-  from clarity_jax.train import checkpoints
-  from clarity_jax.train import state as state_lib
-  # pylint: enable=g-import-not-at-top
   path, at, step_text = path.rpartition('@') if '@' in path else (path, '', '')
   if at and not step_text.isdigit():
     raise clips_lib.EvaluateError(f'{path}@{step_text}', 'expected WORKDIR@STEP with an '
@@ -147,3 +145,24 @@ def load_method(spec: str, scale: int, *, kind: str = 'bundle', name: str | None
   return Method(name, stages, upscale, {
       'kind': 'two-stage' if len(stages) > 1 else kind, 'stages': infos,
       'bicubic_after': upscale})
+
+
+def method_specs(bundles: Sequence[str] = (), workdirs: Sequence[str] = (),
+                 names: Sequence[str] = ()) -> list[tuple[str, str, str | None]]:
+  """(spec, 'bundle' | 'workdir', name or None) of each method, bundles first: the
+  --bundle, --workdir and --names of evaluate and validate, checked before any
+  work starts."""
+  specs = [(s, 'bundle') for s in bundles] + [(s, 'workdir') for s in workdirs]
+  if names and len(names) != len(specs):
+    raise clips_lib.EvaluateError('--names', f'{len(names)} names for {len(specs)} methods '
+                                  '(--bundle then --workdir)')
+  return [(spec, kind, names[i] if names else None) for i, (spec, kind) in enumerate(specs)]
+
+
+def load_methods(specs: Sequence[tuple[str, str, str | None]], scale: int, *,
+                 dtype: str = 'float32', tile: int = 0, tile_overlap: int = 16,
+                 batch: int = 1) -> list[Method]:
+  """The bicubic baseline, then the method of each of method_specs' entries."""
+  return [bicubic_method(scale)] + [
+      load_method(spec, scale, kind=kind, name=name, dtype=dtype, tile=tile,
+                  tile_overlap=tile_overlap, batch=batch) for spec, kind, name in specs]

@@ -10,12 +10,17 @@ mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 from pathlib import Path
+import re
 import signal
+import sys
 import threading
-from typing import Any
+from typing import Any, Callable, TypeVar
+import warnings
 
 import jax
 import ml_collections
@@ -27,11 +32,89 @@ from clarity_jax import errors
 from clarity_jax.models import parameters
 from clarity_jax.train import state as state_lib
 
+_T = TypeVar('_T')
+
 
 def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
   """WORKDIR/checkpoints, made absolute for local paths (orbax refuses relative ones)."""
   workdir = os.fspath(workdir)
   return epath.Path(workdir if '://' in workdir else os.path.abspath(workdir)) / 'checkpoints'
+
+
+class CheckpointError(errors.PathError):
+  """The workdir holds no usable checkpoint: '<path>: <what>'."""
+
+
+# tensorstore names the array it failed on: 'Error reading "ema_params.x.kernel/0.0.0.0"'.
+_ARRAY_NAME = re.compile(r'Error reading "([^"/]+)')
+# ... after a status code: 'OUT_OF_RANGE: ...', 'DATA_LOSS: ...'.
+_STATUS = re.compile(r'([A-Z][A-Z_]+): ')
+
+
+def _files_broken(error: BaseException | None) -> str | None:
+  """A short reason when `error` (or what caused it) is tensorstore failing on the
+  checkpoint's files, else None (a bug, which keeps its traceback).
+
+  orbax wraps tensorstore's ValueError in a bare Exception whose message carries
+  the whole tensorstore spec (kilobytes); the user needs the array and the code.
+  """
+  while error is not None:
+    status = _STATUS.match(str(error)) if isinstance(error, ValueError) else None
+    if status:
+      name = _ARRAY_NAME.search(str(error))
+      what = f'array {name.group(1)}' if name else 'arrays'
+      return f'unreadable {what} ({status.group(1)}: truncated or corrupt?)'
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _read_files(step_dir: str | os.PathLike, read: Callable[[], _T]) -> _T:
+  """read(), with tensorstore failing on the files of checkpoint `step_dir` as the
+  CheckpointError '<step_dir>: unreadable array <name> (<code>: truncated or corrupt?)'.
+
+  The first failed read ends orbax's restore and closes its event loop while the
+  other reads are still in flight: each then reports, as an unraisable exception,
+  'Event loop is closed' when tensorstore finishes it (from its own threads, as
+  soon as the loop closes or as late as the interpreter's exit), or its own
+  failure when collected. Those would bury the one-line error under tracebacks:
+  _drop_abandoned_reads keeps them off stderr, from before the first read on.
+  """
+  _drop_abandoned_reads()
+  try:
+    return read()
+  except Exception as e:  # pylint: disable=broad-except  (orbax raises a bare Exception)
+    broken = _files_broken(e)
+    if broken is None:
+      raise
+  # Collected now, once the exception that held them is gone, not at exit; one
+  # never started warns when collected.
+  warnings.filterwarnings('ignore', "coroutine '.*' was never awaited", RuntimeWarning)
+  disabled, asyncio.log.logger.disabled = asyncio.log.logger.disabled, True
+  try:
+    gc.collect()  # quietly: 'Task was destroyed but it is pending!'
+  finally:
+    asyncio.log.logger.disabled = disabled
+  raise CheckpointError(step_dir, broken)
+
+
+def _drop_abandoned_reads() -> None:
+  """Makes sys.unraisablehook drop what reads abandoned by orbax report ('Event
+  loop is closed'; an orbax coroutine's failure) and pass on everything else,
+  once per process. A healthy restore reports neither."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_abandoned_reads', False):
+    return
+  orbax_code = f'{os.sep}orbax{os.sep}'
+
+  # No globals: it also runs while the interpreter exits, when they are gone.
+  def hook(unraisable, previous=previous, orbax_code=orbax_code, str=str,
+           getattr=getattr) -> None:
+    code = getattr(unraisable.object, 'cr_code', None)
+    if not (str(unraisable.exc_value) == 'Event loop is closed' or (
+        code is not None and orbax_code in code.co_filename)):
+      previous(unraisable)
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
 
 
 class PreemptionWatcher:
@@ -99,10 +182,9 @@ class Checkpointer:
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores into the shapes, dtypes and shardings of `abstract_state`."""
     step = self.manager.latest_step() if step is None else step
-    restored = self.manager.restore(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                meta=ocp.args.JsonRestore()))
+    restored = _read_files(self.directory / str(step), lambda: self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                      meta=ocp.args.JsonRestore())))
     return restored.state, restored.meta
 
   def close(self) -> None:
@@ -121,10 +203,6 @@ def read_meta(workdir: str, step: int | None = None) -> tuple[int, dict]:
       raise FileNotFoundError(f'{directory}: no checkpoint found')
     meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
   return step, meta
-
-
-class CheckpointError(errors.PathError):
-  """The workdir holds no usable checkpoint: '<path>: <what>'."""
 
 
 def restore_params(workdir: str | os.PathLike, step: int | None = None, *,
@@ -155,7 +233,11 @@ def restore_params(workdir: str | os.PathLike, step: int | None = None, *,
   except (ValueError, KeyError) as e:  # orbax: no such step
     raise CheckpointError(directory, f'cannot read step {step} ({e})') from e
   config = ml_collections.ConfigDict(json.loads(meta['config']))
-  abstract = jax.eval_shape(lambda: state_lib.init_state(config))
+  step_dir = directory / str(step)
+  try:
+    abstract = jax.eval_shape(lambda: state_lib.init_state(config))
+  except errors.ConfigError as e:  # 'config.<field>: ...': a model this code lacks
+    raise CheckpointError(step_dir, f'saved {e}') from None
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   to_abstract = lambda tree: jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
@@ -164,12 +246,13 @@ def restore_params(workdir: str | os.PathLike, step: int | None = None, *,
   if want_ema and abstract.ema_params is not None:
     target = {'ema_params': to_abstract(abstract.ema_params)}
     weights = 'ema'
-  _check_saved_params(directory / str(step) / 'state', weights + '_params' if weights == 'ema'
+  _check_saved_params(step_dir / 'state', weights + '_params' if weights == 'ema'
                       else 'params', abstract.params)
   with ocp.CheckpointManager(directory) as manager:
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))
+    restored = _read_files(step_dir, lambda: manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True))))
   params = restored.state['ema_params' if weights == 'ema' else 'params']
   return jax.device_get(params), config, int(step), weights
 
@@ -185,8 +268,10 @@ def _check_saved_params(state_dir: Path, item: str, expected: Any) -> None:
     raise CheckpointError(state_dir, 'missing: the checkpoint is incomplete')
   handler = ocp.PyTreeCheckpointHandler()
   try:
-    tree = handler.metadata(epath.Path(state_dir))
-  except (OSError, ValueError) as e:
+    tree = _read_files(state_dir, lambda: handler.metadata(epath.Path(state_dir)))
+  except CheckpointError:
+    raise
+  except (OSError, ValueError) as e:  # not tensorstore's: _METADATA is not JSON
     raise CheckpointError(state_dir, f'unreadable checkpoint metadata ({e})') from e
   finally:
     handler.close()

@@ -28,8 +28,10 @@ from clarity_jax import data
 from clarity_jax import errors
 from clarity_jax import sharding
 from clarity_jax.media import frames
+from clarity_jax.models import vgg
 from clarity_jax.train import checkpoints
 from clarity_jax.train import feed
+from clarity_jax.train import losses
 from clarity_jax.train import state as state_lib
 from clarity_jax.train import step as ts
 from clarity_jax.train import writers
@@ -45,13 +47,11 @@ class NonFiniteLossError(RuntimeError):
 def make_perceptual(config: ml_collections.ConfigDict
                     ) -> tuple[ts.PerceptualFn | None, state_lib.Params | None]:
   """The frozen VGG19 perceptual term, or (None, None) when no weights are configured."""
-  from clarity_jax.models import vgg  # pylint: disable=g-import-not-at-top
-  from clarity_jax.train import losses  # pylint: disable=g-import-not-at-top
   if config.loss.perceptual_weight <= 0:
     return None, None
   if not config.loss.vgg_weights:
-    logging.warning('Perceptual loss off: config.loss.vgg_weights is empty (no VGG19 '
-                    'ImageNet weights file configured; nothing is downloaded).')
+    _announce('perceptual loss off: config.loss.vgg_weights is empty (no VGG19 ImageNet '
+              'weights file configured; nothing is downloaded)')
     return None, None
   graphdef, params = nnx.split(vgg.load_vgg19(config.loss.vgg_weights))
   layers = tuple(config.loss.perceptual_layers)
@@ -64,6 +64,14 @@ def make_perceptual(config: ml_collections.ConfigDict
   return perceptual, params
 
 
+def _announce(line: str) -> None:
+  """A line of the run's progress, in the log and, from the chief, on stdout above
+  the progress bar (where it shows even when INFO logs are off, the default)."""
+  logging.info(line)
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(line)
+
+
 def _sample_grid(lq_bicubic: np.ndarray, output: np.ndarray, hr: np.ndarray,
                  n: int) -> np.ndarray:
   """Rows of (bicubic LQ | restored | ground truth) for the first n windows."""
@@ -72,8 +80,9 @@ def _sample_grid(lq_bicubic: np.ndarray, output: np.ndarray, hr: np.ndarray,
   return np.clip(np.concatenate(rows, axis=0), 0.0, 1.0)
 
 
-def evaluate(eval_fn, params: state_lib.Params, mesh, eval_batches: Iterable[dict[str, Any]]
-             ) -> tuple[dict[str, float], tuple[np.ndarray, ...] | None]:
+def validation_scores(eval_fn, params: state_lib.Params, mesh,
+                      eval_batches: Iterable[dict[str, Any]]
+                      ) -> tuple[dict[str, float], tuple[np.ndarray, ...] | None]:
   """Mean validation metrics over held-out windows, and this host's first batch of
   (bicubic, restored, ground truth) images for pictures."""
   sums = dict.fromkeys(ts.EVAL_SCALARS, 0.0)
@@ -146,6 +155,12 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
       raise errors.ConfigError(
           f'config.model.{field}: {has} differs from {had} in the checkpoint under '
           f'{ckpt.directory}; use a new --workdir')
+  had, has = saved.get('ema_decay', 0.0) > 0, config.ema_decay > 0
+  if had != has:  # the checkpoint holds an EMA copy, or not: the state's very shape
+    raise errors.ConfigError(
+        f'config.ema_decay: {config.ema_decay} {"keeps" if has else "turns off"} the EMA '
+        f'copy of the parameters, unlike the checkpoint under {ckpt.directory} (ema_decay '
+        f'{saved.get("ema_decay", 0.0)}); use a new --workdir')
   state, meta = ckpt.restore(abstract)
   step = int(meta['step'])
   logging.info('Resumed from %s at step %d (data stream at example %d).',
@@ -160,7 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   A fresh run starts from `init_from()`'s weights when given (config.init_from,
   read by inference/warm_start.py: bundles are read above this layer).
   """
-  config_lib.validate(config)
+  config_lib.check_fields(config)
   epath.Path(workdir, 'samples').mkdir(parents=True, exist_ok=True)  # local or gs://
   is_chief = jax.process_index() == 0
   writer, report = writers.create(workdir, is_chief=is_chief,
@@ -182,86 +197,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if start_step == 0:
       writer.write_hparams({k: v for k, v in _flat(config).items()})
 
-    perceptual, vgg_params = make_perceptual(config)
-    if vgg_params is not None:
-      vgg_params = jax.device_put(vgg_params, sharding.replicated(mesh))
-    train_fn = ts.jit_train_step(feed.step_config(config), graphdef, mesh, perceptual)
-    eval_fn = ts.jit_eval_step(config, graphdef, mesh)
-    eval_batches = list(data.create_eval_iterator(config))
-    train_batches = feed.batches(config, mesh, data.create_train_iterator(
-        config, start_step=start_step))
-
-    def save(step: int, metrics: dict[str, Any] | None) -> None:
-      if metrics is not None:
-        _check_finite(metrics, step)
-      ckpt.save(step, state, {
-          'step': step,
-          'data_stream': {'seed': config.seed, 'batches_consumed': step,
-                          'next_example_index': step * config.batch_size},
-          'config': config.to_json(),
-      })
-
-    def run_eval(step: int) -> dict[str, float]:
-      means, picture = evaluate(eval_fn, state.eval_params, mesh, eval_batches)
-      writer.write_scalars(step, {f'val/{k}': v for k, v in means.items()})
-      line = (f"step {step}: validation PSNR {means['psnr']:.2f} dB (bicubic "
-              f"{means['bicubic_psnr']:.2f} dB), SSIM {means['ssim']:.4f} (bicubic "
-              f"{means['bicubic_ssim']:.4f})")
-      logging.info(line)
-      if is_chief:  # shown above the progress bar even when INFO logs are off
-        tqdm.tqdm.write(line)
-      if picture is not None and is_chief:
-        grid = _sample_grid(*picture, n=config.num_sample_images)
-        writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
-        frames.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
-      return means
-
-    progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
-                         desc='train', unit='step', dynamic_ncols=True, mininterval=2.0)
-    pending: list[dict[str, jax.Array]] = []
-    previous = None
-    last_log = time.perf_counter()
-    step = start_step
-    means = None
-    try:
-      while step < config.num_train_steps:
-        batch = next(train_batches)
-        # The batch is placed explicitly (feed.py); any other host<->device copy in
-        # the step would be a hidden one that stalls the accelerator: refuse it.
-        with jax.transfer_guard('disallow'):
-          state, metrics = train_fn(state, batch, vgg_params)
-        step += 1
-        # Check the previous step's loss while this one runs: no pipeline stall.
-        if previous is not None:
-          _check_finite(previous, step - 1)
-        previous = metrics
-        pending.append(metrics)
-        report(step)
-        progress.update(1)
-
-        if step % config.log_every_steps == 0 or step == config.num_train_steps:
-          summary = {f'train/{k}': float(np.mean(v))
-                     for k, v in jax.tree.map(lambda *x: np.stack(x),
-                                              *jax.device_get(pending)).items()}
-          now = time.perf_counter()
-          summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
-          last_log = now
-          pending = []
-          writer.write_scalars(step, summary)
-          progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
-        if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-          means = run_eval(step)
-        preempted = ckpt.should_stop_for_preemption(step)
-        if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
-            or preempted):
-          save(step, metrics)
-        if preempted:
-          logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
-                          step)
-          break
-    finally:  # an error starts on a line of its own, not glued to the bar
-      progress.close()
-      train_batches.close()
+    if start_step >= config.num_train_steps:
+      _announce(f'already trained to step {start_step}; nothing to do')
+      step, means = start_step, None
+    else:
+      if start_step:
+        _announce(f'resumed from step {start_step}')
+      state, step, means = _train_steps(config, workdir, mesh, graphdef, ckpt, writer,
+                                        report, state, start_step)
   except BaseException:
     ckpt.close()
     raise
@@ -278,6 +221,94 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           f'{means["bicubic_psnr"]:.2f} dB; SSIM {means["ssim"]:.4f} vs bicubic '
           f'{means["bicubic_ssim"]:.4f}', flush=True)
   return state
+
+
+def _train_steps(config: ml_collections.ConfigDict, workdir: str, mesh, graphdef,
+                 ckpt: checkpoints.Checkpointer, writer, report, state: state_lib.TrainState,
+                 start_step: int
+                 ) -> tuple[state_lib.TrainState, int, dict[str, float] | None]:
+  """Steps start_step+1 .. config.num_train_steps (or to a preemption), with the
+  metrics, validation, samples and checkpoints on the way; returns the state, the
+  last step and its validation means (None without a validation)."""
+  is_chief = jax.process_index() == 0
+  perceptual, vgg_params = make_perceptual(config)
+  if vgg_params is not None:
+    vgg_params = jax.device_put(vgg_params, sharding.replicated(mesh))
+  train_fn = ts.jit_train_step(feed.step_config(config), graphdef, mesh, perceptual)
+  eval_fn = ts.jit_eval_step(config, graphdef, mesh)
+  eval_batches = list(data.create_eval_iterator(config))
+  train_batches = feed.batches(config, mesh, data.create_train_iterator(
+      config, start_step=start_step))
+
+  def save(step: int, metrics: dict[str, Any] | None) -> None:
+    if metrics is not None:
+      _check_finite(metrics, step)
+    ckpt.save(step, state, {
+        'step': step,
+        'data_stream': {'seed': config.seed, 'batches_consumed': step,
+                        'next_example_index': step * config.batch_size},
+        'config': config.to_json(),
+    })
+
+  def run_eval(step: int) -> dict[str, float]:
+    means, picture = validation_scores(eval_fn, state.eval_params, mesh, eval_batches)
+    writer.write_scalars(step, {f'val/{k}': v for k, v in means.items()})
+    _announce(f"step {step}: validation PSNR {means['psnr']:.2f} dB (bicubic "
+              f"{means['bicubic_psnr']:.2f} dB), SSIM {means['ssim']:.4f} (bicubic "
+              f"{means['bicubic_ssim']:.4f})")
+    if picture is not None and is_chief:
+      grid = _sample_grid(*picture, n=config.num_sample_images)
+      writer.write_images(step, {'val/bicubic_output_gt': grid[None]})
+      frames.write_image(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
+    return means
+
+  progress = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
+                       desc='train', unit='step', dynamic_ncols=True, mininterval=2.0)
+  pending: list[dict[str, jax.Array]] = []
+  previous = None
+  last_log = time.perf_counter()
+  step = start_step
+  means = None
+  try:
+    while step < config.num_train_steps:
+      batch = next(train_batches)
+      # The batch is placed explicitly (feed.py); any other host<->device copy in
+      # the step would be a hidden one that stalls the accelerator: refuse it.
+      with jax.transfer_guard('disallow'):
+        state, metrics = train_fn(state, batch, vgg_params)
+      step += 1
+      # Check the previous step's loss while this one runs: no pipeline stall.
+      if previous is not None:
+        _check_finite(previous, step - 1)
+      previous = metrics
+      pending.append(metrics)
+      report(step)
+      progress.update(1)
+
+      if step % config.log_every_steps == 0 or step == config.num_train_steps:
+        summary = {f'train/{k}': float(np.mean(v))
+                   for k, v in jax.tree.map(lambda *x: np.stack(x),
+                                            *jax.device_get(pending)).items()}
+        now = time.perf_counter()
+        summary['train/windows_per_sec'] = len(pending) * config.batch_size / (now - last_log)
+        last_log = now
+        pending = []
+        writer.write_scalars(step, summary)
+        progress.set_postfix(loss=f"{summary['train/loss']:.4f}")
+      if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+        means = run_eval(step)
+      preempted = ckpt.should_stop_for_preemption(step)
+      if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+          or preempted):
+        save(step, metrics)
+      if preempted:
+        logging.warning('Stopped for preemption at step %d; re-run the same command to resume.',
+                        step)
+        break
+  finally:  # an error starts on a line of its own, not glued to the bar
+    progress.close()
+    train_batches.close()
+  return state, step, means
 
 
 def _flat(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Export: checkpoint -> bundle exactly (EMA weights first), the command's errors, and
 the jax2tf SavedModel checked against JAX."""
 
+import json
 import os
 import shutil
 import pathlib
@@ -146,6 +147,25 @@ def test_export_keeps_what_exists_and_names_a_missing_step(trained_run, run_expo
       f'error: {broken / "checkpoints" / str(config.num_train_steps) / "state"}: missing: '
       'the checkpoint is incomplete')
   assert not (tmp_path / 'b2').exists() and not (tmp_path / 'b3').exists()
+
+
+def test_export_names_the_checkpoint_whose_config_this_code_cannot_build(
+    trained_run, run_export, tmp_path):
+  workdir, config = trained_run
+  odd = tmp_path / 'odd'
+  shutil.copytree(workdir, odd)
+  step_dir = odd / 'checkpoints' / str(config.num_train_steps)
+  record = json.loads((step_dir / 'meta' / 'metadata').read_text())
+  saved = json.loads(record['config'])
+  saved['model']['variant'] = 'huge'
+  record['config'] = json.dumps(saved)
+  (step_dir / 'meta' / 'metadata').write_text(json.dumps(record))
+  proc = run_export(f'--workdir={odd}', f'--output={tmp_path / "bundle"}')
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      f"error: {step_dir}: saved config.model.variant: unknown variant 'huge'; choose from "
+      "['base', 'small', 'tiny']"]
+  assert not (tmp_path / 'bundle').exists()
 
 
 def test_saved_model_agrees_with_jax(trained_run, forward, tmp_path):

@@ -2,9 +2,6 @@
 cache, the gains table against independent PSNR, and the command's one-line errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -118,13 +115,3 @@ def test_bad_input(clips, tmp_path):
   with pytest.raises(clips_lib.EvaluateError, match='at least 3'):
     validation.prepare([short], tmp_path / 'cache')
   assert not [p for p in (tmp_path / 'cache').iterdir()]
-
-
-def test_command_refuses_names_that_do_not_fit(repo, clips, tmp_path):
-  root, video, _ = clips
-  proc = subprocess.run([sys.executable, '-m', 'clarity_jax.validate', f'--clips={video}',
-                         f'--cache={tmp_path}', '--bundle=a,b', '--names=one'], cwd=repo,
-                        capture_output=True, text=True,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'), timeout=300)
-  assert proc.returncode == 1
-  assert proc.stderr.strip().splitlines()[-1] == 'error: --names: 1 names for 2 methods'

@@ -79,6 +79,19 @@ def test_a_corrupt_training_frame_ends_the_run_in_one_line(repo, tiny_flags, tmp
   assert 'Traceback' not in proc.stderr + proc.stdout
 
 
+def test_perceptual_loss_off_is_one_plain_progress_line(tiny_config, capsys):
+  """Not absl's 'W1206 19:12:06.340187 ... loop.py:52] ...' warning: the quick
+  start's first line reads as the validation lines do."""
+  config = tiny_config(loss__perceptual_weight=0.05, loss__vgg_weights='')
+  assert loop.make_perceptual(config) == (None, None)
+  out, err = capsys.readouterr()
+  assert out == ('perceptual loss off: config.loss.vgg_weights is empty (no VGG19 ImageNet '
+                 'weights file configured; nothing is downloaded)\n')
+  assert err == ''
+  assert loop.make_perceptual(tiny_config(loss__perceptual_weight=0.0)) == (None, None)
+  assert capsys.readouterr() == ('', '')
+
+
 def test_nan_loss_stops_before_a_checkpoint(tiny_config, tmp_path):
   # A learning rate this large sends the weights to ~1e30 after one step, so the
   # next forward pass overflows.
@@ -162,11 +175,24 @@ def test_resume_is_exact(main, final_params, tmp_path, reference_runs, sig, wher
   proc = main(tmp_path, '--config.num_train_steps=6', *WHERE[where])
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out
+  lines = out.splitlines()
   if interrupted_step < 6:
-    assert f'at step {interrupted_step}' in out  # the 'Resumed from ...' line
+    assert f'resumed from step {interrupted_step}' in lines
+    assert f'at step {interrupted_step}' in out  # the INFO log: 'Resumed from ...'
+  else:
+    assert 'already trained to step 6; nothing to do' in lines
   step, params = final_params(tmp_path)
   assert step == 6
   _assert_same_params(params, ref_params)
+  if sig == signal.SIGTERM:
+    # Once more, complete, with the INFO logs off as by default: one line, no
+    # progress bar, no checkpoint touched.
+    before = sorted(os.listdir(tmp_path / 'checkpoints'))
+    proc = main(tmp_path, '--config.num_train_steps=6', *WHERE[where], '--verbosity=-1')
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert out == 'already trained to step 6; nothing to do\n'
+    assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
 
 
 def test_resuming_with_another_network_is_one_line(tiny_config, tmp_path):
@@ -180,7 +206,9 @@ def test_resuming_with_another_network_is_one_line(tiny_config, tmp_path):
   ckpt.close()
   for field, value, says in (('model__variant', 'small', 'config.model.variant: small '
                               'differs from tiny'),
-                             ('num_neighbors', 2, 'config.num_neighbors: 2 differs from 1')):
+                             ('num_neighbors', 2, 'config.num_neighbors: 2 differs from 1'),
+                             ('ema_decay', 0.9, 'config.ema_decay: 0.9 keeps the EMA copy of '
+                              f'the parameters, unlike the checkpoint under {tmp_path}')):
     with pytest.raises(errors.ConfigError) as e:
       loop.train_and_evaluate(tiny_config(num_train_steps=4, **{field: value}), str(tmp_path))
     assert str(e.value).startswith(says) and '\n' not in str(e.value)
