@@ -12,7 +12,6 @@ from clarity_jax import data
 from clarity_jax.data import on_device
 from clarity_jax import errors
 from clarity_jax import sharding
-from clarity_jax.media import frames
 from clarity_jax.train import feed
 
 
@@ -95,14 +94,11 @@ def test_batches_come_in_order_and_are_deterministic(tiny_config):
   assert codec.any()
 
 
-def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_config, tmp_path):
+def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_config, tmp_path,
+                                                                      png_clips):
   """Real clips (the host crops and augments HR windows), no codec: the stage
   degrades them and nothing returns to the host; the NumPy reference to float error."""
-  clip = tmp_path / 'clips' / 'a'
-  clip.mkdir(parents=True)
-  rng = np.random.default_rng(0)
-  for i in range(8):
-    frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
+  png_clips(tmp_path / 'clips', {'a': 8}, size=(40, 48))
   common = {'batch_size': 4, 'data.crop_size': 8, 'data.source': 'footage',
             'data.path': str(tmp_path / 'clips'), 'data.cache_dir': str(tmp_path / 'cache'),
             'degradation.video_codec_prob': 0.0,
