@@ -12,11 +12,6 @@ from clarity_jax import files
 from clarity_jax.inference import restorer
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-  return 10 * np.log10(peak ** 2 / mse)
-
-
 # ------------------------------------------------------------------ windows
 
 
@@ -143,7 +138,7 @@ def _seam_profile(tiled: np.ndarray, untiled: np.ndarray) -> float:
   return float(max(d.mean(axis=1).max(), d.mean(axis=2).max()))
 
 
-def test_tiled_output_matches_untiled_without_seams(tiny_model, photo_windows):
+def test_tiled_output_matches_untiled_without_seams(tiny_model, photo_windows, psnr):
   windows = photo_windows(2, 72, 100)  # larger than the 48-pixel tile both ways
   untiled = np.stack(tiny_model.restorer(tile=0, batch=2)(windows))
   # enhance's default overlap (16) on a 3x2 grid with shifted last tiles.

@@ -26,12 +26,7 @@ def _configs(tiny_config):
   return device, host
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-  mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-  return float('inf') if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
-def test_codec_windows_match_the_host_reference(tiny_config):
+def test_codec_windows_match_the_host_reference(tiny_config, psnr):
   device, host = _configs(tiny_config)
   assert feed.codec_on_host(device) and not feed.codec_on_host(host)
   assert feed.step_config(device).degradation.where == 'host'
@@ -53,11 +48,11 @@ def test_codec_windows_match_the_host_reference(tiny_config):
     # levels over one 8x8 block, in few blocks.
     diff = np.abs(got[key][~codec] - reference[key][~codec])
     assert (diff > 5e-4).mean() < 0.03  # measured 0.4 %
-    assert _psnr(got[key][~codec], reference[key][~codec]) > 50.0  # measured 64.7 dB
+    assert psnr(got[key][~codec], reference[key][~codec]) > 50.0  # measured 64.7 dB
     for g, r in zip(got[key][codec], reference[key][codec]):
       # Codec windows: x264 on inputs equal up to float error, so (nearly) the same
       # encoding; quantised to 8 bits like any x264 output.
-      assert _psnr(g, r) >= 40.0
+      assert psnr(g, r) >= 40.0
       np.testing.assert_array_equal(np.round(g * 255) / 255, g)
   # The codec did run on the host: its windows differ from the device's eq. (1) alone.
   rendered = jax.jit(lambda b, p: on_device.render(device, b, p))(
