@@ -164,14 +164,6 @@ def test_pixel_format_is_kept(run, smooth_frames, tmp_path, pix_fmt):
   assert _streams(run(video))['pix_fmt'] == pix_fmt
 
 
-def test_output_pix_fmt_table():
-  assert video_writer.output_pix_fmt(None) == 'yuv420p'
-  assert video_writer.output_pix_fmt('yuvj420p') == 'yuv420p'
-  assert video_writer.output_pix_fmt('yuv422p10le') == 'yuv422p10le'
-  assert video_writer.output_pix_fmt('gbrp') == 'yuv444p'
-  assert video_writer.output_pix_fmt('yuv420p12le') == 'yuv420p10le'
-
-
 def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, run_enhance, enhance_command,
                                                       command_env, smooth_frames, tmp_path):
   """Ctrl-C after the first whole segment: 'interrupted', status 130, nothing under
