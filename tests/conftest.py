@@ -159,6 +159,22 @@ def _psnr(a, b, peak: float = 1.0) -> float:
   return float('inf') if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
 
 
+def _pil_bicubic(frame: np.ndarray, scale: int) -> np.ndarray:
+  """Keys a = -0.5 bicubic by Pillow (renormalised at the borders), one float32 ('F')
+  channel at a time, unclipped: a reference independent of jax.image.resize."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  h, w = frame.shape[:2]
+  return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frame[..., c], np.float32))
+                              .resize((scale * w, scale * h), Image.Resampling.BICUBIC))
+                   for c in range(frame.shape[-1])], axis=-1)
+
+
+@pytest.fixture(scope='session')
+def pil_bicubic():
+  """pil_bicubic(frame, scale) -> [scale h, scale w, C] float32: Pillow's bicubic."""
+  return _pil_bicubic
+
+
 @pytest.fixture(scope='session')
 def png_clips():
   """png_clips(root, {clip: frames}, size=(24, 20), seed=0, ext='.png') -> {clip: [uint8

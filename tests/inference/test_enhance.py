@@ -21,14 +21,6 @@ from clarity_jax.inference import uncertainty_map
 from clarity_jax.models import bicubic
 
 
-def pil_bicubic(frame: np.ndarray, scale: int) -> np.ndarray:
-  """An independent Keys a = -0.5 bicubic: PIL on float32 ('F') channels, clipped."""
-  h, w = frame.shape[:2]
-  channels = [Image.fromarray(np.ascontiguousarray(frame[..., c], np.float32), 'F')
-              .resize((scale * w, scale * h), Image.Resampling.BICUBIC) for c in range(3)]
-  return np.clip(np.stack([np.asarray(c) for c in channels], -1), 0.0, 1.0)
-
-
 # ------------------------------------------------------------- files in/out
 
 
@@ -112,7 +104,7 @@ def test_uncertainty_maps_beside_videos_and_frames(tiny_head_model, smooth_frame
       2 * h + uncertainty_map.legend_height(2 * w), 2 * w, 3)
 
 
-def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path):
+def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path, pil_bicubic):
   r = tiny_model.restorer(tile=32, tile_overlap=8, batch=2)
   lq = photo_windows(5, 24, 40)[:, 1]  # 5 frames 40x24
   clip = tmp_path / 'clip'
@@ -146,7 +138,8 @@ def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path
   # Left half: Keys a = -0.5 bicubic (the model's own skip), as PIL computes it
   # independently, up to the 8-bit rounding of the file.
   f = frames.read_image(image)
-  np.testing.assert_allclose(side[:, :80], pil_bicubic(f, 2), atol=0.5 / 255 + 1e-5)
+  np.testing.assert_allclose(side[:, :80], np.clip(pil_bicubic(f, 2), 0.0, 1.0),
+                             atol=0.5 / 255 + 1e-5)
   # A single frame is its own neighbours: the network on (f, f, f).
   np.testing.assert_allclose(restored, tiny_model.reference(np.stack([f, f, f])[None])[0],
                              atol=1 / 255 + 1e-6)

@@ -15,15 +15,20 @@ from clarity_jax import sharding
 from clarity_jax.train import feed
 
 
+def _device_and_host(tiny_config, **fields):
+  """(device, host): one config with eq. (1) on the device and on the host. Noise off:
+  the device draws its own realisations (equal in distribution only), so without it
+  both paths must give the same windows up to x264's rounding."""
+  common = {'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
+            'data.loader': 'threads', **fields}
+  return tuple(tiny_config(**common, **{'degradation.where': where})
+               for where in ('device', 'host'))
+
+
 def _configs(tiny_config):
-  # Noise off: the device draws its own realisations (equal in distribution only), so
-  # without it both paths must give the same windows up to x264's rounding.
-  common = {'batch_size': 8, 'data.crop_size': 32, 'degradation.video_codec_prob': 0.5,
-            'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
-            'data.loader': 'threads'}
-  device = tiny_config(**common, **{'degradation.where': 'device'})
-  host = tiny_config(**common, **{'degradation.where': 'host'})
-  return device, host
+  """Batches of 8 with the video codec drawn for half the windows."""
+  return _device_and_host(tiny_config, **{'batch_size': 8, 'data.crop_size': 32,
+                                          'degradation.video_codec_prob': 0.5})
 
 
 def test_codec_windows_match_the_host_reference(tiny_config, psnr):
@@ -94,13 +99,10 @@ def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_confi
   """Real clips (the host crops and augments HR windows), no codec: the stage
   degrades them and nothing returns to the host; the NumPy reference to float error."""
   png_clips(tmp_path / 'clips', {'a': 8}, size=(40, 48))
-  common = {'batch_size': 4, 'data.crop_size': 8, 'data.source': 'footage',
-            'data.path': str(tmp_path / 'clips'), 'data.cache_dir': str(tmp_path / 'cache'),
-            'degradation.video_codec_prob': 0.0,
-            'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
-            'data.loader': 'threads'}
-  device = tiny_config(**common, **{'degradation.where': 'device'})
-  host = tiny_config(**common, **{'degradation.where': 'host'})
+  device, host = _device_and_host(tiny_config, **{
+      'batch_size': 4, 'data.crop_size': 8, 'data.source': 'footage',
+      'data.path': str(tmp_path / 'clips'), 'data.cache_dir': str(tmp_path / 'cache'),
+      'degradation.video_codec_prob': 0.0})
   assert not feed.codec_on_host(device) and on_device.camera_photos(device) is None
   raw = next(iter(data.create_train_iterator(device, process_index=0, process_count=1)))
   assert 'hr_window' in raw
