@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny configs, checkpoint reading, reference media and weights.
+"""Shared fixtures: tiny configs, checkpoint reading, subprocesses of the checkout,
+reference media (clips, videos, PSNR, bicubic) and weights.
 
 Tests mirror the package (tests/data, tests/models, ...) and take what they share
-from these fixtures; nothing imports this file.
+from these fixtures; nothing imports this file. Scripts a test runs in a process of
+its own are files in tests/scripts (the script fixture).
 """
 
 import os
