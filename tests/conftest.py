@@ -1,11 +1,14 @@
-"""Shared fixtures: tiny configs, checkpoint reading, reference media and weights.
+"""Shared fixtures: tiny configs, checkpoint reading, subprocesses of the checkout,
+reference media (clips, videos, PSNR, bicubic) and weights.
 
 Tests mirror the package (tests/data, tests/models, ...) and take what they share
-from these fixtures; nothing imports this file.
+from these fixtures; nothing imports this file. Scripts a test runs in a process of
+its own are files in tests/scripts (the script fixture).
 """
 
 import os
 import pathlib
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Tests run tiny models for a few steps: XLA's compile time dominates, and skipping
@@ -19,6 +22,7 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / 'tests' / 'scripts'
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 # The runlocal config shrunk further: a step takes well under a second on CPU.
@@ -88,6 +92,22 @@ def final_params():
   return read
 
 
+@pytest.fixture(scope='session')
+def command_env() -> dict[str, str]:
+  """The environment of a subprocess that must import this checkout's package: a
+  `python -m clarity_jax.<command>` run or a script of tests/scripts."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
+  return env
+
+
+@pytest.fixture(scope='session')
+def script():
+  """script(name, *args) -> the argv running tests/scripts/<name>.py with this Python
+  (the scripts a test runs in a process of its own; run them with command_env)."""
+  return lambda name, *args: [sys.executable, str(SCRIPTS / f'{name}.py'), *map(str, args)]
+
+
 @pytest.fixture
 def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
@@ -114,6 +134,60 @@ def degradation_cfg():
       cfg[key] = value
     return cfg
   return make
+
+
+def _png_clips(root: pathlib.Path, clips: dict[str, int], size: tuple[int, int] = (24, 20),
+               seed: int = 0, ext: str = '.png') -> dict[str, list[np.ndarray]]:
+  """root/<clip>/<iii>.png: clips[clip] frames of uniform noise of `size` (h, w), drawn
+  in order from one seeded stream. Returns {clip: [frames as stored, uint8]}."""
+  from clarity_jax import files  # after XLA_FLAGS is set
+  from clarity_jax.media import frames  # after XLA_FLAGS is set
+  rng = np.random.default_rng(seed)
+  out = {}
+  for name, n in clips.items():
+    (root / name).mkdir(parents=True)
+    out[name] = []
+    for i in range(n):
+      image = rng.random((*size, 3)).astype(np.float32)
+      frames.write_image(root / name / f'{i:03d}{ext}', image)
+      out[name].append(files.to_uint8(image))
+  return out
+
+
+def _psnr(a, b, peak: float = 1.0) -> float:
+  """PSNR in dB in float64 (inf for equal arrays): a reference apart from
+  clarity_jax.metrics."""
+  mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+  return float('inf') if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
+
+
+def _pil_bicubic(frame: np.ndarray, scale: int) -> np.ndarray:
+  """Keys a = -0.5 bicubic by Pillow (renormalised at the borders), one float32 ('F')
+  channel at a time, unclipped: a reference independent of jax.image.resize."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  h, w = frame.shape[:2]
+  return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frame[..., c], np.float32))
+                              .resize((scale * w, scale * h), Image.Resampling.BICUBIC))
+                   for c in range(frame.shape[-1])], axis=-1)
+
+
+@pytest.fixture(scope='session')
+def pil_bicubic():
+  """pil_bicubic(frame, scale) -> [scale h, scale w, C] float32: Pillow's bicubic."""
+  return _pil_bicubic
+
+
+@pytest.fixture(scope='session')
+def png_clips():
+  """png_clips(root, {clip: frames}, size=(24, 20), seed=0, ext='.png') -> {clip: [uint8
+  frames as stored]}: folders of random frames, a footage tree in miniature."""
+  return _png_clips
+
+
+@pytest.fixture(scope='session')
+def psnr():
+  """psnr(a, b, peak=1.0) -> dB, float64, inf where a == b."""
+  return _psnr
 
 
 def _smooth_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

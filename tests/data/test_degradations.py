@@ -9,16 +9,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations as D
 from clarity_jax.data import kernels as K
-
-
-def _cfg(**overrides):
-  cfg = degradation_config.get_config()
-  for key, value in overrides.items():
-    cfg[key] = value
-  return cfg
 
 
 def _ramp_at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
@@ -41,8 +33,8 @@ def _ramp_at_lq_centres(h: int, w: int, scale: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize('kernel_type', K.KERNEL_TYPES)
-def test_blurring_a_constant_image_leaves_it_constant(kernel_type):
-  cfg = _cfg()
+def test_blurring_a_constant_image_leaves_it_constant(kernel_type, degradation_cfg):
+  cfg = degradation_cfg()
   k = K.make_kernel(K.sample_kernel_params(np.random.default_rng(1), cfg, kernel_type))
   img = np.full((40, 52, 3), [0.2, 0.5, 0.9], np.float32)
   np.testing.assert_allclose(D.blur(img, k), img, atol=1e-5)
@@ -129,9 +121,9 @@ def test_poisson_noise_variance_follows_intensity():
 # ------------------------------------------------------------------- windows
 
 
-def _continuous_fields(params: dict):
-  """(path, range, values over frames) for every drifting parameter of a window."""
-  cfg = _cfg()
+def _continuous_fields(params: dict, cfg):
+  """(path, range, values over frames) for every drifting parameter of a window, the
+  ranges those of `cfg`."""
   rounds = [('', params)]
   if params['second_round']:
     rounds.append(('second_round.', params['second_round']))
@@ -149,8 +141,8 @@ def _continuous_fields(params: dict):
              [f['quality'] for f in p['jpeg']['frames']])
 
 
-def test_window_parameters_drift_smoothly_within_their_ranges():
-  cfg = _cfg(blur_prob=1.0, noise_prob=1.0, jpeg_prob=1.0, second_round_prob=0.5,
+def test_window_parameters_drift_smoothly_within_their_ranges(degradation_cfg):
+  cfg = degradation_cfg(blur_prob=1.0, noise_prob=1.0, jpeg_prob=1.0, second_round_prob=0.5,
              video_codec_prob=0.5)
   rng = np.random.default_rng(0)
   moved, windows = set(), []
@@ -158,7 +150,7 @@ def test_window_parameters_drift_smoothly_within_their_ranges():
     params = D.sample_window_params(rng, cfg, 7, 4)
     windows.append(params)
     assert json.loads(json.dumps(params)) == params  # JSON-serialisable as is
-    for name, r, raw in _continuous_fields(params):
+    for name, r, raw in _continuous_fields(params, degradation_cfg()):
       if r.integer:
         assert all(isinstance(v, int) for v in raw), (name, raw)
       values = np.asarray(raw, np.float64)
@@ -182,8 +174,8 @@ def test_window_parameters_drift_smoothly_within_their_ranges():
   assert again == windows[0]  # same seed, same parameters
 
 
-def test_probabilities_switch_stages(photo):
-  off = _cfg(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, video_codec_prob=0.0)
+def test_probabilities_switch_stages(photo, degradation_cfg):
+  off = degradation_cfg(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, video_codec_prob=0.0)
   params = D.sample_window_params(np.random.default_rng(0), off, 3, 2)
   assert (params['blur'], params['noise'], params['jpeg'], params['second_round'],
           params['video']) == (None, None, None, None, None)
@@ -192,8 +184,8 @@ def test_probabilities_switch_stages(photo):
   np.testing.assert_allclose(lq[0], np.clip(D.downsample(hr[0], 2, params['resize']), 0, 1))
 
 
-def test_apply_window_shapes_and_determinism(photo):
-  cfg = _cfg(video_codec_prob=1.0, second_round_prob=1.0, noise_prob=1.0)
+def test_apply_window_shapes_and_determinism(photo, degradation_cfg):
+  cfg = degradation_cfg(video_codec_prob=1.0, second_round_prob=1.0, noise_prob=1.0)
   hr = np.stack([photo[i:i + 64, 2 * i:2 * i + 96] for i in range(5)])
   lq1, p1 = D.degrade_window(hr, np.random.default_rng(7), cfg, 4)
   lq2, p2 = D.degrade_window(hr, np.random.default_rng(7), cfg, 4)
@@ -211,8 +203,8 @@ def test_apply_window_shapes_and_determinism(photo):
   assert single.shape == (1, 16, 24, 3)
 
 
-def test_apply_window_rejects_mismatched_inputs(photo):
-  params = D.sample_window_params(np.random.default_rng(0), _cfg(), 3, 4)
+def test_apply_window_rejects_mismatched_inputs(photo, degradation_cfg):
+  params = D.sample_window_params(np.random.default_rng(0), degradation_cfg(), 3, 4)
   rng = np.random.default_rng(0)
   with pytest.raises(ValueError, match='not a multiple'):
     D.apply_window(np.zeros((3, 30, 32, 3), np.float32), params, 4, rng)
@@ -223,9 +215,9 @@ def test_apply_window_rejects_mismatched_inputs(photo):
 
 
 @pytest.mark.parametrize('seed', range(4))
-def test_lq_and_hr_crops_are_aligned(photo, seed):
+def test_lq_and_hr_crops_are_aligned(photo, seed, degradation_cfg):
   """Degrading an HR crop reproduces the matching crop of the clean LQ (before noise)."""
-  cfg = _cfg(blur_prob=1.0)
+  cfg = degradation_cfg(blur_prob=1.0)
   scale, t = 4, 3
   hr = np.stack([photo[8 * i:8 * i + 320, :320] for i in range(t)])
   params = D.sample_window_params(np.random.default_rng(seed), cfg, t, scale)
@@ -243,9 +235,9 @@ def test_lq_and_hr_crops_are_aligned(photo, seed):
 
 
 @pytest.mark.parametrize('kernel_type', K.KERNEL_TYPES)
-def test_clean_lq_of_a_ramp_is_the_ramp_at_lq_centres(kernel_type):
+def test_clean_lq_of_a_ramp_is_the_ramp_at_lq_centres(kernel_type, degradation_cfg):
   """Every kernel is centred: blur + downsample of a linear image shifts nothing."""
-  cfg = _cfg(blur_prob=1.0, kernel_types=(kernel_type,), kernel_probs=(1.0,))
+  cfg = degradation_cfg(blur_prob=1.0, kernel_types=(kernel_type,), kernel_probs=(1.0,))
   scale = 4
   hr = _ramp(40 * scale, 36 * scale)[None]
   params = D.sample_window_params(np.random.default_rng(3), cfg, 1, scale)

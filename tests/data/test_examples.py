@@ -12,7 +12,6 @@ import pytest
 
 from clarity_jax.data import degradations
 from clarity_jax.data import examples
-from clarity_jax.media import frames
 from clarity_jax.data.on_device import degradations as jax_degradations
 from clarity_jax.data.on_device import synthetic as jax_synthetic
 from clarity_jax import errors
@@ -71,14 +70,10 @@ def test_device_examples_have_the_declared_keys_shapes_and_dtypes(small):
     assert example['index'] == i
 
 
-def test_footage_examples_carry_hr_windows(small, tmp_path):
+def test_footage_examples_carry_hr_windows(small, tmp_path, png_clips):
   """Sources other than the synthetic camera: the host reads, crops and augments
   the HR window; the device degrades it."""
-  clip = tmp_path / 'clips' / 'a'
-  clip.mkdir(parents=True)
-  rng = np.random.default_rng(0)
-  for i in range(6):
-    frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
+  png_clips(tmp_path / 'clips', {'a': 6}, size=(40, 48))
   config = small(**{'data.source': 'footage', 'data.path': str(tmp_path / 'clips'),
                     'data.cache_dir': str(tmp_path / 'cache')})
   host_make, make = makers(config)

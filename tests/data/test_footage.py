@@ -148,13 +148,11 @@ def test_a_corrupt_frame_stops_the_source_naming_it_and_caches_nothing(tmp_path)
 # ------------------------------------------------------------------- footage
 
 
-def test_footage_mixes_videos_and_frame_folders_downscaled(tmp_path, write_video):
+def test_footage_mixes_videos_and_frame_folders_downscaled(tmp_path, write_video, png_clips):
   rng = np.random.default_rng(1)
   video = (rng.random((6, 32, 48, 3)) * 200 + 20).astype(np.uint8)
   write_video(tmp_path / 'a.mp4', video, 10, pix_fmt='yuv444p', crf=0)
-  (tmp_path / 'frames' / 'b').mkdir(parents=True)
-  for t in range(5):
-    frames.write_image(tmp_path / 'frames' / 'b' / f'{t:03d}.png', rng.random((24, 40, 3)))
+  png_clips(tmp_path / 'frames', {'b': 5}, size=(24, 40), seed=2)
   cache = tmp_path / 'cache'
   src = footage.FootageSource([tmp_path / 'a.mp4', tmp_path / 'frames'],
                               source_base.WindowSpec(3, 8, 2), cache_dir=cache, downscale=2)

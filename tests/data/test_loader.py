@@ -1,8 +1,8 @@
 """The thread-pool loader: tf.data's batches without TensorFlow, in order, resumable."""
 
+import hashlib
+import json
 import subprocess
-import sys
-import textwrap
 import threading
 
 import numpy as np
@@ -101,42 +101,18 @@ def test_choose(loader_config):
                                  "('auto', 'tf', 'threads')")
 
 
-def test_runs_where_tensorflow_cannot_be_imported(loader_config, repo, tiny_overrides):
+def test_runs_where_tensorflow_cannot_be_imported(loader_config, repo, tiny_overrides, script,
+                                                  command_env):
   """A subprocess with TensorFlow blocked: 'auto' takes the threads, 'tf' is a config
   error, and the batches are those of this process (equal to tf.data's, above).
   It exits without closing its iterator: the threads must not hold it."""
   overrides = {**tiny_overrides, 'data.crop_size': 8, 'batch_size': 4,
                'data.num_parallel_calls': 2, 'data.prefetch': 1}
-  script = textwrap.dedent(f"""
-      import sys
-      sys.modules['tensorflow'] = None
-      import hashlib
-      from clarity_jax import config as config_lib, errors
-      from clarity_jax.data import loader
-      config = config_lib.override(
-          config_lib.get_config({str(repo / 'configs' / 'default.py')!r}, 'runlocal'),
-          {overrides!r})
-      assert loader.choose(config) == 'threads'
-      config.data.loader = 'tf'
-      try:
-        loader.choose(config)
-        raise SystemExit('no error')
-      except errors.ConfigError as e:
-        assert "needs TensorFlow" in str(e), e
-      config.data.loader = 'auto'
-      it = loader.create_train_iterator(config, start_step=1, process_index=0,
-                                        process_count=1)
-      batch = next(it)
-      for key in sorted(batch):
-        print(key, hashlib.sha256(batch[key].tobytes()).hexdigest())
-      assert 'tensorflow' not in {{m.split('.')[0] for m in sys.modules
-                                   if sys.modules[m] is not None}}
-      """)
-  out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                       cwd=repo, timeout=120)
+  out = subprocess.run(script('loader_without_tensorflow', repo / 'configs' / 'default.py',
+                              json.dumps(overrides)),
+                       capture_output=True, text=True, cwd=repo, env=command_env, timeout=120)
   assert out.returncode == 0, out.stderr
   (batch,) = take(loader, loader_config(), 1, start_step=1)
-  import hashlib  # pylint: disable=g-import-not-at-top
   expected = ''.join(f'{key} {hashlib.sha256(batch[key].tobytes()).hexdigest()}\n'
                      for key in sorted(batch))
   assert out.stdout == expected

@@ -6,7 +6,6 @@ import itertools
 import numpy as np
 import pytest
 
-from clarity_jax.media import frames
 from clarity_jax.data import pipeline
 from clarity_jax import errors
 
@@ -142,12 +141,8 @@ def test_eval_batches_are_finite_fixed_and_held_out(small):
   assert not np.allclose(first[0]['hr'], train['hr'])
 
 
-def test_frame_folder_footage_through_the_pipeline(tmp_path, small):
-  rng = np.random.default_rng(0)
-  for clip in ('a', 'b'):
-    (tmp_path / 'clips' / clip).mkdir(parents=True)
-    for i in range(3):
-      frames.write_image(tmp_path / 'clips' / clip / f'{i}.png', rng.random((24, 20, 3)))
+def test_frame_folder_footage_through_the_pipeline(tmp_path, small, png_clips):
+  png_clips(tmp_path / 'clips', {'a': 3, 'b': 3})
   config = small(num_neighbors=2, scale=2, **{'data.source': 'footage',
                                                'data.path': str(tmp_path / 'clips'),
                                                'data.cache_dir': str(tmp_path / 'cache')})

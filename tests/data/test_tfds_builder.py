@@ -20,23 +20,9 @@ def _prepare(manual_dir, data_dir, config: str = 'generic') -> tfds.core.Dataset
   return builder
 
 
-def write_tree(root, clips: dict[str, int], h=24, w=20, ext='.png', seed=0):
-  """root/<clip>/<i>.ext with random frames; returns {clip: [frames as written]}."""
-  rng = np.random.default_rng(seed)
-  out = {}
-  for name, n in clips.items():
-    (root / name).mkdir(parents=True)
-    out[name] = []
-    for i in range(n):
-      img = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-      frames.write_image(root / name / f'{i:05d}{ext}', img)
-      out[name].append(img)
-  return out
-
-
-def test_generic_layout_round_trips_pixels_exactly(tmp_path):
-  written = write_tree(tmp_path / 'manual', {'street': 4, 'park': 2})
-  written.update(write_tree(tmp_path / 'manual', {'bmp_clip': 2}, ext='.bmp', seed=1))
+def test_generic_layout_round_trips_pixels_exactly(tmp_path, png_clips):
+  written = png_clips(tmp_path / 'manual', {'street': 4, 'park': 2})
+  written.update(png_clips(tmp_path / 'manual', {'bmp_clip': 2}, ext='.bmp', seed=1))
   builder = _prepare(tmp_path / 'manual', tmp_path / 'data', 'generic')
   assert builder.info.name == 'clarity_frame_folders'
   assert builder.info.splits['train'].num_examples == 3
@@ -60,25 +46,25 @@ def test_generic_layout_takes_videos_decoded_as_footage_decodes_them(tmp_path, w
   np.testing.assert_array_equal(example['frames'], np.stack(list(clip.decode())))  # PNG
 
 
-def test_reds_layout_gives_train_and_validation_splits(tmp_path):
-  write_tree(tmp_path / 'REDS' / 'train' / 'train_sharp', {'000': 3, '001': 3})
-  write_tree(tmp_path / 'REDS' / 'val_sharp', {'000': 2})
+def test_reds_layout_gives_train_and_validation_splits(tmp_path, png_clips):
+  png_clips(tmp_path / 'REDS' / 'train' / 'train_sharp', {'000': 3, '001': 3})
+  png_clips(tmp_path / 'REDS' / 'val_sharp', {'000': 2})
   builder = _prepare(tmp_path / 'REDS', tmp_path / 'data', 'reds')
   assert builder.info.splits['train'].num_examples == 2
   assert builder.info.splits['validation'].num_examples == 1
 
 
-def test_gopro_and_vimeo90k_layouts(tmp_path):
+def test_gopro_and_vimeo90k_layouts(tmp_path, png_clips):
   gopro = tmp_path / 'GOPRO_Large'
-  write_tree(gopro / 'train' / 'GOPR0372_07_00', {'sharp': 3, 'blur': 3})
-  write_tree(gopro / 'test' / 'GOPR0384_11_00', {'sharp': 2})
+  png_clips(gopro / 'train' / 'GOPR0372_07_00', {'sharp': 3, 'blur': 3})
+  png_clips(gopro / 'test' / 'GOPR0384_11_00', {'sharp': 2})
   builder = _prepare(gopro, tmp_path / 'data', 'gopro')
   (train,) = tfds.as_numpy(builder.as_dataset(split='train'))
   assert train['clip'] == b'GOPR0372_07_00' and len(train['frames']) == 3
   assert builder.info.splits['validation'].num_examples == 1
 
   vimeo = tmp_path / 'vimeo_septuplet'
-  write_tree(vimeo / 'sequences' / '00001', {'0001': 7, '0002': 7})
+  png_clips(vimeo / 'sequences' / '00001', {'0001': 7, '0002': 7})
   (vimeo / 'sep_trainlist.txt').write_text('00001/0001\n00001/0002\n')
   builder = _prepare(vimeo, tmp_path / 'data', 'vimeo90k')
   clips = {ex['clip']: len(ex['frames'])
@@ -88,26 +74,26 @@ def test_gopro_and_vimeo90k_layouts(tmp_path):
 
 
 @pytest.mark.parametrize('line', ['../outside', '00001/../../outside', '/etc'])
-def test_vimeo90k_listing_cannot_leave_sequences(tmp_path, line):
+def test_vimeo90k_listing_cannot_leave_sequences(tmp_path, line, png_clips):
   vimeo = tmp_path / 'vimeo_septuplet'
-  write_tree(vimeo / 'sequences' / '00001', {'0001': 2})
-  write_tree(vimeo, {'outside': 2})  # frames a listing must not reach
+  png_clips(vimeo / 'sequences' / '00001', {'0001': 2})
+  png_clips(vimeo, {'outside': 2})  # frames a listing must not reach
   (vimeo / 'sep_trainlist.txt').write_text(f'00001/0001\n{line}\n')
   with pytest.raises(frames.FrameError, match=f'sep_trainlist.txt: {line!r} is not a folder '
                      'under'):
     _prepare(vimeo, tmp_path / 'data', 'vimeo90k')
 
 
-def test_mixed_frame_sizes_stop_the_build_naming_the_file(tmp_path):
-  write_tree(tmp_path / 'manual', {'clip': 2})
+def test_mixed_frame_sizes_stop_the_build_naming_the_file(tmp_path, png_clips):
+  png_clips(tmp_path / 'manual', {'clip': 2})
   odd = tmp_path / 'manual' / 'clip' / '00002.png'
   frames.write_image(odd, np.zeros((24, 22, 3), np.uint8))
   with pytest.raises(frames.FrameError, match='^' + str(odd) + ': size 22x24'):
     _prepare(tmp_path / 'manual', tmp_path / 'data', 'generic')
 
 
-def test_tfds_source_windows_come_from_the_clips(tmp_path):
-  written = write_tree(tmp_path / 'manual', {'long': 5, 'short': 2})
+def test_tfds_source_windows_come_from_the_clips(tmp_path, png_clips):
+  written = png_clips(tmp_path / 'manual', {'long': 5, 'short': 2})
   _prepare(tmp_path / 'manual', tmp_path / 'data', 'generic')
   with pytest.warns(source_base.ShortClipWarning, match="'short' has 2 frames"):
     src = tfds_builder.TfdsSource('clarity_frame_folders/generic', str(tmp_path / 'data'),
@@ -133,8 +119,8 @@ def test_unprepared_dataset_is_a_clear_error(tmp_path):
                        source_base.WindowSpec(1, 8))
 
 
-def test_pipeline_reads_the_tfds_source(tmp_path, tiny_config):
-  write_tree(tmp_path / 'manual', {'a': 4, 'b': 4}, h=32, w=32)
+def test_pipeline_reads_the_tfds_source(tmp_path, tiny_config, png_clips):
+  png_clips(tmp_path / 'manual', {'a': 4, 'b': 4}, size=(32, 32))
   _prepare(tmp_path / 'manual', tmp_path / 'data', 'generic')
   config = tiny_config(**{'data.source': 'tfds', 'data.path': str(tmp_path / 'data'),
                           'data.tfds_name': 'clarity_frame_folders/generic',

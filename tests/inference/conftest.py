@@ -1,5 +1,8 @@
 """Fixtures of the inference tests: one tiny untrained network and its bundle, real-photo
-windows to restore, and a jitted forward pass."""
+windows to restore, a jitted forward pass, and the enhance command line."""
+
+import subprocess
+import sys
 
 import cv2
 import jax
@@ -83,3 +86,22 @@ def forward():
   """forward(model, window) -> np.ndarray: an nnx model's forward pass, jitted
   (eager NNX runs op by op: slow on 2 cores)."""
   return lambda model, window: np.asarray(_forward(*nnx.split(model), window))
+
+
+@pytest.fixture(scope='session')
+def enhance_command():
+  """enhance_command(*flags) -> the argv of `python -m clarity_jax.enhance
+  --progress=false *flags`."""
+  return lambda *flags: [sys.executable, '-m', 'clarity_jax.enhance', '--progress=false',
+                         *flags]
+
+
+@pytest.fixture(scope='session')
+def run_enhance(repo, command_env, enhance_command):
+  """run_enhance(*flags, **run_kwargs) -> the finished enhance process: from the
+  checkout, output captured as text; run_kwargs (cwd, env, ...) replace those."""
+  def run(*flags: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(enhance_command(*flags), **{
+        'cwd': repo, 'env': command_env, 'capture_output': True, 'text': True,
+        'timeout': 600, **kwargs})
+  return run

@@ -7,7 +7,6 @@ from pathlib import Path
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -22,37 +21,6 @@ from clarity_jax.inference import uncertainty_map
 from clarity_jax.models import bicubic
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-  return 10 * np.log10(peak ** 2 / mse)
-
-
-def pil_bicubic(frame: np.ndarray, scale: int) -> np.ndarray:
-  """An independent Keys a = -0.5 bicubic: PIL on float32 ('F') channels, clipped."""
-  h, w = frame.shape[:2]
-  channels = [Image.fromarray(np.ascontiguousarray(frame[..., c], np.float32), 'F')
-              .resize((scale * w, scale * h), Image.Resampling.BICUBIC) for c in range(3)]
-  return np.clip(np.stack([np.asarray(c) for c in channels], -1), 0.0, 1.0)
-
-
-@pytest.fixture(scope='module')
-def command_env(repo) -> dict[str, str]:
-  """The environment of a `python -m clarity_jax.enhance` run from the checkout."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  env['PYTHONPATH'] = os.pathsep.join([str(repo), env.get('PYTHONPATH', '')])
-  return env
-
-
-@pytest.fixture(scope='module')
-def run_enhance(repo, command_env):
-  """run_enhance(*flags) -> the finished `python -m clarity_jax.enhance` process."""
-  def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'clarity_jax.enhance', '--progress=false',
-                           *args], cwd=repo, env=command_env, capture_output=True,
-                          text=True, timeout=600)
-  return run
-
-
 # ------------------------------------------------------------- files in/out
 
 
@@ -65,7 +33,7 @@ def _written(folder: Path) -> list[str]:
 
 
 def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_frames,
-                                              write_video, decode_all, tmp_path):
+                                              write_video, decode_all, tmp_path, psnr):
   s = tiny_model.scale
   src = smooth_frames(9, 40, 56)
   video = write_video(tmp_path / 'in.mp4', src, fps=fractions.Fraction(25))
@@ -100,7 +68,7 @@ def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_fr
 
 
 def test_uncertainty_maps_beside_videos_and_frames(tiny_head_model, smooth_frames,
-                                                   write_video, decode_all, tmp_path):
+                                                   write_video, decode_all, tmp_path, psnr):
   """--uncertainty: OUTPUT_uncertainty holds every frame's map over its legend, and
   --compare gains the map as a third column, the legend under all three."""
   s = tiny_head_model.scale
@@ -136,7 +104,7 @@ def test_uncertainty_maps_beside_videos_and_frames(tiny_head_model, smooth_frame
       2 * h + uncertainty_map.legend_height(2 * w), 2 * w, 3)
 
 
-def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path):
+def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path, pil_bicubic):
   r = tiny_model.restorer(tile=32, tile_overlap=8, batch=2)
   lq = photo_windows(5, 24, 40)[:, 1]  # 5 frames 40x24
   clip = tmp_path / 'clip'
@@ -170,7 +138,8 @@ def test_frame_folders_clip_trees_and_images(tiny_model, photo_windows, tmp_path
   # Left half: Keys a = -0.5 bicubic (the model's own skip), as PIL computes it
   # independently, up to the 8-bit rounding of the file.
   f = frames.read_image(image)
-  np.testing.assert_allclose(side[:, :80], pil_bicubic(f, 2), atol=0.5 / 255 + 1e-5)
+  np.testing.assert_allclose(side[:, :80], np.clip(pil_bicubic(f, 2), 0.0, 1.0),
+                             atol=0.5 / 255 + 1e-5)
   # A single frame is its own neighbours: the network on (f, f, f).
   np.testing.assert_allclose(restored, tiny_model.reference(np.stack([f, f, f])[None])[0],
                              atol=1 / 255 + 1e-6)
@@ -314,7 +283,7 @@ def test_real_footage(tiny_model, shared_data, decode_all, tmp_path):
 # ------------------------------------------------------------------- memory
 
 
-def _peak_rss_mib(repo: Path, env: dict, *args: str) -> float:
+def _peak_rss_mib(command: list[str], repo: Path, env: dict) -> float:
   """Peak resident memory of one enhance process (its own rusage, via wait4).
 
   glibc's malloc raises its mmap threshold as big arrays are freed, after which
@@ -323,8 +292,7 @@ def _peak_rss_mib(repo: Path, env: dict, *args: str) -> float:
   that allocator effect out, so the peak shows what the program itself holds.
   """
   env = dict(env, MALLOC_MMAP_THRESHOLD_=str(1 << 20))
-  proc = subprocess.Popen([sys.executable, '-m', 'clarity_jax.enhance', '--progress=false',
-                           *args], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+  proc = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE)
   _, status, usage = os.wait4(proc.pid, 0)
   proc.returncode = os.waitstatus_to_exitcode(status)
@@ -333,17 +301,18 @@ def _peak_rss_mib(repo: Path, env: dict, *args: str) -> float:
   return usage.ru_maxrss / 1024
 
 
-def test_peak_memory_is_flat_in_video_length(tiny_model, repo, command_env, smooth_frames,
-                                             write_video, tmp_path):
+def test_peak_memory_is_flat_in_video_length(tiny_model, repo, command_env, enhance_command,
+                                             smooth_frames, write_video, tmp_path):
   """4x the frames, the same peak (within a third of what keeping each extra
   output frame, even as uint8, would add)."""
   h, w = 240, 320
   s = tiny_model.scale
   video = write_video(tmp_path / 'long.mp4', smooth_frames(48, h, w))
   common = [f'--bundle={tiny_model.path}', f'--input={video}', '--tile=0', '--batch=2']
-  short = _peak_rss_mib(repo, command_env, *common, f'--output={tmp_path / "a"}',
-                        '--max_frames=12')
-  long = _peak_rss_mib(repo, command_env, *common, f'--output={tmp_path / "b"}')
+  short = _peak_rss_mib(enhance_command(*common, f'--output={tmp_path / "a"}',
+                                        '--max_frames=12'), repo, command_env)
+  long = _peak_rss_mib(enhance_command(*common, f'--output={tmp_path / "b"}'), repo,
+                       command_env)
   assert len(_written(tmp_path / 'b')) == 48
   per_frame = s * h * s * w * 3 / 2 ** 20
   print(f'peak RSS {short:.0f} MiB (12 frames) vs {long:.0f} MiB (48 frames)')

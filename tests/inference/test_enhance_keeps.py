@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 import signal
 import subprocess
-import sys
 import time
 
 import av
@@ -165,16 +164,8 @@ def test_pixel_format_is_kept(run, smooth_frames, tmp_path, pix_fmt):
   assert _streams(run(video))['pix_fmt'] == pix_fmt
 
 
-def test_output_pix_fmt_table():
-  assert video_writer.output_pix_fmt(None) == 'yuv420p'
-  assert video_writer.output_pix_fmt('yuvj420p') == 'yuv420p'
-  assert video_writer.output_pix_fmt('yuv422p10le') == 'yuv422p10le'
-  assert video_writer.output_pix_fmt('gbrp') == 'yuv444p'
-  assert video_writer.output_pix_fmt('yuv420p12le') == 'yuv420p10le'
-
-
-def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_frames,
-                                                      tmp_path):
+def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, run_enhance, enhance_command,
+                                                      command_env, smooth_frames, tmp_path):
   """Ctrl-C after the first whole segment: 'interrupted', status 130, nothing under
   the output name, the segment kept. Then SIGKILL after the second. The same command
   again restores only the rest, and the output equals an uninterrupted run's, byte
@@ -182,16 +173,14 @@ def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_f
   n = 3 * video_writer.SEGMENT_FRAMES + 20
   video = _video(tmp_path / 'in.mp4', smooth_frames(n, 24, 32), [40 * i for i in range(n)],
                  audio_seconds=n * 0.04)
-  env = dict(os.environ, PYTHONPATH=str(repo))
 
-  def command(out: Path) -> list[str]:
-    return [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={tiny_model.path}',
-            f'--input={video}', f'--output={out}', '--progress=false', '--tile=0',
+  def flags(out: Path) -> list[str]:
+    return [f'--bundle={tiny_model.path}', f'--input={video}', f'--output={out}', '--tile=0',
             '--preset=ultrafast']
 
   def stop_after(segment: int, sig: int) -> subprocess.Popen:
-    proc = subprocess.Popen(command(out), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(enhance_command(*flags(out)), env=command_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (parts / f'seg-{segment:06d}.mp4').exists():
       assert proc.poll() is None and time.time() < deadline, f'no segment {segment}'
@@ -202,7 +191,7 @@ def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_f
     return proc
 
   straight = tmp_path / 'straight.mp4'
-  assert subprocess.run(command(straight), env=env, capture_output=True).returncode == 0
+  assert run_enhance(*flags(straight)).returncode == 0
   out = tmp_path / 'resumed.mp4'
   parts = video_writer.work_folder(out)
   interrupted = stop_after(0, signal.SIGINT)
@@ -214,7 +203,7 @@ def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_f
       parts.name]  # no temporaries beside the kept segments
   assert not [p for p in parts.iterdir() if p.name.startswith('.')]
   stop_after(1, signal.SIGKILL)
-  done = subprocess.run(command(out), env=env, capture_output=True, text=True)
+  done = run_enhance(*flags(out))
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'resuming after frame' in done.stderr
   assert f'{n} frames' in done.stdout
@@ -223,7 +212,7 @@ def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, repo, smooth_f
   assert _streams(out)['times'] == [i * fractions.Fraction(40, 1000) for i in range(n)]
 
 
-def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, repo, smooth_frames,
+def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, run_enhance, smooth_frames,
                                                        tmp_path):
   """One output per video (.webm becomes .mp4); a second run skips the complete ones
   and does the one whose output was removed."""
@@ -233,30 +222,27 @@ def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, repo, smooth_f
   _video(clips / 'a.mp4', smooth_frames(4, 24, 32), [0, 40, 80, 120], audio_seconds=0.16)
   (clips / 'notes.txt').write_text('not a video')
   out = tmp_path / 'restored'
-  cmd = [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={tiny_model.path}',
-         f'--input={clips}', f'--output={out}', '--progress=false', '--tile=0',
-         '--preset=ultrafast']
-  env = dict(os.environ, PYTHONPATH=str(repo))
-  first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  flags = [f'--bundle={tiny_model.path}', f'--input={clips}', f'--output={out}', '--tile=0',
+           '--preset=ultrafast']
+  first = run_enhance(*flags)
   assert first.returncode == 0, first.stderr[-2000:]
   assert sorted(os.listdir(out)) == ['a.mp4', 'b.mkv']
   assert len(_streams(out / 'a.mp4')['times']) == 4 and 'audio' in _streams(out / 'a.mp4')
   assert len(_streams(out / 'b.mkv')['times']) == 3
   stamp = (out / 'b.mkv').stat().st_mtime_ns
   (out / 'a.mp4').unlink()
-  second = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  second = run_enhance(*flags)
   assert second.returncode == 0, second.stderr[-2000:]
   assert 'b.mkv: already restored, skipped' in second.stdout
   assert (out / 'b.mkv').stat().st_mtime_ns == stamp and (out / 'a.mp4').is_file()
-  same = subprocess.run([*cmd[:5], f'--output={clips}', *cmd[6:]], env=env,
-                        capture_output=True, text=True)
+  same = run_enhance(*flags[:2], f'--output={clips}', *flags[3:])
   assert same.returncode == 1
   assert same.stderr.strip().splitlines()[-1] == (
       f'error: {clips}: the outputs would land among the input videos; choose another folder')
   assert video_writer.work_folder(out / 'a.mp4').exists() is False
 
 
-def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, repo,
+def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, run_enhance,
                                                                smooth_frames, tmp_path):
   """A damaged frame in the middle of the second clip stops the job: status 1, the
   file named, nothing under the output name, the first clip's frames kept. With the
@@ -271,16 +257,14 @@ def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, repo,
   damaged = clips / 'b' / '0004.png'
   good = damaged.read_bytes()
   damaged.write_bytes(good[:len(good) // 2])  # the header reads; the pixels do not
-  env = dict(os.environ, PYTHONPATH=str(repo))
 
-  def command(out: Path) -> list[str]:
-    return [sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={tiny_model.path}',
-            f'--input={clips}', f'--output={out}', '--progress=false', '--tile=0',
-            '--batch=2']
+  def restore(out: Path) -> subprocess.CompletedProcess:
+    return run_enhance(f'--bundle={tiny_model.path}', f'--input={clips}', f'--output={out}',
+                       '--tile=0', '--batch=2')
 
   out = tmp_path / 'restored'
   parts = writers.work_folder(out)
-  stopped = subprocess.run(command(out), env=env, capture_output=True, text=True)
+  stopped = restore(out)
   assert stopped.returncode == 1, stopped.stderr[-2000:]
   assert stopped.stderr.strip().splitlines()[-1].startswith(f'error: {damaged}')
   assert 'the same command continues from there' in stopped.stderr
@@ -290,13 +274,13 @@ def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, repo,
   damaged.write_bytes(good)
   (parts / 'b').mkdir(exist_ok=True)
   (parts / 'b' / '.0006.tmp.png').write_bytes(b'half a frame')
-  done = subprocess.run(command(out), env=env, capture_output=True, text=True)
+  done = restore(out)
   assert done.returncode == 0, done.stderr[-2000:]
   assert f'resuming; {len(kept)} restored frames kept' in done.stderr
   assert '14 frames' in done.stdout
   assert not parts.exists()
   straight = tmp_path / 'straight'
-  assert subprocess.run(command(straight), env=env, capture_output=True).returncode == 0
+  assert restore(straight).returncode == 0
   names = sorted(str(p.relative_to(straight)) for p in straight.rglob('*') if p.is_file())
   assert names == sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file())
   assert len([n for n in names if n.endswith('.png')]) == 14

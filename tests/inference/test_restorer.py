@@ -1,4 +1,5 @@
-"""The restoration engine: reflected windows, streaming, tiles and their blending."""
+"""The restoration engine: streaming, tiles and their blending (its reflected windows:
+tests/media/test_temporal.py)."""
 
 import weakref
 
@@ -7,51 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from clarity_jax.media import temporal
 from clarity_jax import files
 from clarity_jax.inference import restorer
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-  return 10 * np.log10(peak ** 2 / mse)
-
-
-# ------------------------------------------------------------------ windows
-
-
-@pytest.mark.parametrize('k', [0, 1, 2, 3])
-def test_windows_reflect_like_numpy(k):
-  for n in range(1, 10):
-    clip = [np.full((1, 1, 3), i, np.float32) for i in range(n)]
-    got = np.stack([np.stack(w)[:, 0, 0, 0] for w in temporal.sliding_windows(clip, k)])
-    padded = np.pad(np.arange(n), k, mode='reflect')  # numpy's reflect: 2,1,0,1,2
-    want = np.stack([padded[t:t + 2 * k + 1] for t in range(n)])
-    np.testing.assert_array_equal(got, want, err_msg=f'n={n}, k={k}')
-
-
-def test_windows_keep_only_a_ring_buffer():
-  """At most 2K+1 decoded frames alive and K frames of read-ahead, however long
-  the clip: memory cannot grow with its length."""
-  k, n = 2, 40
-  produced: list[weakref.ref] = []
-  consumed = 0
-
-  def clip():
-    nonlocal consumed
-    for i in range(n):
-      frame = np.full((4, 4, 3), i, np.float32)
-      produced.append(weakref.ref(frame))
-      consumed += 1
-      yield frame
-      del frame
-
-  for t, window in enumerate(temporal.sliding_windows(clip(), k)):
-    alive = sum(r() is not None for r in produced)
-    assert alive <= 2 * k + 1, (t, alive)
-    assert consumed <= min(t + k + 1, n)
-    assert len(window) == 2 * k + 1 and window[k][0, 0, 0] == t
-  assert t == n - 1
+# ------------------------------------------------------------------ streaming
 
 
 def test_restore_frames_streams_in_order(tiny_model, photo_windows):
@@ -143,7 +104,7 @@ def _seam_profile(tiled: np.ndarray, untiled: np.ndarray) -> float:
   return float(max(d.mean(axis=1).max(), d.mean(axis=2).max()))
 
 
-def test_tiled_output_matches_untiled_without_seams(tiny_model, photo_windows):
+def test_tiled_output_matches_untiled_without_seams(tiny_model, photo_windows, psnr):
   windows = photo_windows(2, 72, 100)  # larger than the 48-pixel tile both ways
   untiled = np.stack(tiny_model.restorer(tile=0, batch=2)(windows))
   # enhance's default overlap (16) on a 3x2 grid with shifted last tiles.

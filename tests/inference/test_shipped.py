@@ -1,7 +1,6 @@
 """The model shipped in the package: verified by sha256, used by enhance with no
 --bundle, free of the line artifact, and installed by a plain (non-editable) build."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -62,14 +61,11 @@ def test_no_thin_line_artifact(engine):
   assert artifacts.line_artifact_score(restore, grass, 4) < 1.5
 
 
-def test_enhance_without_bundle_uses_the_shipped_model(repo, tmp_path, write_video,
+def test_enhance_without_bundle_uses_the_shipped_model(run_enhance, tmp_path, write_video,
                                                        smooth_frames, decode_all, engine):
   video = write_video(tmp_path / 'in.mp4', smooth_frames(3, 32, 48))
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.run([sys.executable, '-m', 'clarity_jax.enhance', '--progress=false',
-                         f'--input={video}', f'--output={tmp_path / "out.mp4"}',
-                         '--uncertainty'],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  proc = run_enhance(f'--input={video}', f'--output={tmp_path / "out.mp4"}', '--uncertainty',
+                     cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
   assert f'model: the shipped model {shipped.NAME} (small x4 K=2' in proc.stdout
   out, _ = decode_all(tmp_path / 'out.mp4')

@@ -1,33 +1,21 @@
-"""Streaming video / frame I/O: round trips through real codecs, and every bad input."""
+"""Reading videos and frames (media/readers.py): streams through real codecs, the kinds of
+input, and every bad input (writing: test_writers.py, test_video_writer.py)."""
 
 import fractions
-import os
-import shutil
-from pathlib import Path
 import wave
 
 import numpy as np
 import pytest
 
 from clarity_jax.media import frames
-from clarity_jax.media import writers
-from clarity_jax.media import video_writer
 from clarity_jax.media import readers
 
 FPS = fractions.Fraction(30000, 1001)  # write_video's default rate
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-  mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-  return 10 * np.log10(255.0 ** 2 / mse)
-
-
-def leftovers(folder: Path) -> list[str]:
-  return sorted(p.name for p in folder.iterdir() if p.name.startswith('.'))
-
-
 @pytest.mark.parametrize('ext', ['.mp4', '.mkv', '.mov', '.avi'])
-def test_video_reader_streams_every_frame(tmp_path, smooth_frames, write_video, decode_all, ext):
+def test_video_reader_streams_every_frame(tmp_path, smooth_frames, write_video, decode_all,
+                                          ext, psnr):
   src = smooth_frames(7, 48, 64)
   path = write_video(tmp_path / f'clip{ext}', src)
   reader = readers.VideoReader(path)
@@ -40,7 +28,7 @@ def test_video_reader_streams_every_frame(tmp_path, smooth_frames, write_video, 
   # Same pixels as PyAV's own decode, and close to what was encoded.
   ref, _ = decode_all(path)
   np.testing.assert_array_equal(np.round(np.stack(got) * 255).astype(np.uint8), ref)
-  assert psnr(ref, src) > 35
+  assert psnr(ref, src, 255) > 35
 
 
 def test_open_input_kinds(tmp_path, smooth_frames, write_video):
@@ -133,90 +121,3 @@ def test_empty_and_mixed_size_folders(tmp_path):
   frames.write_image(mixed / '1.png', np.zeros((8, 14, 3), np.float32))
   with pytest.raises(frames.FrameError, match=rf'^{mixed / "1.png"}: size 14x8 differs'):
     readers.open_input(mixed)
-
-
-@pytest.mark.parametrize('h,w', [(48, 64), (47, 63)])
-def test_video_writer_round_trip(tmp_path, smooth_frames, decode_all, h, w):
-  src = smooth_frames(6, h, w)
-  out = tmp_path / 'out.mp4'
-  with video_writer.VideoWriter(out, FPS) as writer:
-    for f in src:
-      writer.write(f.astype(np.float32) / 255.0)
-      assert not out.exists()  # only a hidden temporary name while writing
-  decoded, (rate, codec, pix_fmt) = decode_all(out)
-  assert (rate, codec, pix_fmt) == (FPS, 'h264', 'yuv420p')
-  assert decoded.shape == (6, h + h % 2, w + w % 2, 3)  # odd sizes padded to even
-  assert psnr(decoded[:, :h, :w], src) > 35
-  assert leftovers(tmp_path) == []
-
-
-def test_writers_leave_nothing_on_failure(tmp_path):
-  out = tmp_path / 'out.mp4'
-  with pytest.raises(RuntimeError):
-    with video_writer.VideoWriter(out, FPS) as writer:
-      writer.write(np.zeros((16, 16, 3), np.uint8))
-      raise RuntimeError('decoder failed half-way')
-  folder = tmp_path / 'frames'
-  with pytest.raises(RuntimeError):
-    with writers.FrameFolderWriter(folder) as writer:
-      writer.write(np.zeros((8, 8, 3), np.float32), 'a.png')
-      raise RuntimeError('boom')
-  assert not out.exists() and not folder.exists()
-  assert leftovers(tmp_path) == []
-
-
-def test_frame_folder_writer_keeps_names_and_refuses_existing_outputs(tmp_path):
-  folder = tmp_path / 'out'
-  with writers.FrameFolderWriter(folder) as writer:
-    writer.write(np.full((4, 6, 3), 0.5, np.float32), 'clip1/x_001.png')
-    writer.write(np.zeros((4, 6, 3), np.float32), 'clip2/y.jpg')
-    assert not folder.exists()
-  assert sorted(str(p.relative_to(folder)) for p in folder.rglob('*.*')) == [
-      writers.FOLDER_MARK_FILE, 'clip1/x_001.png', 'clip2/y.jpg']
-  assert frames.read_image(folder / 'clip1/x_001.png')[0, 0, 0] == pytest.approx(128 / 255)
-  with pytest.raises(readers.MediaError, match=rf'^{folder}: already exists'):
-    writers.FrameFolderWriter(folder)
-  with writers.FrameFolderWriter(folder, overwrite=True) as writer:
-    writer.write(np.zeros((4, 6, 3), np.float32), 'z.png')
-  assert sorted(os.listdir(folder)) == [writers.FOLDER_MARK_FILE, 'z.png']
-  assert leftovers(tmp_path) == []
-
-
-@pytest.mark.parametrize('name', ['out', 'out.mp4', 'out.png', 'out.jpg'])
-def test_overwrite_replaces_only_earlier_outputs(tmp_path, name):
-  """A folder or file the user made is never deleted, --overwrite or not."""
-  path = tmp_path / name
-  if path.suffix:
-    path.write_bytes(b'the user\'s own file')
-  else:
-    path.mkdir()
-    (path / 'notes.txt').write_text('mine')
-  before = sorted(p.name for p in tmp_path.rglob('*'))
-  writer_type = {'': writers.FrameFolderWriter, '.mp4': None, '.png':
-                 writers.ImageWriter, '.jpg': writers.ImageWriter}[path.suffix]
-  make = ((lambda: video_writer.VideoWriter(path, FPS, overwrite=True))
-          if writer_type is None else (lambda: writer_type(path, overwrite=True)))
-  with pytest.raises(readers.MediaError) as e:
-    make()
-  assert str(e.value) == (f'{path}: exists and is not an earlier clarity_jax.enhance '
-                          'output; --overwrite replaces only those: choose a new output')
-  assert sorted(p.name for p in tmp_path.rglob('*')) == before
-  # An earlier output of the writers is replaced.
-  if path.suffix:
-    path.unlink()
-  else:
-    shutil.rmtree(path)
-  for value in (0.25, 0.75):
-    with make() as writer:
-      writer.write(np.full((8, 8, 3), value, np.float32), 'a.png')
-    assert writers.is_marked_output(path)
-  assert leftovers(tmp_path) == []
-
-
-def test_a_webm_output_is_refused_before_any_frame(tmp_path):
-  """.webm is readable but cannot hold H.264: refused by name, nothing written."""
-  with pytest.raises(readers.MediaError) as e:
-    video_writer.VideoWriter(tmp_path / 'out.webm', FPS)
-  assert str(e.value) == (f'{tmp_path / "out.webm"}: .webm cannot hold the H.264 video '
-                          'written; use one of .mp4, .mkv, .mov, .m4v, .avi')
-  assert list(tmp_path.iterdir()) == []

@@ -230,10 +230,6 @@ def _window_and_single(model, lq):
   return model.decode(fused, lq), model.decode(single, lq), weights
 
 
-def _psnr(a, b) -> float:
-  return float(-10 * jnp.log10(jnp.mean(jnp.square(a - b))))
-
-
 @pytest.fixture(scope='module')
 def toy_windows():
   clean_lq, hr = _denoising_windows(np.random.default_rng(99), 8)
@@ -242,7 +238,7 @@ def toy_windows():
   return clean_lq, noisy_lq, hr
 
 
-def test_temporal_attention_uses_agreeing_and_ignores_noise_neighbours(toy_windows):
+def test_temporal_attention_uses_agreeing_and_ignores_noise_neighbours(toy_windows, psnr):
   clean_lq, noisy_lq, hr = toy_windows
   model = _train_denoiser(use_attention=True)
   out_clean, single, w_clean = _window_and_single(model, clean_lq)
@@ -253,16 +249,16 @@ def test_temporal_attention_uses_agreeing_and_ignores_noise_neighbours(toy_windo
   d_noise = float(jnp.mean(jnp.abs(out_noise - single)))
   print(f'reference weight: clean {ref_clean:.2f}, noise {ref_noise:.2f}; '
         f'|out - single|: clean {d_clean:.4f}, noise {d_noise:.4f}; PSNR: '
-        f'window {_psnr(out_clean, hr):.2f}, single {_psnr(single, hr):.2f}, '
-        f'noise window {_psnr(out_noise, hr):.2f} dB')
+        f'window {psnr(out_clean, hr):.2f}, single {psnr(single, hr):.2f}, '
+        f'noise window {psnr(out_noise, hr):.2f} dB')
   # Agreeing neighbours are used, and they help.
   assert ref_clean < 0.65
-  assert _psnr(out_clean, hr) > _psnr(single, hr) + 1.0
+  assert psnr(out_clean, hr) > psnr(single, hr) + 1.0
   # Pure-noise neighbours (never seen in training) lose their weight, and the
   # output falls back to the single-frame one instead of degrading.
   assert ref_noise > ref_clean + 0.15
   assert d_noise < 0.8 * d_clean
-  assert _psnr(out_noise, hr) > _psnr(single, hr) - 0.3
+  assert psnr(out_noise, hr) > psnr(single, hr) - 0.3
 
   # Per pixel: neighbours noisy in the left half only lose weight there.
   half = clean_lq.at[:, (0, 2), :, :8].set(noisy_lq[:, (0, 2), :, :8])

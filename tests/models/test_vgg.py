@@ -52,7 +52,9 @@ def keras_vgg(tmp_path_factory):
   return model, features, paths, x
 
 
-def _assert_close(ours: dict, ref: list, tol: float = 1e-4):
+def _assert_layers_match(ours: dict, ref: list, tol: float = 1e-4):
+  """Our activations of LAYERS against Keras's, relative to each layer's scale (and
+  none of them degenerate)."""
   for name, r in zip(LAYERS, ref):
     scale = max(1.0, float(np.abs(r).max()))
     err = float(np.abs(np.asarray(ours[name]) - r).max())
@@ -68,7 +70,7 @@ def test_keras_h5_matches_keras(keras_vgg, layout):
                          verbose=0)
   vgg = vgg_lib.load_vgg19(paths[layout])
   assert vgg.preprocessing == 'caffe'
-  _assert_close(vgg(jnp.asarray(x), LAYERS), ref)
+  _assert_layers_match(vgg(jnp.asarray(x), LAYERS), ref)
 
 
 def _torchvision_state_dict(model) -> dict[str, np.ndarray]:
@@ -93,7 +95,7 @@ def test_torchvision_safetensors_matches_keras(keras_vgg, tmp_path):
   # Keras' 'torch' mode is the torchvision normalisation: an independent reference.
   torch_input = keras.applications.imagenet_utils.preprocess_input(
       x * 255.0, mode='torch')
-  _assert_close(vgg(jnp.asarray(x), LAYERS), features.predict(torch_input, verbose=0))
+  _assert_layers_match(vgg(jnp.asarray(x), LAYERS), features.predict(torch_input, verbose=0))
 
 
 def test_torchvision_layout_in_npz(keras_vgg, tmp_path):

@@ -38,6 +38,13 @@ def _photo_clip(folder: Path, n: int, h: int, w: int, ext: str = '.png', y0: int
                        jpeg_quality=98)
 
 
+def _cropped_hr(clip: Path, record: dict) -> tuple[list[Path], np.ndarray]:
+  """(frame paths, [T, h, w, 3] frames) of an HR clip, cropped as its sidecar record says."""
+  paths = sorted(clip.iterdir())
+  hc, wc = record['cropped_hr_size'] or record['hr_size']
+  return paths, np.stack([frames.read_image(p)[:hc, :wc] for p in paths])
+
+
 @pytest.fixture
 def default_ranges():
   """The command's default degradation ranges, as degrade_tree takes them."""
@@ -116,9 +123,7 @@ def test_sidecar_parameters_rebuild_the_frames(hr_tree, tmp_path, default_ranges
   for clip in ('cat', 'odd'):
     record = json.loads((tmp_path / 'lq' / 'degradation.json').read_text())['clips'][clip]
     assert record == sidecar['clips'][clip]
-    paths = sorted((hr_tree / clip).iterdir())
-    hc, wc = record['cropped_hr_size'] or record['hr_size']
-    hr = np.stack([frames.read_image(p)[:hc, :wc] for p in paths])
+    paths, hr = _cropped_hr(hr_tree / clip, record)
     rng = degrade.clip_rng(5, clip)
     assert degradations.sample_window_params(rng, cfg, len(paths), 4) == record['params']
     lq = degradations.apply_window(hr, record['params'], 4, rng)
@@ -141,9 +146,7 @@ def test_camera_effects_round_trip_through_the_sidecar(hr_tree, tmp_path):
     params = record['params']
     assert params['rolling_shutter']['method'] == 'blend' and params['noise'] is None
     assert len(params['low_light']['frames']) == params['num_frames']
-    paths = sorted((hr_tree / clip).iterdir())
-    hc, wc = record['cropped_hr_size'] or record['hr_size']
-    hr = np.stack([frames.read_image(p)[:hc, :wc] for p in paths])
+    paths, hr = _cropped_hr(hr_tree / clip, record)
     rng = degrade.clip_rng(3, clip)
     assert degradations.sample_window_params(rng, cfg, len(paths), 2) == params
     lq = degradations.apply_window(hr, params, 2, rng)

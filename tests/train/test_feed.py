@@ -12,27 +12,26 @@ from clarity_jax import data
 from clarity_jax.data import on_device
 from clarity_jax import errors
 from clarity_jax import sharding
-from clarity_jax.media import frames
 from clarity_jax.train import feed
 
 
+def _device_and_host(tiny_config, **fields):
+  """(device, host): one config with eq. (1) on the device and on the host. Noise off:
+  the device draws its own realisations (equal in distribution only), so without it
+  both paths must give the same windows up to x264's rounding."""
+  common = {'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
+            'data.loader': 'threads', **fields}
+  return tuple(tiny_config(**common, **{'degradation.where': where})
+               for where in ('device', 'host'))
+
+
 def _configs(tiny_config):
-  # Noise off: the device draws its own realisations (equal in distribution only), so
-  # without it both paths must give the same windows up to x264's rounding.
-  common = {'batch_size': 8, 'data.crop_size': 32, 'degradation.video_codec_prob': 0.5,
-            'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
-            'data.loader': 'threads'}
-  device = tiny_config(**common, **{'degradation.where': 'device'})
-  host = tiny_config(**common, **{'degradation.where': 'host'})
-  return device, host
+  """Batches of 8 with the video codec drawn for half the windows."""
+  return _device_and_host(tiny_config, **{'batch_size': 8, 'data.crop_size': 32,
+                                          'degradation.video_codec_prob': 0.5})
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-  mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-  return float('inf') if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
-def test_codec_windows_match_the_host_reference(tiny_config):
+def test_codec_windows_match_the_host_reference(tiny_config, psnr):
   device, host = _configs(tiny_config)
   assert feed.codec_on_host(device) and not feed.codec_on_host(host)
   assert feed.step_config(device).degradation.where == 'host'
@@ -54,11 +53,11 @@ def test_codec_windows_match_the_host_reference(tiny_config):
     # levels over one 8x8 block, in few blocks.
     diff = np.abs(got[key][~codec] - reference[key][~codec])
     assert (diff > 5e-4).mean() < 0.03  # measured 0.4 %
-    assert _psnr(got[key][~codec], reference[key][~codec]) > 50.0  # measured 64.7 dB
+    assert psnr(got[key][~codec], reference[key][~codec]) > 50.0  # measured 64.7 dB
     for g, r in zip(got[key][codec], reference[key][codec]):
       # Codec windows: x264 on inputs equal up to float error, so (nearly) the same
       # encoding; quantised to 8 bits like any x264 output.
-      assert _psnr(g, r) >= 40.0
+      assert psnr(g, r) >= 40.0
       np.testing.assert_array_equal(np.round(g * 255) / 255, g)
   # The codec did run on the host: its windows differ from the device's eq. (1) alone.
   rendered = jax.jit(lambda b, p: on_device.render(device, b, p))(
@@ -95,21 +94,15 @@ def test_batches_come_in_order_and_are_deterministic(tiny_config):
   assert codec.any()
 
 
-def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_config, tmp_path):
+def test_footage_batches_are_degraded_on_the_device_without_the_codec(tiny_config, tmp_path,
+                                                                      png_clips):
   """Real clips (the host crops and augments HR windows), no codec: the stage
   degrades them and nothing returns to the host; the NumPy reference to float error."""
-  clip = tmp_path / 'clips' / 'a'
-  clip.mkdir(parents=True)
-  rng = np.random.default_rng(0)
-  for i in range(8):
-    frames.write_image(clip / f'{i:03d}.png', rng.random((40, 48, 3)).astype(np.float32))
-  common = {'batch_size': 4, 'data.crop_size': 8, 'data.source': 'footage',
-            'data.path': str(tmp_path / 'clips'), 'data.cache_dir': str(tmp_path / 'cache'),
-            'degradation.video_codec_prob': 0.0,
-            'degradation.noise_prob': 0.0, 'degradation.second_round_prob': 0.0,
-            'data.loader': 'threads'}
-  device = tiny_config(**common, **{'degradation.where': 'device'})
-  host = tiny_config(**common, **{'degradation.where': 'host'})
+  png_clips(tmp_path / 'clips', {'a': 8}, size=(40, 48))
+  device, host = _device_and_host(tiny_config, **{
+      'batch_size': 4, 'data.crop_size': 8, 'data.source': 'footage',
+      'data.path': str(tmp_path / 'clips'), 'data.cache_dir': str(tmp_path / 'cache'),
+      'degradation.video_codec_prob': 0.0})
   assert not feed.codec_on_host(device) and on_device.camera_photos(device) is None
   raw = next(iter(data.create_train_iterator(device, process_index=0, process_count=1)))
   assert 'hr_window' in raw

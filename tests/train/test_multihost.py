@@ -78,7 +78,8 @@ def _ends(log: str) -> tuple[int, str]:
   return int(match.group(1)), match.group(2)
 
 
-def _assert_close(a, b, atol=1e-5):
+def _assert_trees_close(a, b, atol=1e-5):
+  """Two parameter trees, leaf by leaf, equal to float tolerance."""
   flat_a, flat_b = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(flat_a) == len(flat_b)
   for x, y in zip(flat_a, flat_b):
@@ -188,4 +189,4 @@ def test_two_processes_train_preempt_resume_and_match_one(launch, tiny_config, t
   moved = max(float(np.abs(a - b).max())
               for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
   assert moved > 1e-4
-  _assert_close(_continue_in_one_process(config, restored[preempted], 2), after)
+  _assert_trees_close(_continue_in_one_process(config, restored[preempted], 2), after)

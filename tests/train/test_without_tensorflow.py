@@ -1,50 +1,42 @@
 """Training where TensorFlow is absent (the accelerator hosts): the thread loader,
 eq. (1) on the device, checkpoints and an exact resume."""
 
-import os
 import subprocess
-import sys
 
 import jax
 import numpy as np
+import pytest
 
 from clarity_jax.train import checkpoints
 
-# `python -m clarity_jax.main` with TensorFlow (and so clu) made unimportable.
-WITHOUT_TF = r'''
-import sys
-sys.modules['tensorflow'] = None
-sys.modules['tensorflow_datasets'] = None
-from absl import app
-from clarity_jax.cli import train
-sys.argv = ['clarity_jax.main', *sys.argv[1:]]
-app.run(train.main)
-'''
+
+@pytest.fixture
+def train(repo, tiny_flags, script, command_env):
+  """train(workdir, steps) -> the finished `python -m clarity_jax.main` process, with
+  TensorFlow (and so clu) made unimportable."""
+  def run(workdir, steps: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        script('without_tensorflow', '-m', 'clarity_jax.main', f'--workdir={workdir}',
+               *tiny_flags, '--config.degradation.where=device', '--config.data.loader=auto',
+               '--config.degradation.video_codec_prob=0.5',
+               # A constant learning rate: num_train_steps, which differs between the
+               # runs compared, then does not change the updates.
+               '--config.warmup_steps=0', '--config.end_learning_rate_factor=1.0',
+               f'--config.num_train_steps={steps}'),
+        cwd=repo, env=command_env, capture_output=True, text=True, timeout=600)
+  return run
 
 
-def _train(repo, tiny_flags, workdir, steps: int) -> subprocess.CompletedProcess:
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run(
-      [sys.executable, '-c', WITHOUT_TF, f'--workdir={workdir}', *tiny_flags,
-       '--config.degradation.where=device', '--config.data.loader=auto',
-       '--config.degradation.video_codec_prob=0.5',
-       # A constant learning rate: num_train_steps, which differs between the runs
-       # compared, then does not change the updates.
-       '--config.warmup_steps=0', '--config.end_learning_rate_factor=1.0',
-       f'--config.num_train_steps={steps}'],
-      cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-
-
-def test_trains_checkpoints_and_resumes_exactly_without_tensorflow(repo, tiny_flags,
-                                                                   final_params, tmp_path):
-  straight = _train(repo, tiny_flags, tmp_path / 'straight', 4)
+def test_trains_checkpoints_and_resumes_exactly_without_tensorflow(train, final_params,
+                                                                   tmp_path):
+  straight = train(tmp_path / 'straight', 4)
   assert straight.returncode == 0, straight.stderr[-5000:]
   assert 'metrics go to' in straight.stderr  # clu needs TensorFlow: the JSON-lines writer
   lines = (tmp_path / 'straight' / 'metrics.jsonl').read_text().splitlines()
   assert any('"train/loss"' in line for line in lines)
-  first = _train(repo, tiny_flags, tmp_path / 'resumed', 2)
+  first = train(tmp_path / 'resumed', 2)
   assert first.returncode == 0, first.stderr[-5000:]
-  second = _train(repo, tiny_flags, tmp_path / 'resumed', 4)
+  second = train(tmp_path / 'resumed', 4)
   assert second.returncode == 0, second.stderr[-5000:]
   assert 'Resumed from' in second.stderr and 'at step 2' in second.stderr
   (step_a, a), (step_b, b) = final_params(tmp_path / 'straight'), final_params(

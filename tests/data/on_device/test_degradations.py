@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clarity_jax.data import degradation_config
 from clarity_jax.data import degradations as D
 from clarity_jax.data.on_device import degradations as J
 from clarity_jax.data.on_device import jpeg as jax_jpeg
@@ -20,13 +19,6 @@ from clarity_jax.data import kernels as K
 
 # One jitted function for every test: same shapes, one compilation.
 _DEGRADE = jax.jit(J.degrade, static_argnums=3)
-
-
-def _cfg(**overrides):
-  cfg = degradation_config.get_config()
-  for key, value in overrides.items():
-    cfg[key] = value
-  return cfg
 
 
 def _stack(windows: list[dict]) -> dict[str, np.ndarray]:
@@ -48,26 +40,26 @@ def _pad_kernel(k: np.ndarray, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------- host side
 
 
-def test_kernel_size_holds_every_kernel_the_default_config_draws():
-  cfg = _cfg(blur_prob=1.0, second_round_prob=1.0)
+def test_kernel_size_holds_every_kernel_the_default_config_draws(degradation_cfg):
+  cfg = degradation_cfg(blur_prob=1.0, second_round_prob=1.0)
   rng = np.random.default_rng(0)
   for _ in range(150):
     J.window_arrays(D.sample_window_params(rng, cfg, 3, 4), kernel_size=J.KERNEL_SIZE)
   # The bound is tight: a straight, accelerating motion of the longest length needs it.
   worst = K.motion_kernel(cfg.motion_length_range[1], 0.0, accel=max(K.MOTION_ACCEL_RANGE))
   assert worst.shape[0] == J.KERNEL_SIZE
-  assert J.max_kernel_size(_cfg(blur_prob=0.0)) == 1
-  sized = _cfg(kernel_types=('gaussian_iso', 'sinc'), kernel_probs=(0.5, 0.5),
+  assert J.max_kernel_size(degradation_cfg(blur_prob=0.0)) == 1
+  sized = degradation_cfg(kernel_types=('gaussian_iso', 'sinc'), kernel_probs=(0.5, 0.5),
                kernel_size_range=(7, 20))
   assert J.max_kernel_size(sized) == 19
 
 
-def test_window_arrays_have_fixed_shapes_and_the_window_values():
-  cfg = _cfg(blur_prob=1.0, noise_prob=1.0, jpeg_prob=1.0, second_round_prob=1.0)
+def test_window_arrays_have_fixed_shapes_and_the_window_values(degradation_cfg):
+  cfg = degradation_cfg(blur_prob=1.0, noise_prob=1.0, jpeg_prob=1.0, second_round_prob=1.0)
   rng = np.random.default_rng(3)
   params = [D.sample_window_params(rng, cfg, 5, 4) for _ in range(6)]
-  params.append(D.sample_window_params(rng, _cfg(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0),
-                                       5, 4))
+  plain = degradation_cfg(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)
+  params.append(D.sample_window_params(rng, plain, 5, 4))
   size = J.KERNEL_SIZE
   arrays = [J.window_arrays(p, kernel_size=size) for p in params]
   for a in arrays:  # same keys, shapes and dtypes for every window: batches stack
@@ -108,11 +100,11 @@ def test_window_arrays_have_fixed_shapes_and_the_window_values():
 
 @pytest.mark.parametrize('method', ['fft', 'conv'])
 @pytest.mark.parametrize('size', [(24, 20), (7, 9)])
-def test_blur_matches_opencv_for_every_kernel_family(photo, method, size):
+def test_blur_matches_opencv_for_every_kernel_family(photo, method, size, degradation_cfg):
   """Every family, kernels padded to KERNEL_SIZE; (7, 9): the border reflects twice."""
   h, w = size
   rng = np.random.default_rng(h)
-  ks = [K.make_kernel(K.sample_kernel_params(rng, _cfg(), t)) for t in K.KERNEL_TYPES]
+  ks = [K.make_kernel(K.sample_kernel_params(rng, degradation_cfg(), t)) for t in K.KERNEL_TYPES]
   ks.append(K.motion_kernel(6.0, 0.5, curvature=1.5, accel=0.5))  # asymmetric, for the impulse
   imgs = [photo[30 * i:30 * i + h, 100 + 7 * i:100 + 7 * i + w] for i in range(len(ks) - 1)]
   impulse = np.zeros((h, w, 3), np.float32)
@@ -224,18 +216,20 @@ def _draw(rng: np.random.Generator, cfg, scale: int, want) -> dict:
       return params
 
 
-def _reference_batch(photo: np.ndarray, scale: int, cfg) -> tuple[np.ndarray, list[dict]]:
+def _reference_batch(photo: np.ndarray, scale: int, degradation_cfg, overrides: dict
+                     ) -> tuple[np.ndarray, list[dict]]:
   """4 windows of 5 frames 32x32: one per resize mode, blurred (the last with a second
-  round, blur at LQ resolution), plus one without blur; drawn by sample_window_params."""
+  round, blur at LQ resolution), plus one without blur; drawn by sample_window_params
+  from degradation_cfg(**overrides)."""
   rng = np.random.default_rng(scale)
   params = []
   for mode in D.RESIZE_MODES:
     second = mode == D.RESIZE_MODES[-1]
-    c = _cfg(**{**cfg, 'second_round_prob': 1.0 if second else 0.0})
+    c = degradation_cfg(**{**overrides, 'second_round_prob': 1.0 if second else 0.0})
     params.append(_draw(rng, c, scale, lambda p, m=mode, s=second: p['resize'] == m
                         and p['blur'] is not None
                         and (not s or p['second_round']['blur'] is not None)))
-  params.append(_draw(rng, _cfg(**cfg), scale, lambda p: p['blur'] is None))
+  params.append(_draw(rng, degradation_cfg(**overrides), scale, lambda p: p['blur'] is None))
   return _windows(photo, len(params), 5, 32, 32), params
 
 
@@ -248,8 +242,8 @@ _QUIET = {'noise_prob': 0.0, 'jpeg_prob': 0.0, 'video_codec_prob': 0.0}
 
 
 @pytest.mark.parametrize('scale', [4, 2])
-def test_degrade_equals_apply_window_without_noise_and_codecs(photo, scale):
-  hr, params = _reference_batch(photo, scale, _QUIET)
+def test_degrade_equals_apply_window_without_noise_and_codecs(photo, scale, degradation_cfg):
+  hr, params = _reference_batch(photo, scale, degradation_cfg, _QUIET)
   out = _run(hr, params, scale)
   ref = np.stack([D.apply_window(x, p, scale, np.random.default_rng(0))
                   for x, p in zip(hr, params)])
@@ -257,9 +251,9 @@ def test_degrade_equals_apply_window_without_noise_and_codecs(photo, scale):
   np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
-def test_jpeg_is_jax_jpeg_per_frame_and_close_to_opencv(photo):
+def test_jpeg_is_jax_jpeg_per_frame_and_close_to_opencv(photo, degradation_cfg):
   """JPEG after the first round's noise, per frame at its quality; 0 leaves a frame alone."""
-  hr, params = _reference_batch(photo, 2, {**_QUIET, 'jpeg_prob': 1.0})
+  hr, params = _reference_batch(photo, 2, degradation_cfg, {**_QUIET, 'jpeg_prob': 1.0})
   params[1]['jpeg'] = None  # JPEG off in one window
   out = _run(hr, params, 2)
   before = _run(hr, [dict(p, jpeg=None) for p in params], 2)

@@ -24,11 +24,6 @@ _jpeg = jax.jit(jax_jpeg.jpeg)  # one program per input shape, for all qualities
 QUALITIES = (30, 50, 75, 95)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-  mse = np.mean((np.asarray(a, np.float64) - b)**2)
-  return float('inf') if mse == 0 else float(10 * np.log10(1 / mse))
-
-
 @pytest.fixture(scope='module')
 def photos(photo) -> dict[str, np.ndarray]:
   """Real photographs, float32 [0, 1]: the astronaut, a cat, a cup of coffee."""
@@ -43,14 +38,14 @@ def crops(photos) -> dict[str, np.ndarray]:
   return {name: img[100:164, 200:296] for name, img in photos.items()}
 
 
-def test_equals_libjpeg_on_photographs(photos):
+def test_equals_libjpeg_on_photographs(photos, psnr):
   """Whole 512 x 512 and odd-sized crops (37 x 53: padding, odd chroma) of 3 photos."""
   cases = [('astronaut', photos['astronaut'])]
   cases += [(f'{name} 37x53', img[11:48, 5:58]) for name, img in photos.items()]
   for name, img in cases:
     for q in QUALITIES:
       out, ref = np.asarray(_jpeg(img, q)), codecs.jpeg(img, q)
-      assert _psnr(out, ref) >= 40, (name, q)
+      assert psnr(out, ref) >= 40, (name, q)
       np.testing.assert_array_equal(out, ref, err_msg=f'{name} at quality {q}')
 
 
@@ -161,7 +156,7 @@ def test_blocking_at_low_quality(crops):
   assert _blockiness(np.asarray(_jpeg(img, 95))) < 1.1
 
 
-def test_quality_per_image_nested_batch(crops):
+def test_quality_per_image_nested_batch(crops, psnr):
   """[2, 5, H, W, 3] with qualities [5] broadcast over the leading axes: each image
   at its own quality is codecs.jpeg's, and fidelity grows with quality."""
   qualities = np.array([10, 30, 50, 75, 95], np.int32)
@@ -172,7 +167,7 @@ def test_quality_per_image_nested_batch(crops):
   for i, img in enumerate(imgs):
     for j, q in enumerate(qualities):
       np.testing.assert_array_equal(out[i, j], codecs.jpeg(img, int(q)))
-    fidelity = [_psnr(o, img) for o in out[i]]
+    fidelity = [psnr(o, img) for o in out[i]]
     assert all(a < b for a, b in zip(fidelity, fidelity[1:])), fidelity
 
 
