@@ -133,8 +133,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
 
   if 'runlocal' in args:
-    # A few minutes on 2 CPU cores, ending clearly above bicubic (the tiny variant
-    # trains 5x faster per step but gains only ~0.1 dB in the same time).
+    # Sized for 2 CPU cores, ending clearly above bicubic (the tiny variant trains
+    # faster per step but gains less in the same time: docs/results.md).
     config.model.variant = args.get('variant', 'small')
     config.data.crop_size = 32
     config.data.frames_per_clip = 12

@@ -38,7 +38,7 @@ _CRF = flags.DEFINE_integer('crf', video_writer.DEFAULT_CRF, 'x264 quality of vi
 _PRESET = flags.DEFINE_enum(
     'preset', video_writer.DEFAULT_PRESET, list(video_writer.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
-    '(a 4K encode at medium costs ~375 CPU-ms a frame; benchmark --what=output).')
+    '(its cost per frame: benchmark --what=output).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output (only once '
                                'the new one is complete).')
 flags.mark_flags_as_required(['input', 'output'])

@@ -221,8 +221,8 @@ class SyntheticSource(source_base.Source):
   (possibly different) photograph, moving through the scene at 2-5 px/frame with its
   own rotation: its image motion differs from the background's by construction, so
   motion is never global. Only the window's frames are rendered, straight at the
-  crop size, by cv2.warpAffine (bicubic: sharp, and 6x faster than Lanczos4 at
-  256 px); a clip of `frames_per_clip` frames exists only as its paths.
+  crop size, by cv2.warpAffine (bicubic: sharp, and much faster than Lanczos4);
+  a clip of `frames_per_clip` frames exists only as its paths.
   """
 
   max_pan = 4.0  # HR pixels per frame

@@ -209,7 +209,7 @@ def _restore_and_score(method: methods_lib.Method, clip: clips_lib.Clip,
   `folder` unless it is None, and scored pixels' maps sampled into `samples`."""
   outputs, per_frame = [], {}
   shown_map = None
-  for i, (restored, scale) in enumerate(_timed(method.restore_with_maps(lq), timing)):
+  for i, (restored, scale) in enumerate(_timed(method.enhance_with_maps(lq), timing)):
     out = files.to_uint8(restored)
     if out.shape != gt[i].shape:
       raise clips_lib.EvaluateError(clip.gt[i], f'{method.name} output is {out.shape[1]}x'

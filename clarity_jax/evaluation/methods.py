@@ -46,25 +46,25 @@ class Method:
 
   @property
   def maps(self) -> bool:
-    """Whether restore_with_maps gives error-scale maps: one network with the
+    """Whether enhance_with_maps gives error-scale maps: one network with the
     uncertainty head, at the data's scale (a cascade's or an upscaled map would
     not describe the final frame's error)."""
     return len(self.stages) == 1 and self.upscale == 1 and self.stages[0].uncertainty
 
-  def restore_with_maps(self, lq: Iterable[np.ndarray]
+  def enhance_with_maps(self, lq: Iterable[np.ndarray]
                         ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(frame, the head's error scale b or None) per input frame, streaming."""
     if not self.maps:
-      yield from ((frame, None) for frame in self.restore(lq))
+      yield from ((frame, None) for frame in self.enhance(lq))
       return
-    for _, frame, scale in restorer_lib.restore_frames_and_maps(self.stages[0], lq):
+    for _, frame, scale in restorer_lib.enhance_frames_and_maps(self.stages[0], lq):
       yield frame, scale
 
-  def restore(self, lq: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+  def enhance(self, lq: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """Float32 frames in [0, 1], one per input frame, streaming."""
     stream = iter(lq)
     for restorer in self.stages:
-      stream = (out for _, out in restorer_lib.restore_frames(restorer, stream))
+      stream = (out for _, out in restorer_lib.enhance_frames(restorer, stream))
     for frame in stream:
       yield bicubic.upsample_frame(frame, self.upscale) if self.upscale > 1 else frame
 

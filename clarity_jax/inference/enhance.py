@@ -216,7 +216,7 @@ def enhance(restorer: restorer_lib.Restorer, input_path: str | os.PathLike,
         clip_frames = itertools.islice(iter(reader), max_frames)
         # uint8 frames unless a 10-bit video is written: the output's own precision,
         # and a quarter of float32's memory (a 4000x3000 photo is 16000x12000 at x4).
-        restored = restorer_lib.restore_frames_and_maps(
+        restored = restorer_lib.enhance_frames_and_maps(
             restorer, clip_frames, start=first,
             uint8=not getattr(writers[0], 'pix_fmt', '').endswith('10le'))
         for i, (lq, out, error_scale) in enumerate(restored, start=first):

@@ -102,7 +102,7 @@ def _restore_tiles(params: Any, lq: jax.Array, *, graphdef: nnx.GraphDef,
   model = nnx.merge(graphdef, params)
   if not uncertainty:
     return jnp.clip(model(lq), 0.0, 1.0)
-  restored, scale = model.restore(lq)
+  restored, scale = model.with_uncertainty(lq)
   return jnp.concatenate([jnp.clip(restored, 0.0, 1.0), scale[..., None]], axis=-1)
 
 
@@ -154,9 +154,9 @@ class Restorer:
     """Restores up to `batch` windows (each 2K+1 float [h, w, 3] frames in [0, 1],
     e.g. a [n, 2K+1, h, w, 3] array) -> n [s h, s w, 3] frames: float32 in [0, 1],
     or with `uint8` rounded to uint8, a quarter of the memory (what files hold)."""
-    return self.restore(windows, uint8)[0]
+    return self.frames_and_maps(windows, uint8)[0]
 
-  def restore(self, windows: Sequence[Sequence[np.ndarray]], uint8: bool = False
+  def frames_and_maps(self, windows: Sequence[Sequence[np.ndarray]], uint8: bool = False
               ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """(frames, maps) for up to `batch` windows, as __call__; maps are the error
     scale b [s h, s w] float32 of each frame with `uncertainty`, else None.
@@ -248,7 +248,7 @@ class _Band:
     self.top = row
 
 
-def restore_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
+def enhance_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
                             start: int = 0, uint8: bool = False
                             ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
   """(LQ frame, restored frame, error-scale map or None) for every input frame from
@@ -259,7 +259,7 @@ def restore_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
   k = restorer.num_neighbors
 
   def run(batch):
-    restored, maps = restorer.restore(batch, uint8)
+    restored, maps = restorer.frames_and_maps(batch, uint8)
     return zip((w[k] for w in batch), restored, maps or [None] * len(batch))
 
   batch: list[tuple[np.ndarray, ...]] = []
@@ -274,9 +274,9 @@ def restore_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
     yield from run(batch)
 
 
-def restore_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0,
+def enhance_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0,
                    uint8: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """(LQ frame, restored frame) for every input frame: restore_frames_and_maps
+  """(LQ frame, restored frame) for every input frame: enhance_frames_and_maps
   without the maps."""
-  for lq, restored, _ in restore_frames_and_maps(restorer, frames, start, uint8):
+  for lq, restored, _ in enhance_frames_and_maps(restorer, frames, start, uint8):
     yield lq, restored

@@ -67,7 +67,7 @@ def saved_model_extras(spec: bundle.ModelSpec, params: Any
     module = tf.Module()
     module.params = {k: tf.Variable(v, trainable=False, name=k) for k, v in flat.items()}
 
-    def restore(lq: tf.Tensor) -> tf.Tensor:
+    def enhance(lq: tf.Tensor) -> tf.Tensor:
       # Checked first: XLA's own error for other sizes ('shape refinement failed')
       # does not say what the model wants.
       check = tf.debugging.assert_equal(
@@ -75,18 +75,18 @@ def saved_model_extras(spec: bundle.ModelSpec, params: Any
       with tf.control_dependencies([check]):
         return tf_fn(module.params, tf.identity(lq))
 
-    module.restore = tf.function(
-        restore, autograph=False,
+    module.enhance = tf.function(
+        enhance, autograph=False,
         input_signature=[tf.TensorSpec([None, t, None, None, 3], tf.float32, name='lq')])
     tf.saved_model.save(module, str(tmp / 'saved_model'),
-                        signatures={'serving_default': module.restore})
+                        signatures={'serving_default': module.enhance})
     loaded = tf.saved_model.load(str(tmp / 'saved_model'))  # keep it: it owns the variables
     rng = np.random.default_rng(0)
     err = 0.0
     for h, w in _CHECK_SIZES:
       window = rng.random((2, t, h * m, w * m, 3), np.float32)
       want = np.asarray(jax.jit(forward)(params, window))
-      got = loaded.restore(tf.constant(window)).numpy()
+      got = loaded.enhance(tf.constant(window)).numpy()
       err = max(err, float(np.max(np.abs(got - want))))
     sizes = ', '.join(f'{h * m}x{w * m}' for h, w in _CHECK_SIZES)
     if err > 1e-4:

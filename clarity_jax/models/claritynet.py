@@ -282,7 +282,7 @@ class ClarityNetSR(nnx.Module):
   def has_uncertainty(self) -> bool:
     return self.uncertainty_head is not None
 
-  def restore(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def with_uncertainty(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """lq -> (restored [B, s h, s w, 3], b [B, s h, s w]): the frame and the Laplace
     scale of its error per pixel (needs the head: model.uncertainty)."""
     if self.uncertainty_head is None:

@@ -145,7 +145,7 @@ def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: S
   model = claritynet.model_from_config(config, nnx.Rngs(0), dtype=dtype)
   graphdef, params = nnx.split(model)
   # With the head, the frame and its error-scale map (what enhance --uncertainty runs).
-  forward = ((lambda p, x: nnx.merge(graphdef, p).restore(x)) if model.has_uncertainty
+  forward = ((lambda p, x: nnx.merge(graphdef, p).with_uncertainty(x)) if model.has_uncertainty
              else (lambda p, x: nnx.merge(graphdef, p)(x)))
   compiled = jax.jit(forward).lower(params, lq).compile()
   info = {'variant': config.model.variant, 'dtype': dtype, 'batch': b,

@@ -140,7 +140,8 @@ class PreemptionWatcher:
   def requested(self) -> bool:
     return self._event.is_set()
 
-  def restore(self) -> None:
+  def uninstall(self) -> None:
+    """Gives SIGTERM back to the handler it had before."""
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
@@ -191,7 +192,7 @@ class Checkpointer:
     self.manager.wait_until_finished()
     self.manager.close()
     if self.watcher is not None:
-      self.watcher.restore()
+      self.watcher.uninstall()
 
 
 def read_meta(workdir: str, step: int | None = None) -> tuple[int, dict]:

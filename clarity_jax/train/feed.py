@@ -167,10 +167,9 @@ def _device_batches(config: ml_collections.ConfigDict, mesh: Mesh,
 
   Its own thread, not the consumer's: XLA:CPU runs the programs one Python thread
   dispatches in order, one at a time, and programs from two threads side by side.
-  On the 2-core CPU the step fills 1.3 cores and the stage, dispatched from the
-  step's thread, ran after it (step 190 ms + stage 45 ms a runlocal batch; from
-  its own thread 184-196 ms in all, docs/performance.md). On an accelerator the
-  thread keeps the step's dispatch from waiting on x264.
+  Dispatched from the step's thread, the stage ran after the step on a CPU, not
+  beside it (docs/performance.md). On an accelerator the thread keeps the step's
+  dispatch from waiting on x264.
   """
   yield from _ahead(_staged_batches(config, mesh, host_batches))
 

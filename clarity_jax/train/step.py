@@ -55,7 +55,7 @@ def compute_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
   if not config.model.get('uncertainty', False):
     return _restorer_losses(config, graphdef, params, batch, model(batch['lq']),
                             perceptual, vgg_params)
-  out, scale = model.restore(batch['lq'])
+  out, scale = model.with_uncertainty(batch['lq'])
   nll = losses.laplace_nll(out, batch['hr'], scale)
   if config.get('freeze_restorer', False):
     charbonnier = losses.charbonnier(jax.lax.stop_gradient(out), batch['hr'],

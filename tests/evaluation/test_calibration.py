@@ -66,6 +66,7 @@ def test_samples_crop_the_border_and_draw_the_same_pixels_per_seed():
   b.add(restored, gt, scale, crop=4, seed=7)
   (pa, ea), (pb, eb) = a.arrays(), b.arrays()
   np.testing.assert_array_equal(pa, pb)
+  np.testing.assert_array_equal(ea, eb)
   assert ea.size == calibration.SAMPLES_PER_FRAME
   # Every sampled pair is a pixel of the cropped frame, error and scale together.
   error = np.abs(restored[4:-4, 4:-4].astype(np.float32) - gt[4:-4, 4:-4]).mean(-1)

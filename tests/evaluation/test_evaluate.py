@@ -171,8 +171,8 @@ def test_cascades_run_their_stages_in_sequence(setup):
   sr, _ = restorer.Restorer.from_bundle(setup.root / 'sr', tile=0, batch=1)
   for clip in CLIPS:
     lq = [frames.read_image(setup.lq / clip / f'{t:08d}.png') for t in range(NUM_FRAMES)]
-    deblurred = [out for _, out in restorer.restore_frames(deblur, lq)]
-    two_stage = [out for _, out in restorer.restore_frames(sr, deblurred)]
+    deblurred = [out for _, out in restorer.enhance_frames(deblur, lq)]
+    two_stage = [out for _, out in restorer.enhance_frames(sr, deblurred)]
     upscaled = [bicubic.upsample_frame(f, SCALE) for f in deblurred]
     for want, got in ((two_stage, _outputs(setup, 'two-stage', clip)),
                       (upscaled, _outputs(setup, 'deblur + bicubic', clip))):

@@ -60,7 +60,7 @@ def test_cli_restores_a_video_frame_for_frame(tiny_model, run_enhance, smooth_fr
   summary = enhance.enhance(engine, video, tmp_path / 'frames', progress=False)
   assert summary.kind == 'frames' and summary.frames == 9
   assert sorted(_written(tmp_path / 'frames')) == [f'{i:06d}.png' for i in range(9)]
-  want = [o for _, o in restorer.restore_frames(engine, list(lq.astype(np.float32) / 255))]
+  want = [o for _, o in restorer.enhance_frames(engine, list(lq.astype(np.float32) / 255))]
   for i, w in enumerate(want):
     np.testing.assert_allclose(frames.read_image(tmp_path / 'frames' / f'{i:06d}.png'), w,
                                atol=0.5 / 255 + 1e-6)
@@ -79,7 +79,7 @@ def test_uncertainty_maps_beside_videos_and_frames(tiny_head_model, smooth_frame
                             progress=False)
   assert summary.uncertainty == tmp_path / 'out_uncertainty.mp4'
   lq, _ = decode_all(video)
-  want = list(restorer.restore_frames_and_maps(engine, list(lq.astype(np.float32) / 255)))
+  want = list(restorer.enhance_frames_and_maps(engine, list(lq.astype(np.float32) / 255)))
   h, w = s * 40, s * 56
   maps, _ = decode_all(tmp_path / 'out_uncertainty.mp4')
   assert maps.shape == (5, h + uncertainty_map.legend_height(w), w, 3)

@@ -258,13 +258,13 @@ def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, run_en
   good = damaged.read_bytes()
   damaged.write_bytes(good[:len(good) // 2])  # the header reads; the pixels do not
 
-  def restore(out: Path) -> subprocess.CompletedProcess:
+  def enhance(out: Path) -> subprocess.CompletedProcess:
     return run_enhance(f'--bundle={tiny_model.path}', f'--input={clips}', f'--output={out}',
                        '--tile=0', '--batch=2')
 
   out = tmp_path / 'restored'
   parts = writers.work_folder(out)
-  stopped = restore(out)
+  stopped = enhance(out)
   assert stopped.returncode == 1, stopped.stderr[-2000:]
   assert stopped.stderr.strip().splitlines()[-1].startswith(f'error: {damaged}')
   assert 'the same command continues from there' in stopped.stderr
@@ -274,13 +274,13 @@ def test_a_stopped_frame_folder_job_resumes_to_the_same_bytes(tiny_model, run_en
   damaged.write_bytes(good)
   (parts / 'b').mkdir(exist_ok=True)
   (parts / 'b' / '.0006.tmp.png').write_bytes(b'half a frame')
-  done = restore(out)
+  done = enhance(out)
   assert done.returncode == 0, done.stderr[-2000:]
   assert f'resuming; {len(kept)} restored frames kept' in done.stderr
   assert '14 frames' in done.stdout
   assert not parts.exists()
   straight = tmp_path / 'straight'
-  assert restore(straight).returncode == 0
+  assert enhance(straight).returncode == 0
   names = sorted(str(p.relative_to(straight)) for p in straight.rglob('*') if p.is_file())
   assert names == sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file())
   assert len([n for n in names if n.endswith('.png')]) == 14

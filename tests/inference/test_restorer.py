@@ -34,7 +34,7 @@ def test_restore_frames_streams_in_order(tiny_model, photo_windows):
       del frame
 
   outputs = []
-  for i, (lq, out) in enumerate(restorer.restore_frames(r, source())):
+  for i, (lq, out) in enumerate(restorer.enhance_frames(r, source())):
     assert consumed - i <= r.batch + k + 1
     assert sum(ref() is not None for ref in decoded) <= r.batch + 2 * k + 1
     np.testing.assert_array_equal(lq, clip[i])
@@ -160,14 +160,14 @@ def test_uncertainty_maps_leave_frames_unchanged_and_tile_seamlessly(
   matches the untiled one as the frames' does."""
   windows = photo_windows(2, 60, 80)
   plain = tiny_model.restorer(tile=0, batch=2)(windows)
-  frames, maps = tiny_head_model.restorer(tile=0, batch=2).restore(windows)
+  frames, maps = tiny_head_model.restorer(tile=0, batch=2).frames_and_maps(windows)
   np.testing.assert_allclose(np.stack(frames), np.stack(plain), atol=1e-6)
   assert [m.shape for m in maps] == [(120, 160)] * 2 and min(m.min() for m in maps) > 0
   tiled_frames, tiled_maps = tiny_head_model.restorer(
-      tile=48, tile_overlap=16, batch=2).restore(windows, uint8=True)
+      tile=48, tile_overlap=16, batch=2).frames_and_maps(windows, uint8=True)
   tiled_plain = tiny_model.restorer(tile=48, tile_overlap=16, batch=2)(windows, uint8=True)
   assert np.abs(np.stack(tiled_frames).astype(int) - np.stack(tiled_plain)).max() <= 1
   # A tiled map differs from the untiled one only where tiles saw their borders.
   rel = np.abs(np.stack(tiled_maps) - np.stack(maps)) / np.stack(maps)
   assert np.median(rel) < 1e-3 and rel.max() < 0.5
-  assert tiny_model.restorer(tile=0).restore(windows[:1])[1] is None
+  assert tiny_model.restorer(tile=0).frames_and_maps(windows[:1])[1] is None

@@ -289,7 +289,7 @@ def test_uncertainty_head_leaves_the_restoration_and_its_weights_unchanged():
   head = params.pop('uncertainty_head')
   jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(plain)), params)
   lq = _window((2, 3, 12, 10, 3))
-  restored, scale = nnx.jit(lambda m, x: m.restore(x))(with_head, lq)
+  restored, scale = nnx.jit(lambda m, x: m.with_uncertainty(x))(with_head, lq)
   np.testing.assert_array_equal(restored, _forward(plain, lq))
   assert scale.shape == (2, 24, 20) and scale.dtype == jnp.float32
   assert float(scale.min()) >= claritynet.UNCERTAINTY_FLOOR
@@ -297,10 +297,10 @@ def test_uncertainty_head_leaves_the_restoration_and_its_weights_unchanged():
   np.testing.assert_allclose(scale, claritynet.UNCERTAINTY_INIT, rtol=0.5)
   # Gradients of anything computed from b reach the head only.
   graphdef, state = nnx.split(with_head)
-  grads = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s).restore(lq)[1]))(state)
+  grads = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s).with_uncertainty(lq)[1]))(state)
   grads = nnx.to_pure_dict(grads)
   assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads.pop('uncertainty_head')))
   assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads))
   assert sum(x.size for x in jax.tree.leaves(head)) < 0.2 * claritynet.count_params(plain)
   with pytest.raises(ValueError, match='no uncertainty head'):
-    plain.restore(lq)
+    plain.with_uncertainty(lq)

@@ -25,11 +25,14 @@ def main(repo, tiny_flags):
   """main(workdir, *flags): `python -m clarity_jax.main` of the tiny run, started."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
 
-  def start(workdir, *extra, **kwargs) -> subprocess.Popen:
+  def start(workdir, *extra, without_tensorflow: bool = False, **kwargs) -> subprocess.Popen:
+    # Without TensorFlow, as on the accelerator hosts: the thread loader, JSON-lines metrics.
+    runner = ([str(repo / 'tests' / 'scripts' / 'without_tensorflow.py')]
+              if without_tensorflow else [])
     return subprocess.Popen(
-        [sys.executable, '-m', 'clarity_jax.main', f'--workdir={workdir}', *tiny_flags,
-         *extra], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, **kwargs)
+        [sys.executable, *runner, '-m', 'clarity_jax.main', f'--workdir={workdir}',
+         *tiny_flags, *extra], cwd=repo, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, **kwargs)
   return start
 
 
@@ -132,10 +135,16 @@ def _assert_same_params(a, b, atol=1e-5):
 
 
 # Eq. (1) in the loader, or on the device: the synthetic camera rendered there and
-# the codec's windows through x264 on the host (train/feed.py), half of them.
+# the codec's windows through x264 on the host (train/feed.py), half of them. The
+# device runs have no TensorFlow, as on the accelerator hosts.
 WHERE = {'host': ('--config.degradation.where=host',),
          'device': ('--config.degradation.where=device',
-                    '--config.degradation.video_codec_prob=0.5')}
+                    '--config.degradation.video_codec_prob=0.5', '--config.data.loader=auto')}
+
+
+def _start(main, workdir, where, *extra):
+  return main(workdir, '--config.num_train_steps=6', *WHERE[where], *extra,
+              without_tensorflow=where == 'device')
 
 
 @pytest.fixture(scope='module')
@@ -146,7 +155,7 @@ def reference_runs(main, final_params, tmp_path_factory):
   def run(where):
     if where not in done:
       workdir = tmp_path_factory.mktemp(f'reference_{where}')
-      proc = main(workdir, '--config.num_train_steps=6', *WHERE[where])
+      proc = _start(main, workdir, where)
       out, _ = proc.communicate(timeout=600)
       assert proc.returncode == 0, out
       done[where] = final_params(workdir)
@@ -155,13 +164,14 @@ def reference_runs(main, final_params, tmp_path_factory):
 
 
 # Two corners of {SIGTERM, SIGKILL} x {host, device}: what a kill tests (a resume with
-# no help from the dying run) does not depend on where eq. (1) runs.
+# no help from the dying run) does not depend on where eq. (1) runs. The device corner
+# is also the training of a host without TensorFlow (the thread loader, JSON metrics).
 @pytest.mark.parametrize('sig,where', [(signal.SIGTERM, 'host'), (signal.SIGKILL, 'device')],
                          ids=['SIGTERM', 'SIGKILL-device'])
 def test_resume_is_exact(main, final_params, tmp_path, reference_runs, sig, where):
   ref_step, ref_params = reference_runs(where)
   assert ref_step == 6
-  proc = main(tmp_path, '--config.num_train_steps=6', *WHERE[where])
+  proc = _start(main, tmp_path, where)
   _wait_for_checkpoint(tmp_path, 2, proc)
   proc.send_signal(sig)
   out, _ = proc.communicate(timeout=300)
@@ -172,9 +182,12 @@ def test_resume_is_exact(main, final_params, tmp_path, reference_runs, sig, wher
   else:
     assert proc.returncode == -signal.SIGKILL
   assert 2 <= interrupted_step <= 6
-  proc = main(tmp_path, '--config.num_train_steps=6', *WHERE[where])
+  proc = _start(main, tmp_path, where)
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out
+  if where == 'device':  # clu needs TensorFlow: the JSON-lines writer took the metrics
+    assert 'metrics go to' in out
+    assert '"train/loss"' in (tmp_path / 'metrics.jsonl').read_text()
   lines = out.splitlines()
   if interrupted_step < 6:
     assert f'resumed from step {interrupted_step}' in lines
@@ -188,7 +201,7 @@ def test_resume_is_exact(main, final_params, tmp_path, reference_runs, sig, wher
     # Once more, complete, with the INFO logs off as by default: one line, no
     # progress bar, no checkpoint touched.
     before = sorted(os.listdir(tmp_path / 'checkpoints'))
-    proc = main(tmp_path, '--config.num_train_steps=6', *WHERE[where], '--verbosity=-1')
+    proc = _start(main, tmp_path, where, '--verbosity=-1')
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert out == 'already trained to step 6; nothing to do\n'

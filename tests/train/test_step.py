@@ -96,7 +96,7 @@ def test_the_head_learns_a_known_error_scale(tiny_config):
   state, _ = _train(config, state, (batch(8, 24)[0] for _ in range(config.num_train_steps)))
   test, true_scale = batch(8, 48)
   graphdef = state_lib.model_graphdef(config)
-  restored, predicted = nnx.merge(graphdef, state.params).restore(test['lq'])
+  restored, predicted = nnx.merge(graphdef, state.params).with_uncertainty(test['lq'])
   np.testing.assert_array_equal(restored, test['lq'][:, 0])  # the identity, untouched
   rho = scipy.stats.spearmanr(np.asarray(predicted).ravel(), true_scale.ravel()).statistic
   assert rho >= 0.8, rho
