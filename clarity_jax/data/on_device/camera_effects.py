@@ -1,4 +1,4 @@
-"""The real-camera effects of camera_effects.py as jittable JAX, for jax_degradations.degrade.
+"""The real-camera effects of camera_effects.py as jittable JAX, for on_device/degradations.degrade.
 
 camera_effects.py (NumPy, on the host) is the reference; the same arithmetic here,
 batched, so that windows degraded on the device can have them too:
@@ -94,7 +94,7 @@ def apply_low_light(x: jax.Array, arrays: Mapping[str, jax.Array], keys: jax.Arr
                     ) -> jax.Array:
   """x through low_light where `arrays` has its values; keys [B]: the windows' own.
 
-  The noise stream of a window is fold_in(key, 2): jax_degradations.degrade's two
+  The noise stream of a window is fold_in(key, 2): degradations.degrade's two
   rounds take 0 and 1, so the other noise is the same with the effect or without.
   """
   if not set(LOW_LIGHT_ARRAYS) <= set(arrays):

@@ -35,7 +35,7 @@ def test_conversions_equal_the_hosts_bit_for_bit(photo):
 
 
 def test_device_planes_through_x264_give_the_host_codecs_window(photo):
-  """codec_planes -> x264 alone -> from_codec_planes is codecs.video_codec, odd
+  """on_device.window_planes -> x264 alone -> window_rgb is codecs.video_codec, odd
   sizes (padded by repeating the last row and column) included."""
   x = _windows(photo, 33, 47)
   planes = np.asarray(jax.jit(on_device.window_planes)(x))
