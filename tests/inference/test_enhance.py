@@ -317,3 +317,25 @@ def test_peak_memory_is_flat_in_video_length(tiny_model, repo, command_env, enha
   per_frame = s * h * s * w * 3 / 2 ** 20
   print(f'peak RSS {short:.0f} MiB (12 frames) vs {long:.0f} MiB (48 frames)')
   assert long - short < 36 * per_frame / 3
+
+
+def test_shards_cover_every_video_once_and_keep_their_videos():
+  videos = [Path(f"/archive/cam{i:03d}_{'ab'[i % 2]}.mp4") for i in range(40)]
+  for count in (1, 2, 3, 7):
+    shards = [enhance.shard_videos(videos, i, count) for i in range(count)]
+    assert sorted(v for shard in shards for v in shard) == sorted(videos)
+    # A video's shard is its own: the others in the folder do not move it.
+    for i, shard in enumerate(shards):
+      assert all(enhance.shard_videos([v], i, count) == [v] for v in shard)
+  assert all(shards)  # 40 names over 7 shards: none left idle
+
+
+@pytest.mark.parametrize('text', ['2/2', '1', '-1/3', 'a/b', '0/0', ''])
+def test_a_bad_shard_is_one_line(text):
+  with pytest.raises(enhance.EnhanceError) as e:
+    enhance.parse_shard(text)
+  assert str(e.value) == f'--shard: want I/N with 0 <= I < N, e.g. 0/4; got {text!r}'
+
+
+def test_parse_shard():
+  assert enhance.parse_shard('3/8') == (3, 8) and enhance.parse_shard(' 0/1 ') == (0, 1)

@@ -5,6 +5,7 @@ stopped job."""
 import fractions
 import logging
 import os
+import re
 from pathlib import Path
 import signal
 import subprocess
@@ -214,8 +215,8 @@ def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, run_enhance, e
 
 def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, run_enhance, smooth_frames,
                                                        tmp_path):
-  """One output per video (.webm becomes .mp4); a second run skips the complete ones
-  and does the one whose output was removed."""
+  """One output per video (.webm becomes .mp4), here from two hosts' shards (--shard);
+  a second run skips the complete ones and does the one whose output was removed."""
   clips = tmp_path / 'clips'
   clips.mkdir()
   _video(clips / 'b.mkv', smooth_frames(3, 24, 32), [0, 40, 80], audio=None)
@@ -224,9 +225,14 @@ def test_a_folder_of_videos_gives_a_folder_of_outputs(tiny_model, run_enhance, s
   out = tmp_path / 'restored'
   flags = [f'--bundle={tiny_model.path}', f'--input={clips}', f'--output={out}', '--tile=0',
            '--preset=ultrafast']
-  first = run_enhance(*flags)
-  assert first.returncode == 0, first.stderr[-2000:]
-  assert sorted(os.listdir(out)) == ['a.mp4', 'b.mkv']
+  counts = []
+  for shard in ('0/2', '1/2'):
+    first = run_enhance(*flags, f'--shard={shard}')
+    assert first.returncode == 0, first.stderr[-2000:]
+    said = re.search(rf'{clips}: shard {shard}: (\d) of 2 videos -> {out}\n', first.stdout)
+    assert said, first.stdout
+    counts.append(int(said[1]))
+  assert sum(counts) == 2 and sorted(os.listdir(out)) == ['a.mp4', 'b.mkv']
   assert len(_streams(out / 'a.mp4')['times']) == 4 and 'audio' in _streams(out / 'a.mp4')
   assert len(_streams(out / 'b.mkv')['times']) == 3
   stamp = (out / 'b.mkv').stat().st_mtime_ns
