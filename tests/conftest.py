@@ -308,9 +308,3 @@ def random_params():
 def random_lpips_weights():
   """random_lpips_weights(net, seed) -> LPIPS state dict of random arrays."""
   return _random_lpips_weights
-
-
-def pytest_collection_modifyitems(items):
-  """The tests marked slow first: the two workers split the list in order and steal
-  from each other's ends, so a long test started last would leave a core idle."""
-  items.sort(key=lambda item: item.get_closest_marker('slow') is None)

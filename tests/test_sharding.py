@@ -21,7 +21,6 @@ def _env(command_env: dict[str, str], devices: int) -> dict[str, str]:
   return env
 
 
-@pytest.mark.slow
 def test_eight_devices_split_by_batch_or_rows_train_as_one(repo, tiny_overrides, script,
                                                            command_env):
   out = subprocess.run(script('train_on_eight_devices', repo, json.dumps(tiny_overrides)),
@@ -67,7 +66,6 @@ def _train(repo, tiny_flags, command_env, workdir, devices: int, *extra: str
       cwd=repo, env=_env(command_env, devices), capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow
 def test_trainer_splits_crops_over_the_space_axis(repo, tiny_flags, command_env,
                                                                   final_params, tmp_path):
   """config.mesh.space=4 on 8 devices makes the trainer's mesh 'data' 2 x 'space' 4,

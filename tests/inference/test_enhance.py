@@ -253,7 +253,6 @@ def test_bad_inputs_fail_in_one_line_leaving_no_output(tiny_model, run_enhance, 
 # ------------------------------------------------------- the real footage
 
 
-@pytest.mark.slow
 def test_real_footage(tiny_model, shared_data, decode_all, tmp_path):
   """The shared clips: a real H.264 720p video, a real LQ frame folder, one photo."""
   s = tiny_model.scale
@@ -302,7 +301,6 @@ def _peak_rss_mib(command: list[str], repo: Path, env: dict) -> float:
   return usage.ru_maxrss / 1024
 
 
-@pytest.mark.slow
 def test_peak_memory_is_flat_in_video_length(tiny_model, repo, command_env, enhance_command,
                                              smooth_frames, write_video, tmp_path):
   """4x the frames, the same peak (within a third of what keeping each extra

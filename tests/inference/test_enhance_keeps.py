@@ -165,7 +165,6 @@ def test_pixel_format_is_kept(run, smooth_frames, tmp_path, pix_fmt):
   assert _streams(run(video))['pix_fmt'] == pix_fmt
 
 
-@pytest.mark.slow
 def test_an_interrupted_job_resumes_to_the_same_bytes(tiny_model, run_enhance, enhance_command,
                                                       command_env, smooth_frames, tmp_path):
   """Ctrl-C after the first whole segment: 'interrupted', status 130, nothing under

@@ -168,7 +168,6 @@ def test_export_names_the_checkpoint_whose_config_this_code_cannot_build(
   assert not (tmp_path / 'bundle').exists()
 
 
-@pytest.mark.slow
 def test_saved_model_agrees_with_jax(trained_run, forward, tmp_path):
   """--saved_model: one jax2tf SavedModel for every multiple of its size multiple,
   checked against the JAX model at two sizes (TF imported here)."""

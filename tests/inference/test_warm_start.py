@@ -80,7 +80,6 @@ def test_neither_bundle_nor_workdir(tiny_config, tmp_path):
     warm_start.load(tiny_config(init_from=str(tmp_path / 'empty')))
 
 
-@pytest.mark.slow
 def test_a_resumed_warm_started_run_is_exact(source, tiny_config, final_params, tmp_path):
   """Straight to step 4, then again from its step-2 checkpoint: the same weights;
   and a workdir serves as init_from as well as a bundle does. With an EMA copy."""

@@ -36,7 +36,6 @@ def test_the_command_needs_a_config_and_refuses_stray_arguments(repo):
   assert out.returncode != 0 and "unexpected arguments: ['stray']" in out.stderr
 
 
-@pytest.mark.slow
 def test_model_benchmark_without_tensorflow(benchmark_without_tensorflow):
   result = benchmark_without_tensorflow(
       '--what=model', '--config=configs/default.py:runlocal', '--config.model.variant=tiny',

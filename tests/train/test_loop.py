@@ -166,7 +166,6 @@ def reference_runs(main, final_params, tmp_path_factory):
 # Two corners of {SIGTERM, SIGKILL} x {host, device}: what a kill tests (a resume with
 # no help from the dying run) does not depend on where eq. (1) runs. The device corner
 # is also the training of a host without TensorFlow (the thread loader, JSON metrics).
-@pytest.mark.slow
 @pytest.mark.parametrize('sig,where', [(signal.SIGTERM, 'host'), (signal.SIGKILL, 'device')],
                          ids=['SIGTERM', 'SIGKILL-device'])
 def test_resume_is_exact(main, final_params, tmp_path, reference_runs, sig, where):

@@ -133,7 +133,6 @@ def test_usage_and_failures_are_reported(repo, launch, tmp_path):
   assert time.time() - start < 90
 
 
-@pytest.mark.slow
 def test_two_processes_train_preempt_resume_and_match_one(launch, tiny_config, tmp_path):
   workdir, config = tmp_path / 'w', tiny_config(**OVERRIDES)
 

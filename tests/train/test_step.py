@@ -70,7 +70,6 @@ def test_freeze_restorer_leaves_the_restorer_bit_for_bit(tiny_config):
   assert float(metrics['loss']) == pytest.approx(float(metrics['loss_uncertainty']))
 
 
-@pytest.mark.slow
 def test_the_head_learns_a_known_error_scale(tiny_config):
   """Targets = inputs + Laplace noise whose scale follows the brightness (as shot
   noise does); the restorer is the identity (deblur-only, zero residual) and
