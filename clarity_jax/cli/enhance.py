@@ -2,7 +2,7 @@
 
   python -m clarity_jax.enhance --input=PATH --output=PATH [--bundle=BUNDLE] \\
       [--max_frames=N] [--compare] [--uncertainty] [--tile=256] [--tile_overlap=16] [--batch=4] \\
-      [--dtype=float32|bfloat16] [--shard=I/N]
+      [--dtype=float32|bfloat16] [--engine=jax|onnxruntime] [--shard=I/N]
 
 The work is inference/enhance.py (files in and out) and inference/restorer.py
 (windows, tiles, batches); this module reads the flags and prints the summary.
@@ -15,6 +15,7 @@ from absl import flags
 from clarity_jax.cli import common
 from clarity_jax.media import readers
 from clarity_jax.media import video_writer
+from clarity_jax.inference import engines
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
 from clarity_jax.inference import shipped
@@ -39,6 +40,10 @@ _PRESET = flags.DEFINE_enum(
     'preset', video_writer.DEFAULT_PRESET, list(video_writer.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
     '(its cost per frame: benchmark --what=output).')
+_ENGINE = flags.DEFINE_enum(
+    'engine', 'jax', list(engines.ENGINES), 'What runs the model: jax (XLA), or '
+    'onnxruntime on the bundle\'s ONNX graph (export --format=onnx; the runtime is the '
+    'extra ".[deploy]"). The same tiles and outputs, within 1/255.')
 _SHARD = flags.DEFINE_string(
     'shard', None, 'I/N: of a folder of videos, restore only shard I (0-based) of N, a '
     'split by file name that N hosts agree on (launch/enhance_archive.sbatch).')
@@ -59,7 +64,8 @@ def main(argv: list[str]) -> None:
   r = _RESTORER
   path = _BUNDLE.value or shipped.bundle_path()
   engine, info = restorer.Restorer.from_bundle(
-      path, r.dtype.value, uncertainty=_UNCERTAINTY.value, tile=r.tile.value,
+      path, r.dtype.value, uncertainty=_UNCERTAINTY.value, engine=_ENGINE.value,
+      tile=r.tile.value,
       tile_overlap=r.tile_overlap.value, batch=r.batch.value)
   print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'
                      if _BUNDLE.value else shipped.describe(info)), flush=True)

@@ -1,10 +1,10 @@
 """Turns a training checkpoint into an inference bundle.
 
-  python -m clarity_jax.export --workdir=DIR --output=BUNDLE [--step=N] [--saved_model]
-      [--max_file_mib=N] [--overwrite]
+  python -m clarity_jax.export --workdir=DIR | --bundle=BUNDLE --output=BUNDLE [--step=N]
+      [--format=saved_model] [--format=onnx] [--max_file_mib=N] [--overwrite]
 
-The work is inference/export.py (and inference/saved_model.py for --saved_model);
-this module reads the flags and prints what was written.
+The work is inference/export.py (inference/saved_model.py and onnx_export.py for the
+formats); this module reads the flags and prints what was written.
 """
 
 import os
@@ -16,18 +16,23 @@ from clarity_jax.cli import common
 from clarity_jax.inference import export
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (holds checkpoints/).')
+_BUNDLE = flags.DEFINE_string('bundle', None, 'Or a bundle to export again with other '
+                              '--format graphs (e.g. the shipped model\'s folder).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Bundle folder to write.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
-_SAVED_MODEL = flags.DEFINE_bool(
-    'saved_model', False, 'Also write a TensorFlow SavedModel (jax2tf) taking any batch and '
-    'any h, w that are multiples of its size multiple.')
+_FORMAT = flags.DEFINE_multi_enum(
+    'format', [], list(export.FORMATS), 'Also write a graph for another runtime, beside '
+    'the parameters: saved_model (TensorFlow, jax2tf; any batch, h and w multiples of its '
+    'size multiple) or onnx (jax2onnx, the extra ".[onnx]"; batch 1, the same sizes). '
+    'Repeat for both.')
 _MAX_FILE_MIB = flags.DEFINE_float(
     'max_file_mib', 0, 'Largest parameter file in MiB (2**20 bytes): parameters that do '
     'not fit one file are split over params-00001-of-0000N.safetensors, for channels '
     'that cap file sizes; 0: one params.safetensors.', lower_bound=0)
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing bundle at --output '
                                '(only a bundle: any other folder is refused).')
-flags.mark_flags_as_required(['workdir', 'output'])
+flags.mark_flags_as_required(['output'])
+flags.mark_flags_as_mutual_exclusive(['workdir', 'bundle'], required=True)
 
 
 @common.exit_on_error()
@@ -39,8 +44,8 @@ def main(argv: list[str]) -> None:
                            '--overwrite to replace an earlier bundle')
   mib = _MAX_FILE_MIB.value
   max_file_bytes = max(1, int(mib * 2**20)) if mib else None
-  info = export.export(_WORKDIR.value, _OUTPUT.value, _STEP.value, _SAVED_MODEL.value,
-                       max_file_bytes=max_file_bytes)
+  info = export.export(_WORKDIR.value, _OUTPUT.value, _STEP.value, _FORMAT.value,
+                       max_file_bytes=max_file_bytes, source_bundle=_BUNDLE.value)
   # For shards, the sha256 of their digests (bundle.py): as for one file, the
   # params_sha256 that evaluate's metrics.json records for these weights.
   shards = f', {len(info.params_files)} files' if info.sharded else ''

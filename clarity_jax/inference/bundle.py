@@ -158,13 +158,14 @@ def plan_files(flat: dict[str, np.ndarray], max_file_bytes: int | None, path: Pa
 
 def save_bundle(path: str | os.PathLike, spec: ModelSpec, params: Any, *, step: int,
                 weights: str = 'raw',
-                extras: Callable[[Path], dict[str, Any]] | None = None,
+                extras: Callable[[Path, str], dict[str, Any]] | None = None,
                 max_file_bytes: int | None = None) -> BundleInfo:
   """Writes BUNDLE/ atomically (temporary folder, then rename); returns its info.
 
   `params` must match `spec` exactly (checked here, not at load time only, so a
-  bad export fails on the training machine). `extras(tmp_dir)` may write more
-  files into the bundle (e.g. a SavedModel) and returns fields for bundle.json.
+  bad export fails on the training machine). `extras(tmp_dir, params_sha256)` may
+  write more files into the bundle (a SavedModel, ONNX graphs) and returns fields for
+  bundle.json.
   `max_file_bytes` caps every parameter file: parameters that do not fit one file
   are sharded (version 2, see the module docstring); None: one file. An existing
   bundle at `path` is replaced; any other existing file is refused.
@@ -197,7 +198,7 @@ def save_bundle(path: str | os.PathLike, spec: ModelSpec, params: Any, *, step: 
               else written[0].sha256)
     info = BundleInfo(model=spec, step=int(step), weights=weights,
                       params_sha256=digest, package_version=files.package_version(),
-                      extra=extras(tmp) if extras is not None else {},
+                      extra=extras(tmp, digest) if extras is not None else {},
                       params_files=tuple(written))
     (tmp / INFO_FILE).write_text(json.dumps(_info_to_json(info), indent=2) + '\n')
     files.replace_folder(tmp, path)

@@ -125,10 +125,13 @@ def _job(restorer: restorer_lib.Restorer, source: readers.MediaInput,
   for leaf in jax.tree.leaves(restorer.params):
     digest.update(np.asarray(leaf).tobytes())
   stat = source.path.stat()
-  return {'input': str(source.path.resolve()), 'input_bytes': stat.st_size,
-          'input_mtime_ns': stat.st_mtime_ns, 'params_sha256': digest.hexdigest(),
-          'tile': restorer.tile, 'tile_overlap': restorer.tile_overlap,
-          'batch': restorer.batch, 'max_frames': max_frames}
+  job = {'input': str(source.path.resolve()), 'input_bytes': stat.st_size,
+         'input_mtime_ns': stat.st_mtime_ns, 'params_sha256': digest.hexdigest(),
+         'tile': restorer.tile, 'tile_overlap': restorer.tile_overlap,
+         'batch': restorer.batch, 'max_frames': max_frames}
+  if restorer.engine is not None:  # absent for JAX: jobs written before engines resume
+    job['engine'] = restorer.engine.name
+  return job
 
 
 def _frames_kept(writers: list[Any], source: readers.MediaInput, clip: str, reader: Any,

@@ -32,6 +32,7 @@ from flax import nnx
 from clarity_jax import errors
 from clarity_jax import files
 from clarity_jax.inference import bundle as bundle_lib
+from clarity_jax.inference import engines
 from clarity_jax.media import temporal
 
 
@@ -118,7 +119,7 @@ class Restorer:
 
   def __init__(self, graphdef: nnx.GraphDef, params: Any, *, scale: int,
                num_neighbors: int, tile: int = 256, tile_overlap: int = 16, batch: int = 4,
-               uncertainty: bool = False):
+               uncertainty: bool = False, engine: engines.Engine | None = None):
     if tile and not 2 * tile_overlap < tile:
       raise EnhanceError(f'--tile_overlap: {tile_overlap} must be less than half of '
                          f'--tile ({tile})')
@@ -129,22 +130,27 @@ class Restorer:
     self.graphdef = graphdef
     self.uncertainty = uncertainty  # also restore the head's error-scale maps
     self.params = jax.device_put(params)
+    # Another runtime's tiles (engines.py), or None: the JAX model's.
+    self.engine = engine
     self._weights: dict[tuple[int, int], Any] = {}
 
   @classmethod
   def from_bundle(cls, path: str | os.PathLike, dtype: str = 'float32',
-                  uncertainty: bool = False, **kwargs
+                  uncertainty: bool = False, engine: str = 'jax', **kwargs
                   ) -> tuple['Restorer', bundle_lib.BundleInfo]:
     """A restorer of a bundle's model; with `uncertainty`, one that also maps the
-    error scale (a bundle without the head is refused in one line)."""
+    error scale (a bundle without the head is refused in one line). `engine`: 'jax',
+    or a runtime of engines.ENGINES running the bundle's ONNX graph (float32)."""
     if uncertainty and not bundle_lib.read_info(path).model.uncertainty:
       raise bundle_lib.BundleError(
           path, 'has no uncertainty head (trained without config.model.uncertainty); '
           'add one: configs/uncertainty_head.py, or drop --uncertainty')
     graphdef, params, info = bundle_lib.load_params(path, dtype)
+    runtime = (None if engine == 'jax' else
+               engines.OnnxEngine(path, info, engine, uncertainty=uncertainty))
     return cls(graphdef, params, scale=info.model.scale,
                num_neighbors=info.model.num_neighbors, uncertainty=uncertainty,
-               **kwargs), info
+               engine=runtime, **kwargs), info
 
   def tile_shape(self, h: int, w: int) -> tuple[int, int]:
     return (min(self.tile, h), min(self.tile, w)) if self.tile else (h, w)
@@ -187,15 +193,19 @@ class Restorer:
     for (y, ry), (x, rx) in itertools.product(zip(ys, ramps_y), zip(xs, ramps_x)):
       lq = np.stack([np.stack([f[y:y + th, x:x + tw] for f in win]) for win in padded])
       # Dispatch is asynchronous: this tile computes while the last one is blended.
-      pending.append((y, x, ry, rx, _restore_tiles(
-          self.params, lq.astype(np.float32), graphdef=self.graphdef,
-          uncertainty=self.uncertainty)))
+      pending.append((y, x, ry, rx, self._restore(lq.astype(np.float32))))
       if len(pending) > 1:
         band.add(self.scale, *pending.popleft())
     while pending:
       band.add(self.scale, *pending.popleft())
     band.finish()
     return band.frames, band.maps
+
+  def _restore(self, lq: np.ndarray) -> Any:
+    if self.engine is not None:
+      return self.engine(lq)
+    return _restore_tiles(self.params, lq, graphdef=self.graphdef,
+                          uncertainty=self.uncertainty)
 
 
 class _Band:

@@ -9,7 +9,6 @@ TensorFlow is absent.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,19 +25,15 @@ _CHECK_SIZES = ((2, 3), (5, 1))
 
 
 def size_multiple(model: claritynet.ClarityNetSR) -> int:
-  """What the SavedModel's height and width must be multiples of.
-
-  jax2tf traces the model once for symbolic h, w. For any h, the edge padding to
-  even sides and then to the flow pyramid's 2**levels gives nested mod/floordiv
-  sizes that JAX's symbolic shapes cannot prove non-negative (the reshape in
-  dm-pix's interpolation fails); for multiples of both, every pad is zero.
-  """
-  flow = model.flow.multiple if model.flow is not None else 1
-  return math.lcm(model.pad_multiple, flow)
+  """What the SavedModel's height and width must be multiples of: the model's own
+  padding multiple. jax2tf traces the model once for symbolic h, w; for any h, the
+  padding gives mod/floordiv sizes that JAX's symbolic shapes cannot prove
+  non-negative, and for multiples of it every pad is zero."""
+  return model.pad_multiple
 
 
 def saved_model_extras(spec: bundle.ModelSpec, params: Any
-                       ) -> Callable[[Path], dict[str, Any]]:
+                       ) -> Callable[[Path, str], dict[str, Any]]:
   """An `extras` callback for save_bundle writing BUNDLE/saved_model (jax2tf).
 
   The SavedModel takes float32 [batch, 2K+1, h, w, 3] with the batch free and h, w
@@ -48,7 +43,7 @@ def saved_model_extras(spec: bundle.ModelSpec, params: Any
   windows of two sizes; a disagreement beyond float tolerance stops the export.
   """
 
-  def write(tmp: Path) -> dict[str, Any]:
+  def write(tmp: Path, params_sha256: str) -> dict[str, Any]:  # pylint: disable=unused-argument
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
     from flax import nnx  # pylint: disable=g-import-not-at-top

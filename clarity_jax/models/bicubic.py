@@ -16,13 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from clarity_jax.models import resample
+
 
 def upsample(x: jax.Array, scale: int) -> jax.Array:
   """[..., h, w, c] -> [..., scale h, scale w, c] in float32, not clipped."""
   *lead, h, w, c = x.shape
+  x = x.astype(jnp.float32)
   if scale == 1:
-    return x.astype(jnp.float32)
-  return jax.image.resize(x.astype(jnp.float32), (*lead, scale * h, scale * w, c), 'cubic')
+    return x
+  return resample.upsample(x.reshape(-1, h, w, c), scale, 'cubic').reshape(
+      *lead, scale * h, scale * w, c)
 
 
 @functools.partial(jax.jit, static_argnums=1)

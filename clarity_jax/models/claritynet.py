@@ -39,6 +39,7 @@ from clarity_jax import errors
 from clarity_jax.models import bicubic
 from clarity_jax.models import flow as flow_lib
 from clarity_jax.models import fusion as fusion_lib
+from clarity_jax.models import resample
 
 # Size hyper-parameters of each variant: keyword arguments of ClarityNetSR.
 VARIANTS: dict[str, dict[str, int]] = {
@@ -182,9 +183,8 @@ class ClarityNetSR(nnx.Module):
 
   Call on lq [B, 2K+1, h, w, 3] (float, [0, 1]; the reference is frame K) to get
   the restored reference [B, s h, s w, 3] float32. Any h, w >= 1: the window is
-  edge-padded to even sides (the spatial attention works at half resolution)
-  and the output cropped back; the flow estimator pads further for its own
-  pyramid, so the encoder and decoder never run on more padding than that.
+  edge-padded to multiples of `pad_multiple` (even, for the spatial attention's
+  half resolution, and the flow pyramid's 2**levels) and the output cropped back.
   """
 
   def __init__(self, *, scale: int, num_neighbors: int, encoder_features: int,
@@ -198,12 +198,15 @@ class ClarityNetSR(nnx.Module):
     self.num_neighbors = int(num_neighbors)
     self.num_frames = 2 * self.num_neighbors + 1
     self.dtype = dtype
-    self.pad_multiple = 2
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     # K = 0 has nothing to align: no flow parameters at all.
     self.flow = (flow_lib.FlowEstimator(features=flow_features,
                                         levels=flow_levels, **kw)
                  if use_alignment and num_neighbors > 0 else None)
+    # Even sides for the spatial attention's half resolution, and the flow pyramid's
+    # multiple: every stage runs on the same padded frame, so a frame edge-padded to
+    # this multiple beforehand (an exported graph's input) restores exactly the same.
+    self.pad_multiple = math.lcm(2, self.flow.multiple if self.flow is not None else 1)
     self.encoder = Encoder(encoder_features, encoder_blocks, **kw)
     self.fusion = (fusion_lib.AttentionFusion(encoder_features, **kw)
                    if use_attention else fusion_lib.MeanFusion(encoder_features, **kw))
@@ -225,10 +228,11 @@ class ClarityNetSR(nnx.Module):
       raise ValueError(
           f'ClarityNetSR(K={self.num_neighbors}): want lq [B, {self.num_frames}, '
           f'h, w, 3], got {tuple(lq.shape)}')
-    h, w = lq.shape[2:4]
+    b, t, h, w, c = lq.shape
     m = self.pad_multiple
-    pads = ((0, 0), (0, 0), (0, -h % m), (0, -w % m), (0, 0))
-    return jnp.pad(lq.astype(jnp.float32), pads, mode='edge')
+    padded = resample.edge_pad(lq.astype(jnp.float32).reshape(b * t, h, w, c),
+                               (0, -h % m), (0, -w % m))
+    return padded.reshape(b, t, *padded.shape[1:])
 
   def align(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """W (eq. 3): padded lq [B, T, H, W, 3] -> (aligned frames, flows [.., 2])."""
@@ -257,14 +261,14 @@ class ClarityNetSR(nnx.Module):
     hh, ww = self.scale * h, self.scale * w
     with jax.named_scope('decoder'):
       features = self.decoder.features(fused)
-      residual = self.decoder.upsample(features)[:, :hh, :ww]
+      residual = flow_lib.crop(self.decoder.upsample(features), hh, ww)
     with jax.named_scope('skip'):
       skip = upsample_reference(lq, self.num_neighbors, self.scale)
     restored = skip + residual.astype(jnp.float32)
     if not with_uncertainty:
       return restored
     with jax.named_scope('uncertainty'):
-      scale_map = self.uncertainty_head(features)[:, :hh, :ww]
+      scale_map = flow_lib.crop(self.uncertainty_head(features), hh, ww)
     return restored, scale_map
 
   def _fused(self, lq: jax.Array) -> jax.Array:

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from clarity_jax.models import resample
+
 # Smaller initial weights for the last conv of each flow refiner: the initial flow
 # is then close to zero (identity warp), yet non-zero, so gradients reach every
 # layer from the first step (an all-zero last layer would block them).
@@ -58,14 +60,12 @@ def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
 
 def upsample_flow(flow: jax.Array, factor: int) -> jax.Array:
   """Bilinear flow upsampling; displacements scale with the resolution."""
-  n, h, w, _ = flow.shape
-  flow = jax.image.resize(flow, (n, h * factor, w * factor, 2), 'bilinear')
-  return flow * factor
+  return resample.upsample(flow, factor, 'bilinear') * factor
 
 
 def downsample2(x: jax.Array) -> jax.Array:
   """2x2 average pooling, the pyramid's anti-aliased step."""
-  return nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+  return resample.box_average(x, 2, stride=2)
 
 
 class FlowRefiner(nnx.Module):
@@ -129,9 +129,8 @@ class FlowEstimator(nnx.Module):
     The flow aligns the neighbour to the reference: warp(neighbour, flow) ~ ref.
     """
     _, height, width, _ = ref.shape
-    pads = ((0, 0), (0, -height % self.multiple), (0, -width % self.multiple),
-            (0, 0))
-    pad = lambda x: jnp.pad(x.astype(self.dtype) - 0.5, pads, mode='edge')
+    rows, cols = (0, -height % self.multiple), (0, -width % self.multiple)
+    pad = lambda x: resample.edge_pad(x.astype(self.dtype) - 0.5, rows, cols)
     a, b = pad(ref), pad(neighbour)
     pyramid: list[tuple[jax.Array, jax.Array]] = []
     for _ in range(self.levels):
@@ -144,7 +143,16 @@ class FlowEstimator(nnx.Module):
       if level:
         flow = upsample_flow(flow, 2)
       flow = flow + refiner(a, warp(b, flow), flow)
-    return upsample_flow(flow, 2)[:, :height, :width]
+    return crop(upsample_flow(flow, 2), height, width)
+
+
+def crop(x: jax.Array, height: int, width: int) -> jax.Array:
+  """x [N, H, W, ...] -> its top-left height x width; x itself when that is all of it
+  (no slice op: ONNX export traces symbolic sizes, where the slice would cost a
+  shape computation for nothing)."""
+  if x.shape[1] == height and x.shape[2] == width:
+    return x
+  return x[:, :height, :width]
 
 
 def pairwise_flows(estimator: FlowEstimator, frames: jax.Array,
@@ -161,6 +169,6 @@ def pairwise_flows(estimator: FlowEstimator, frames: jax.Array,
       [frames[:, :ref_index], frames[:, ref_index + 1:]], axis=1)
   nbr = nbr.reshape(-1, h, w, c)
   flow = estimator(ref, nbr).reshape(bsz, t - 1, h, w, 2)
-  zero = jnp.zeros((bsz, 1, h, w, 2), flow.dtype)
+  zero = jnp.zeros_like(flow[:, :1])
   return jnp.concatenate(
       [flow[:, :ref_index], zero, flow[:, ref_index:]], axis=1)

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from clarity_jax.models import resample
+
 # Side of the window over which feature distances are averaged (a patch
 # distance, as in non-local means). With single-pixel distances the noise of the
 # reference pixel itself decides the weights; a 5x5 patch rejected corrupted
@@ -46,9 +48,8 @@ class TemporalAttention(nnx.Module):
     # Edge padding, not zeros (which would shrink border distances) nor
     # count_include_pad=False (whose divisor map XLA constant-folds slowly).
     r = _PATCH // 2
-    dist = jnp.pad(dist.reshape(b * t, h, w, 1), ((0, 0), (r, r), (r, r), (0, 0)),
-                   mode='edge')
-    dist = nnx.avg_pool(dist, (_PATCH, _PATCH)).reshape(b, t, h, w)
+    dist = resample.edge_pad(dist.reshape(b * t, h, w, 1), (r, r), (r, r))
+    dist = resample.box_average(dist, _PATCH).reshape(b, t, h, w)
     weights = jax.nn.softmax(-jnp.exp(self.log_scale[...]) * dist, axis=1)
     pooled = jnp.einsum('bthw,bthwc->bhwc', weights.astype(feats.dtype), feats)
     return pooled, weights
@@ -72,7 +73,7 @@ class SpatialAttention(nnx.Module):
       raise ValueError(f'SpatialAttention: want even sides, got {h}x{w}')
     y = nnx.leaky_relu(self.down(x), 0.1)
     y = nnx.leaky_relu(self.mid(y), 0.1)
-    y = jax.image.resize(y, (b, h, w, c), 'bilinear')
+    y = resample.upsample(y, 2, 'bilinear')
     att, add = jnp.split(self.out(y), 2, axis=-1)
     return x * 2 * nnx.sigmoid(att) + add
 

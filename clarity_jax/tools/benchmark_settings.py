@@ -19,3 +19,5 @@ class Settings:
   width: int = 320
   batch: int = 4  # windows per model call, as enhance --batch
   profile_dir: str = ''  # 'profile': where the traces go; '': a new temporary folder
+  bundle: str = ''  # 'engines': the bundle timed; '': the shipped model
+  input: str = ''  # 'engines': a real clip for enhance end to end; '': none

@@ -13,6 +13,7 @@ from flax import nnx
 import skimage.data
 
 from clarity_jax.inference import bundle
+from clarity_jax.inference import export
 from clarity_jax.inference import restorer
 
 # The tiny network's scale and K (test files read them as tiny_model.scale, .k).
@@ -60,6 +61,14 @@ def tiny_head_model(tmp_path_factory, random_params) -> TinyModel:
   path = tmp_path_factory.mktemp('bundle') / 'tiny_x2_uncertainty'
   bundle.save_bundle(path, spec, params, step=0)
   return TinyModel(path, graphdef, params, uncertainty=True)
+
+
+@pytest.fixture(scope='session')
+def onnx_bundle(tiny_head_model, tmp_path_factory):
+  """tiny_head_model's bundle exported again with its ONNX graphs (with and without
+  the head): (path, BundleInfo). Exported once for the export and engine tests."""
+  out = tmp_path_factory.mktemp('onnx') / 'bundle'
+  return out, export.export(None, out, formats=['onnx'], source_bundle=tiny_head_model.path)
 
 
 def _photo_windows(n: int, h: int, w: int) -> np.ndarray:

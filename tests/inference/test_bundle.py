@@ -148,7 +148,7 @@ def test_missing_bundle_folder(tmp_path):
 def test_save_is_atomic_and_checks_the_parameters(saved, tmp_path):
   path, spec, params, _ = saved
 
-  def failing_extras(tmp):
+  def failing_extras(tmp, digest):
     (tmp / 'partial.bin').write_bytes(b'x')
     raise RuntimeError('disk full')
 

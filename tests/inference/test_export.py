@@ -169,12 +169,12 @@ def test_export_names_the_checkpoint_whose_config_this_code_cannot_build(
 
 
 def test_saved_model_agrees_with_jax(trained_run, forward, tmp_path):
-  """--saved_model: one jax2tf SavedModel for every multiple of its size multiple,
+  """--format=saved_model: one jax2tf SavedModel for every multiple of its size multiple,
   checked against the JAX model at two sizes (TF imported here)."""
   tf = pytest.importorskip('tensorflow')
   workdir, config = trained_run
   out = tmp_path / 'bundle'
-  info = export.export(workdir, out, saved_model=True)
+  info = export.export(workdir, out, formats=['saved_model'])
   saved = info.extra['saved_model']
   m = saved['size_multiple']
   assert saved['checked_max_abs_diff'] < 1e-4 and m == 4  # tiny: a 2-level flow pyramid

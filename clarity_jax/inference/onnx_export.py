@@ -1,0 +1,352 @@
+"""The ONNX graph written into a bundle by `export --format=onnx` (jax2onnx).
+
+  BUNDLE/onnx/restore.onnx               lq [B, 2K+1, m h, m w, 3] -> restored
+  BUNDLE/onnx/restore_uncertainty.onnx   ... -> restored, scale (with the head)
+
+Height and width are free multiples of the model's padding multiple m (bundle.json
+and the graph's metadata say which; enhance edge-pads tiles to it, which the model
+does itself, so the pixels are the same). The batch is fixed at export (--onnx_batch).
+
+jax2onnx converts most of the network op for op. Four of the model's operations
+get ONNX ops of their own here, through jax2onnx's plugin registry:
+  - the warp (models/flow.py) -> GridSample (bilinear, border padding, corners
+    aligned): one op that ONNX Runtime, OpenVINO and TensorRT each run natively;
+    dm-pix's gather lowers to GatherND + CumProd, which ONNX Runtime lacks;
+  - resample.upsample -> Resize with fixed scales, which runs at any size
+    (jax.image.resize converts to fixed output sizes only); the cubic one excludes
+    samples outside the frame and renormalises, as jax.image.resize does;
+  - resample.edge_pad -> Pad(mode='edge'): jnp.pad's edge mode is a concatenation
+    that jax2onnx sizes wrongly on symbolic sizes;
+  - resample.box_average -> AveragePool: jax2onnx writes a pool as a convolution
+    over four spatial axes, which OpenVINO refuses.
+jax2onnx finds the size of a symbolic dimension only by name, and the graph's
+inputs are sized m*h, not h: a first node slices every m-th pixel of the input,
+so that h and w are sizes of a value it can read them from.
+
+The graphs are checked with onnx.checker and against the JAX model in ONNX Runtime
+before the bundle is moved into place. jax2onnx is imported only here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging as logging_lib
+from pathlib import Path
+from typing import Any, Callable
+
+from absl import logging
+import jax
+from jax.extend import core as jex_core
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from clarity_jax import files
+from clarity_jax.inference import bundle
+from clarity_jax.models import claritynet
+from clarity_jax.models import flow as flow_lib
+from clarity_jax.models import resample
+
+OPSET = 21
+FOLDER = 'onnx'
+GRAPHS = {False: 'restore.onnx', True: 'restore_uncertainty.onnx'}
+# LQ sizes, in units of the size multiple, each graph is checked at before the
+# bundle is moved into place: two shapes, so that a size baked in shows up.
+_CHECK_SIZES = ((3, 5), (6, 2))
+MAX_ABS_DIFF = 1e-4  # what export accepts, against the JAX model in float32
+
+
+# ------------------------------------------------------------------ primitives
+# Each has a JAX implementation (the model's own function) and an abstract shape;
+# only the ONNX lowering below differs.
+
+_warp_p = jex_core.Primitive('clarity_jax_grid_sample')
+_upsample_p = jex_core.Primitive('clarity_jax_upsample')
+_edge_pad_p = jex_core.Primitive('clarity_jax_edge_pad')
+_box_p = jex_core.Primitive('clarity_jax_box_average')
+_sizes_p = jex_core.Primitive('clarity_jax_sizes')
+
+_original = {'warp': flow_lib.warp, 'upsample': resample.upsample,
+             'edge_pad': resample.edge_pad, 'box_average': resample.box_average}
+
+
+def _grid(flow: jax.Array) -> jax.Array:
+  """GridSample's grid: sample positions (x, y) normalised to [-1, 1] over the
+  frame's pixel centres (align_corners=1: -1 is pixel 0, +1 pixel size - 1)."""
+  n, h, w, _ = flow.shape
+  rows = jax.lax.broadcasted_iota(jnp.float32, (n, h, w), 1)
+  cols = jax.lax.broadcasted_iota(jnp.float32, (n, h, w), 2)
+  flow = flow.astype(jnp.float32)
+  # A 1-pixel side has nothing to interpolate: any value maps to pixel 0. (jnp, not
+  # max(): h and w are symbolic, and only their runtime values can be compared.)
+  step = lambda n: 2.0 / jnp.maximum(n - 1, 1).astype(jnp.float32)
+  gx = (cols + flow[..., 0]) * step(w) - 1.0
+  gy = (rows + flow[..., 1]) * step(h) - 1.0
+  return jnp.stack([gx, gy], axis=-1)
+
+
+def _warp_impl(image: jax.Array, grid: jax.Array) -> jax.Array:
+  _, h, w, _ = image.shape
+  x = (grid[..., 0] + 1.0) * 0.5 * max(w - 1, 1)
+  y = (grid[..., 1] + 1.0) * 0.5 * max(h - 1, 1)
+  rows = jax.lax.broadcasted_iota(jnp.float32, x.shape, 1)
+  cols = jax.lax.broadcasted_iota(jnp.float32, x.shape, 2)
+  return _original['warp'](image, jnp.stack([x - cols, y - rows], axis=-1))
+
+
+_warp_p.def_impl(_warp_impl)
+_warp_p.def_abstract_eval(lambda image, grid: jax.core.ShapedArray(image.shape, image.dtype))
+_upsample_p.def_impl(lambda x, *, factor, method: _original['upsample'](x, factor, method))
+_upsample_p.def_abstract_eval(lambda x, *, factor, method: jax.core.ShapedArray(
+    (x.shape[0], factor * x.shape[1], factor * x.shape[2], x.shape[3]), x.dtype))
+_edge_pad_p.def_impl(lambda x, *, rows, cols: _original['edge_pad'](x, rows, cols))
+_edge_pad_p.def_abstract_eval(lambda x, *, rows, cols: jax.core.ShapedArray(
+    (x.shape[0], x.shape[1] + sum(rows), x.shape[2] + sum(cols), x.shape[3]), x.dtype))
+_box_p.def_impl(lambda x, *, window, stride: _original['box_average'](x, window, stride))
+_box_p.def_abstract_eval(lambda x, *, window, stride: jax.core.ShapedArray(
+    (x.shape[0], (x.shape[1] - window) // stride + 1, (x.shape[2] - window) // stride + 1,
+     x.shape[3]), x.dtype))
+_sizes_p.def_impl(lambda lq, *, multiple: lq[0, 0, ::multiple, ::multiple, 0])
+_sizes_p.def_abstract_eval(lambda lq, *, multiple: jax.core.ShapedArray(
+    (lq.shape[2] // multiple, lq.shape[3] // multiple), lq.dtype))
+
+
+def _export_warp(image: jax.Array, flow: jax.Array) -> jax.Array:
+  return _warp_p.bind(image, _grid(flow))
+
+
+def _export_upsample(x: jax.Array, factor: int, method: str) -> jax.Array:
+  return _upsample_p.bind(x, factor=int(factor), method=str(method))
+
+
+def _export_edge_pad(x: jax.Array, rows: tuple[int, int], cols: tuple[int, int]
+                     ) -> jax.Array:
+  if not any(rows) and not any(cols):
+    return x
+  return _edge_pad_p.bind(x, rows=tuple(map(int, rows)), cols=tuple(map(int, cols)))
+
+
+def _export_box_average(x: jax.Array, window: int, stride: int = 1) -> jax.Array:
+  return _box_p.bind(x, window=int(window), stride=int(stride))
+
+
+# --------------------------------------------------------------------- lowerings
+
+
+def _register_plugins() -> None:
+  """Registers the five lowerings with jax2onnx (imported here: an optional extra)."""
+  # pylint: disable=g-import-not-at-top
+  from jax2onnx.plugins import plugin_system
+  from jax2onnx.plugins._patching import MonkeyPatchSpec
+  # jax2onnx's own plugins stamp shapes with these; no public equivalent yet.
+  from jax2onnx.plugins._ir_shapes import _ensure_value_metadata, _stamp_type_and_shape
+  import onnx_ir as ir
+
+  def stamp(ctx, value, like, shape):
+    value.type = like.type
+    _stamp_type_and_shape(value, tuple(shape))
+    _ensure_value_metadata(ctx, value)
+    return value
+
+  def const(ctx, name, values, dtype=np.int64):
+    return ctx.builder.add_initializer_from_array(
+        name=ctx.fresh_name(name), array=np.asarray(values, dtype))
+
+  def in_nchw(ctx, eqn, make, out_shape_nchw):
+    """Transposes the first input to NCHW, runs `make(ctx, nchw, *other inputs)`,
+    and transposes back to the equation's NHWC output."""
+    x_var, *rest = eqn.invars
+    (out_var,) = eqn.outvars
+    b = ctx.builder
+    x = ctx.get_value_for_var(x_var, name_hint=ctx.fresh_name('nhwc'))
+    others = [ctx.get_value_for_var(v, name_hint=ctx.fresh_name('arg')) for v in rest]
+    out_spec = ctx.get_value_for_var(out_var, name_hint=ctx.fresh_name('out'))
+    n, h, w, c = x_var.aval.shape
+    nchw = stamp(ctx, b.Transpose(x, perm=[0, 3, 1, 2], _outputs=[ctx.fresh_name('nchw')]),
+                 x, (n, c, h, w))
+    y = stamp(ctx, make(ctx, nchw, *others), x, out_shape_nchw)
+    on, oh, ow, oc = out_var.aval.shape
+    out = stamp(ctx, b.Transpose(y, perm=[0, 2, 3, 1], _outputs=[out_spec.name]), x,
+                (on, oh, ow, oc))
+    ctx.bind_value_for_var(out_var, out)
+
+  def patch(module, attr, value):
+    return MonkeyPatchSpec(target=module, attr=attr, make_value=lambda _: value)
+
+  class GridSample(plugin_system.PrimitiveLeafPlugin):
+    _PRIM = _warp_p
+
+    def lower(self, ctx, eqn):
+      n, h, w, c = eqn.invars[0].aval.shape
+      in_nchw(ctx, eqn, lambda ctx, x, grid: ctx.builder.GridSample(
+          x, grid, mode='linear', padding_mode='border', align_corners=1,
+          _outputs=[ctx.fresh_name('GridSample')]), (n, c, h, w))
+
+    @classmethod
+    def binding_specs(cls):
+      return [patch(flow_lib, 'warp', _export_warp)]
+
+  class Upsample(plugin_system.PrimitiveLeafPlugin):
+    _PRIM = _upsample_p
+
+    def lower(self, ctx, eqn):
+      f, method = eqn.params['factor'], eqn.params['method']
+      n, h, w, c = eqn.invars[0].aval.shape
+      kw = dict(mode='linear', coordinate_transformation_mode='half_pixel')
+      if method == 'cubic':
+        kw = dict(mode='cubic', cubic_coeff_a=-0.5, exclude_outside=1,
+                  coordinate_transformation_mode='half_pixel')
+      in_nchw(ctx, eqn, lambda ctx, x: ctx.builder.Resize(
+          x, const(ctx, 'roi', [], np.float32), const(ctx, 'scales', [1, 1, f, f], np.float32),
+          _outputs=[ctx.fresh_name('Resize')], **kw), (n, c, f * h, f * w))
+
+    @classmethod
+    def binding_specs(cls):
+      return [patch(resample, 'upsample', _export_upsample)]
+
+  class EdgePad(plugin_system.PrimitiveLeafPlugin):
+    _PRIM = _edge_pad_p
+
+    def lower(self, ctx, eqn):
+      (top, bottom), (left, right) = eqn.params['rows'], eqn.params['cols']
+      n, h, w, c = eqn.invars[0].aval.shape
+      in_nchw(ctx, eqn, lambda ctx, x: ctx.builder.Pad(
+          x, const(ctx, 'pads', [0, 0, top, left, 0, 0, bottom, right]), mode='edge',
+          _outputs=[ctx.fresh_name('Pad')]), (n, c, h + top + bottom, w + left + right))
+
+    @classmethod
+    def binding_specs(cls):
+      return [patch(resample, 'edge_pad', _export_edge_pad)]
+
+  class BoxAverage(plugin_system.PrimitiveLeafPlugin):
+    _PRIM = _box_p
+
+    def lower(self, ctx, eqn):
+      k, st = eqn.params['window'], eqn.params['stride']
+      on, oh, ow, oc = eqn.outvars[0].aval.shape
+      in_nchw(ctx, eqn, lambda ctx, x: ctx.builder.AveragePool(
+          x, kernel_shape=[k, k], strides=[st, st], _outputs=[ctx.fresh_name('AveragePool')]),
+          (on, oc, oh, ow))
+
+    @classmethod
+    def binding_specs(cls):
+      return [patch(resample, 'box_average', _export_box_average)]
+
+  class Sizes(plugin_system.PrimitiveLeafPlugin):
+    _PRIM = _sizes_p
+
+    def lower(self, ctx, eqn):
+      (lq_var,), (out_var,) = eqn.invars, eqn.outvars
+      m = eqn.params['multiple']
+      b = ctx.builder
+      lq = ctx.get_value_for_var(lq_var, name_hint=ctx.fresh_name('lq'))
+      big = np.iinfo(np.int64).max
+      every = b.Slice(lq, const(ctx, 'starts', [0, 0, 0, 0, 0]),
+                      const(ctx, 'ends', [1, 1, big, big, 1]),
+                      const(ctx, 'axes', [0, 1, 2, 3, 4]), const(ctx, 'steps', [1, 1, m, m, 1]),
+                      _outputs=[ctx.fresh_name('every_m')])
+      every.type = lq.type
+      sizes = stamp(ctx, b.Squeeze(every, const(ctx, 'axes', [0, 1, 4]),
+                                   _outputs=[ctx.fresh_name('sizes')]),
+                    lq, out_var.aval.shape)
+      ctx.bind_value_for_var(out_var, sizes)  # records h, w as this value's dims
+
+  for name, cls, op in (('grid_sample', GridSample, 'GridSample'),
+                        ('upsample', Upsample, 'Resize'), ('edge_pad', EdgePad, 'Pad'),
+                        ('box_average', BoxAverage, 'AveragePool'), ('sizes', Sizes, 'Slice')):
+    plugin_system.register_primitive(
+        jaxpr_primitive=cls._PRIM.name, onnx=[{'component': op}], since='clarity_jax',
+        context='clarity_jax', component=name, testcases=[])(cls)
+  del ir
+
+
+# ----------------------------------------------------------------------- export
+
+
+def _require(module: str) -> Any:
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    raise bundle.BundleError('--format=onnx', f'needs {module}, which is not installed '
+                             f'({e}); install the extra: pip install -e ".[onnx]"') from None
+
+
+def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
+            metadata: dict[str, str]) -> Any:
+  """The ONNX ModelProto of `model` (its parameters baked in as initialisers)."""
+  jax2onnx = _require('jax2onnx')
+  # onnx_ir warns about every shape-only value it does not serialise: noise here.
+  logging_lib.getLogger('onnx_ir').setLevel(logging_lib.ERROR)
+  if _sizes_p.name not in _registered:
+    _register_plugins()
+    _registered.add(_sizes_p.name)
+  m, t = model.pad_multiple, model.num_frames
+  graphdef, params = nnx.split(model)
+
+  def forward(lq):
+    # Before any other node, so that h and w have a value to be read from.
+    sizes = _sizes_p.bind(lq, multiple=m)
+    net = nnx.merge(graphdef, params)
+    out = net.with_uncertainty(lq) if uncertainty else (net(lq),)
+    # The sizes value must reach an output to stay in the graph: + 0 of one pixel.
+    out = (out[0] + 0.0 * sizes[0, 0],) + tuple(out[1:])
+    return out if uncertainty else out[0]
+
+  names = ['restored', 'scale'] if uncertainty else ['restored']
+  proto = jax2onnx.to_onnx(forward, inputs=[(batch, t, f'{m}*h', f'{m}*w', 3)],
+                           model_name='claritynet', opset=OPSET, input_names=['lq'],
+                           output_names=names)
+  for key, value in metadata.items():
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, value
+  return proto
+
+
+_registered: set[str] = set()
+
+
+def onnx_extras(spec: bundle.ModelSpec, params: Any, *, step: int, weights: str,
+                batch: int = 1) -> Callable[[Path], dict[str, Any]]:
+  """An `extras` callback for save_bundle writing BUNDLE/onnx/ (see module doc)."""
+
+  def write(tmp: Path, params_sha256: str) -> dict[str, Any]:
+    onnx, ort = _require('onnx'), _require('onnxruntime')
+    model = spec.create()
+    graphdef, _ = nnx.split(model)
+    model = nnx.merge(graphdef, params)
+    m, t, s = model.pad_multiple, spec.num_frames, spec.scale
+    meta = {'clarity_jax.version': files.package_version(), 'format': 'clarity_jax.onnx',
+            'model': json.dumps(dataclasses.asdict(spec)), 'scale': str(s),
+            'num_neighbors': str(spec.num_neighbors), 'size_multiple': str(m),
+            'batch': str(batch), 'input_range': '[0, 1] float32 RGB, frame K restored',
+            'output_range': 'float32, clip to [0, 1]', 'step': str(step),
+            'weights': weights, 'params_sha256': params_sha256}
+    folder = tmp / FOLDER
+    folder.mkdir()
+    graphs, errs = {}, {}
+    heads = (False, True) if model.has_uncertainty else (False,)
+    rng = np.random.default_rng(0)
+    for with_head in heads:
+      path = folder / GRAPHS[with_head]
+      proto = convert(model, batch=batch, uncertainty=with_head, metadata=meta)
+      onnx.checker.check_model(proto, full_check=True)
+      onnx.save(proto, str(path))
+      session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+      err = 0.0
+      for h, w in _CHECK_SIZES:
+        lq = rng.random((batch, t, h * m, w * m, 3), np.float32)
+        want = (model.with_uncertainty(lq) if with_head else (model(lq),))
+        got = session.run(None, {'lq': lq})
+        err = max(err, *(float(np.max(np.abs(np.asarray(a) - b))) for a, b in zip(want, got)))
+      if err > MAX_ABS_DIFF:
+        raise bundle.BundleError(path, f'differs from the JAX model by {err:.2e} (max abs '
+                                 f'on windows of {_CHECK_SIZES} x {m} pixels)')
+      logging.info('%s agrees with JAX: max abs difference %.2e', path.name, err)
+      graphs[GRAPHS[with_head]], errs[GRAPHS[with_head]] = path.stat().st_size, err
+    return {'onnx': {'path': FOLDER, 'graphs': sorted(graphs), 'opset': OPSET,
+                     'input': 'lq', 'input_shape': [batch, t, f'{m}*h', f'{m}*w', 3],
+                     'size_multiple': m, 'checked_max_abs_diff': errs}}
+
+  return write

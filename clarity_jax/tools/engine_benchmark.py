@@ -1,0 +1,137 @@
+"""Inference engines compared (benchmark --what=engines): ms per frame of a bundle's
+model alone, per engine x precision x threads, and enhance's frames/s end to end.
+
+Each configuration runs in a process of its own, pinned to its first `threads` cores
+(XLA sizes its thread pool by the cores a process may use, once, at start), on whole
+frames of settings.height x settings.width (no tiles), one window per call as the
+ONNX graph takes them. The engines get the same windows: a real photograph panning.
+
+  python -m clarity_jax.tools.engine_benchmark '{"bundle": ..., "engine": ...}'  # one row
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from clarity_jax.inference import export
+from clarity_jax.inference import restorer
+from clarity_jax.inference import shipped
+from clarity_jax.tools.benchmark_settings import Settings
+
+# (engine, precision) pairs; each runs with 1 and with 2 threads.
+CONFIGURATIONS = (('jax', 'float32'), ('jax', 'bfloat16'), ('onnxruntime', 'float32'))
+THREADS = (1, 2)
+
+
+def _windows(n: int, t: int, h: int, w: int) -> np.ndarray:
+  """[n, t, h, w, 3] float32: skimage's astronaut panning 3 pixels a frame."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  img = cv2.resize(skimage.data.astronaut(), (w + 3 * (n + t), h + 3 * (n + t)),
+                   interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+  seq = [img[3 * i:3 * i + h, 3 * i:3 * i + w] for i in range(n + t)]
+  return np.stack([np.stack(seq[i:i + t]) for i in range(n)])
+
+
+def one_row(bundle: str, engine: str, precision: str, threads: int, height: int,
+            width: int, steps: int, warmup: int) -> dict[str, Any]:
+  """One configuration, in this process (already pinned by the caller)."""
+  dtype = precision if engine == 'jax' else 'float32'
+  r, info = restorer.Restorer.from_bundle(bundle, dtype, engine=engine, tile=0, batch=1)
+  windows = _windows(steps + warmup, info.model.num_frames, height, width)
+  for window in windows[:warmup]:
+    r([window])
+  start = time.perf_counter()
+  for window in windows[warmup:]:
+    r([window])
+  seconds = (time.perf_counter() - start) / steps
+  return {'engine': engine, 'precision': precision, 'threads': threads,
+          'encoder_cache': False, 'ms_per_frame': seconds * 1e3,
+          'input': [height, width], 'output': [info.model.scale * height,
+                                               info.model.scale * width]}
+
+
+def _run_pinned(args: dict[str, Any]) -> dict[str, Any]:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  proc = subprocess.run([sys.executable, '-m', 'clarity_jax.tools.engine_benchmark',
+                         json.dumps(args)], env=env, capture_output=True, text=True,
+                        check=False)
+  if proc.returncode:
+    raise RuntimeError(f'engine benchmark {args}: {proc.stderr.strip()[-2000:]}')
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _bundle_with_graph(bundle: str, tmp: Path) -> str:
+  """`bundle` if it holds an ONNX graph, else a copy exported with one under tmp."""
+  if (Path(bundle) / 'onnx' / 'restore.onnx').is_file():
+    return bundle
+  export.export(None, tmp / 'bundle', formats=['onnx'], source_bundle=bundle)
+  return str(tmp / 'bundle')
+
+
+def _enhance_fps(bundle: str, engine: str, clip: str, tmp: Path) -> float:
+  """enhance's own frames/s on `clip`, decode and encode included, on every core."""
+  out = tmp / f'{engine}.mp4'
+  proc = subprocess.run([sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={bundle}',
+                         f'--input={clip}', f'--output={out}', f'--engine={engine}',
+                         '--noprogress', '--overwrite'],
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), capture_output=True,
+                        text=True, check=False)
+  found = re.search(r'([0-9.]+) frames/s', proc.stdout)
+  if proc.returncode or not found:
+    raise RuntimeError(f'enhance --engine={engine}: {proc.stderr.strip()[-2000:]}')
+  return float(found.group(1))
+
+
+def engines(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, Any]:
+  """The table: one row per engine x precision x threads, and enhance end to end on
+  settings.input (a real clip) when given. The bundle is settings.bundle, or the
+  shipped model; `config` is not used (the bundle fixes the model)."""
+  del config
+  bundle = settings.bundle or str(shipped.bundle_path())
+  with tempfile.TemporaryDirectory() as tmp:
+    bundle = _bundle_with_graph(bundle, Path(tmp))
+    rows = [_run_pinned(dict(bundle=bundle, engine=engine, precision=precision,
+                             threads=threads, height=settings.height, width=settings.width,
+                             steps=settings.num_batches, warmup=settings.warmup))
+            for engine, precision in CONFIGURATIONS for threads in THREADS]
+    end_to_end = ({engine: _enhance_fps(bundle, engine, settings.input, Path(tmp))
+                   for engine in ('jax', 'onnxruntime')} if settings.input else None)
+  return {'what': 'engines', 'date': time.strftime('%Y-%m-%d'),
+          'bundle': settings.bundle or 'shipped', 'cpu': _cpu_name(), 'rows': rows,
+          'encoder_cache': 'not possible for this network: it warps neighbour pixels to '
+                           'each reference before encoding (docs/performance.md)',
+          'enhance_frames_per_s': end_to_end,
+          'enhance_input': settings.input or None}
+
+
+def _cpu_name() -> str:
+  try:
+    for line in Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return 'unknown'
+
+
+def main() -> None:
+  args = json.loads(sys.argv[1])
+  # Before JAX starts: XLA sizes its thread pool by the cores this process may use.
+  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args['threads']])
+  print(json.dumps(one_row(**args)), flush=True)
+
+
+if __name__ == '__main__':
+  main()

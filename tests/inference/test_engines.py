@@ -1,0 +1,51 @@
+"""enhance's engines: ONNX Runtime restores the same tiles as JAX (within 1/255), and
+refuses a bundle without a graph, a graph of other weights, or a missing
+runtime in one line."""
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from clarity_jax.inference import bundle
+from clarity_jax.inference import engines
+from clarity_jax.inference import restorer
+
+
+@pytest.mark.parametrize('uncertainty', [False, True])
+def test_onnxruntime_restores_what_jax_restores(onnx_bundle, photo_windows, uncertainty):
+  path, _ = onnx_bundle
+  # 45x70: neither side a multiple of the graph's 4, and tiles of 32 with overlaps.
+  windows = photo_windows(2, 45, 70)
+  kw = dict(tile=32, tile_overlap=8, batch=2, uncertainty=uncertainty)
+  jax_engine, _ = restorer.Restorer.from_bundle(path, **kw)
+  other, _ = restorer.Restorer.from_bundle(path, engine='onnxruntime', **kw)
+  (want, want_maps), (got, got_maps) = (jax_engine.frames_and_maps(windows),
+                                        other.frames_and_maps(windows))
+  for a, b in zip(got, want):
+    assert a.shape == b.shape == (90, 140, 3)
+    assert np.abs(a - b).max() <= 1 / 255
+  if uncertainty:  # the error scale b, in [0, 1] image units like the frames
+    for a, b in zip(got_maps, want_maps):
+      assert a.shape == b.shape == (90, 140)
+      np.testing.assert_allclose(a, b, atol=1 / 255)
+
+
+def test_a_bundle_without_a_graph_is_refused(tiny_model):
+  with pytest.raises(bundle.BundleError, match='has no ONNX graph .*--format=onnx'):
+    restorer.Restorer.from_bundle(tiny_model.path, engine='onnxruntime')
+
+
+def test_a_graph_of_other_weights_is_refused(onnx_bundle, tiny_model, tmp_path):
+  other = tmp_path / 'other'
+  shutil.copytree(tiny_model.path, other)
+  shutil.copytree(onnx_bundle[0] / 'onnx', other / 'onnx')
+  with pytest.raises(bundle.BundleError, match='was exported from weights sha256'):
+    restorer.Restorer.from_bundle(other, engine='onnxruntime')
+
+
+def test_a_missing_runtime_names_the_extra(onnx_bundle, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # what Python does when absent
+  with pytest.raises(bundle.BundleError, match=r'needs the onnxruntime package.*\.\[deploy\]'):
+    engines.OnnxEngine(onnx_bundle[0], onnx_bundle[1], 'onnxruntime')
