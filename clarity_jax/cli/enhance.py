@@ -2,7 +2,7 @@
 
   python -m clarity_jax.enhance --input=PATH --output=PATH [--bundle=BUNDLE] \\
       [--max_frames=N] [--compare] [--uncertainty] [--tile=256] [--tile_overlap=16] [--batch=4] \\
-      [--dtype=float32|bfloat16] [--engine=jax|onnxruntime] [--shard=I/N]
+      [--dtype=float32|bfloat16] [--engine=jax|onnxruntime|openvino] [--shard=I/N]
 
 The work is inference/enhance.py (files in and out) and inference/restorer.py
 (windows, tiles, batches); this module reads the flags and prints the summary.
@@ -42,8 +42,8 @@ _PRESET = flags.DEFINE_enum(
     '(its cost per frame: benchmark --what=output).')
 _ENGINE = flags.DEFINE_enum(
     'engine', 'jax', list(engines.ENGINES), 'What runs the model: jax (XLA), or '
-    'onnxruntime on the bundle\'s ONNX graph (export --format=onnx; the runtime is the '
-    'extra ".[deploy]"). The same tiles and outputs, within 1/255.')
+    'onnxruntime / openvino on the bundle\'s ONNX graph (export --format=onnx; the '
+    'runtimes are the extra ".[deploy]"). The same tiles and outputs, within 1/255.')
 _SHARD = flags.DEFINE_string(
     'shard', None, 'I/N: of a folder of videos, restore only shard I (0-based) of N, a '
     'split by file name that N hosts agree on (launch/enhance_archive.sbatch).')

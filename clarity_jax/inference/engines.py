@@ -1,12 +1,10 @@
-"""The runtimes a Restorer can run its tiles on: JAX (XLA) and ONNX Runtime.
+"""The runtimes a Restorer can run its tiles on: JAX (XLA), ONNX Runtime, OpenVINO.
 
-`jax` runs the bundle's parameters through the Flax model; `onnxruntime` runs the
+`jax` runs the bundle's parameters through the Flax model; the other two run the
 graph that `export --format=onnx` wrote into the bundle (BUNDLE/onnx, onnx_export.py),
-for machines where an inference runtime beats XLA:CPU (docs/performance.md). OpenVINO
-loads the same graph but restores up to 3.5 grey levels away from JAX (2026-12-06), so
-it is not offered until that is found. Each takes the same tiles and gives the same restored tiles: [n, 2K+1, h, w, 3] float32 in
+for machines where an inference runtime beats XLA:CPU (docs/performance.md). Each takes the same tiles and gives the same restored tiles: [n, 2K+1, h, w, 3] float32 in
 [0, 1] -> [n, s h, s w, 3] clipped to [0, 1], with a 4th channel, the error scale b,
-for the uncertainty head. The runtime is an optional extra: `pip install -e
+for the uncertainty head. The runtimes are optional extras: `pip install -e
 ".[deploy]"`.
 """
 
@@ -21,7 +19,7 @@ import numpy as np
 
 from clarity_jax.inference import bundle as bundle_lib
 
-ENGINES = ('jax', 'onnxruntime')
+ENGINES = ('jax', 'onnxruntime', 'openvino')
 _EXTRA = 'pip install -e ".[deploy]"'
 ONNX_FOLDER = 'onnx'
 _GRAPHS = {False: 'restore.onnx', True: 'restore_uncertainty.onnx'}
@@ -49,6 +47,32 @@ def graph_path(path: str | os.PathLike, info: bundle_lib.BundleInfo, uncertainty
   return graph
 
 
+def _onnxruntime(ort: Any, graph: Path, threads: int
+                 ) -> tuple[Callable[[np.ndarray], list[np.ndarray]], dict[str, str]]:
+  options = ort.SessionOptions()
+  options.intra_op_num_threads = threads  # 0: every core
+  options.log_severity_level = 3  # warnings about unused initialisers are noise
+  session = ort.InferenceSession(str(graph), options, providers=['CPUExecutionProvider'])
+  return (lambda lq: session.run(None, {'lq': lq}),
+          session.get_modelmeta().custom_metadata_map)
+
+
+def _openvino(ov: Any, graph: Path, threads: int
+              ) -> tuple[Callable[[np.ndarray], list[np.ndarray]], dict[str, str]]:
+  core = ov.Core()
+  model = core.read_model(str(graph))
+  meta = {k: model.get_rt_info(['framework', k]).astype(str)
+          for k in ('params_sha256', 'size_multiple') if model.has_rt_info(['framework', k])}
+  # float32, as the graph says: OpenVINO's CPU plugin otherwise computes in bfloat16
+  # wherever the processor has it.
+  config: dict[str, Any] = {'INFERENCE_PRECISION_HINT': 'f32'}
+  if threads:
+    config['INFERENCE_NUM_THREADS'] = threads
+  compiled = core.compile_model(model, 'CPU', config)
+  request = compiled.create_infer_request()
+  return (lambda lq: [request.infer({0: lq})[o] for o in compiled.outputs]), meta
+
+
 def _check_metadata(graph: Path, meta: dict[str, str], info: bundle_lib.BundleInfo) -> int:
   """The graph's size multiple, once its metadata names this bundle's weights."""
   if meta.get('params_sha256') != info.params_sha256:
@@ -59,7 +83,7 @@ def _check_metadata(graph: Path, meta: dict[str, str], info: bundle_lib.BundleIn
 
 
 class OnnxEngine:
-  """Runs BUNDLE/onnx's graph in ONNX Runtime, one window at a time.
+  """Runs BUNDLE/onnx's graph in ONNX Runtime or OpenVINO, one window at a time.
 
   The graph takes heights and widths that are multiples of the model's padding
   multiple: tiles are edge-padded to it here, as the JAX model pads itself, so the
@@ -73,16 +97,9 @@ class OnnxEngine:
     runtime = _import(engine)
     self.graph = graph_path(path, info, uncertainty)
     self.scale, self.uncertainty, self.name = info.model.scale, uncertainty, engine
-    options = runtime.SessionOptions()
-    options.intra_op_num_threads = threads  # 0: every core
-    options.log_severity_level = 3  # warnings about unused initialisers are noise
-    self._session = runtime.InferenceSession(str(self.graph), options,
-                                             providers=['CPUExecutionProvider'])
-    meta = self._session.get_modelmeta().custom_metadata_map
+    opened = _onnxruntime if engine == 'onnxruntime' else _openvino
+    self._run, meta = opened(runtime, self.graph, threads)
     self.multiple = _check_metadata(self.graph, meta, info)
-
-  def _run(self, lq: np.ndarray) -> list[np.ndarray]:
-    return self._session.run(None, {'lq': lq})
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:
     n, _, h, w, _ = lq.shape

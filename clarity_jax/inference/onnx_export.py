@@ -12,9 +12,10 @@ get ONNX ops of their own here, through jax2onnx's plugin registry:
   - the warp (models/flow.py) -> GridSample (bilinear, border padding, corners
     aligned): one op that ONNX Runtime, OpenVINO and TensorRT each run natively;
     dm-pix's gather lowers to GatherND + CumProd, which ONNX Runtime lacks;
-  - resample.upsample -> Resize with fixed scales, which runs at any size
-    (jax.image.resize converts to fixed output sizes only); the cubic one excludes
-    samples outside the frame and renormalises, as jax.image.resize does;
+  - resample.upsample -> Resize with fixed scales (bilinear), which runs at any size
+    (jax.image.resize converts to fixed output sizes only); the cubic one is a
+    ConvTranspose renormalised over the samples inside the frame, as jax.image.resize
+    does (OpenVINO ignores Resize's exclude_outside);
   - resample.edge_pad -> Pad(mode='edge'): jnp.pad's edge mode is a concatenation
     that jax2onnx sizes wrongly on symbolic sizes;
   - resample.box_average -> AveragePool: jax2onnx writes a pool as a convolution
@@ -113,6 +114,14 @@ _sizes_p.def_abstract_eval(lambda lq, *, multiple: jax.core.ShapedArray(
     (lq.shape[2] // multiple, lq.shape[3] // multiple), lq.dtype))
 
 
+def _keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
+  """Keys' cubic convolution kernel (jax.image.resize's 'cubic', PIL's bicubic)."""
+  t = np.abs(t)
+  near = ((a + 2) * t - (a + 3)) * t * t + 1
+  far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+  return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
 def _export_warp(image: jax.Array, flow: jax.Array) -> jax.Array:
   return _warp_p.bind(image, _grid(flow))
 
@@ -172,6 +181,31 @@ def _register_plugins() -> None:
                 (on, oh, ow, oc))
     ctx.bind_value_for_var(out_var, out)
 
+  def cubic_upsample(ctx, x, f, shape):
+    """Keys' cubic (a = -0.5) by a whole factor, weights renormalised over the samples
+    inside the frame: ConvTranspose(x) / ConvTranspose(ones). Resize's cubic mode with
+    exclude_outside is the same arithmetic, but OpenVINO ignores exclude_outside."""
+    n, c, h, w = shape
+    b = ctx.builder
+    p = 3 * f // 2  # the taps of output pixel 0 start 1.5 input pixels to its left
+    kernel_1d = _keys_cubic((np.arange(4 * f) - p + 0.5) / f - 0.5)
+    kernel = np.outer(kernel_1d, kernel_1d).astype(np.float32)[None, None]
+    kw = dict(strides=[f, f], pads=[p, p, 3 * f - p, 3 * f - p])
+    num = stamp(ctx, b.ConvTranspose(x, const(ctx, 'cubic', np.repeat(kernel, c, 0), np.float32),
+                                     group=c, _outputs=[ctx.fresh_name('cubic_sum')], **kw),
+                x, (n, c, f * h, f * w))
+    sizes = b.Shape(x, start=2, end=4, _outputs=[ctx.fresh_name('hw')])
+    sizes.type = ir.TensorType(ir.DataType.INT64)
+    ones_shape = b.Concat(const(ctx, 'one_one', [1, 1]), sizes, axis=0,
+                          _outputs=[ctx.fresh_name('ones_shape')])
+    ones_shape.type = ir.TensorType(ir.DataType.INT64)
+    ones = stamp(ctx, b.ConstantOfShape(ones_shape, value=ir.tensor(np.ones(1, np.float32)),
+                                        _outputs=[ctx.fresh_name('ones')]), x, (1, 1, h, w))
+    den = stamp(ctx, b.ConvTranspose(ones, const(ctx, 'cubic_one', kernel, np.float32),
+                                     _outputs=[ctx.fresh_name('cubic_weight')], **kw),
+                x, (1, 1, f * h, f * w))
+    return b.Div(num, den, _outputs=[ctx.fresh_name('cubic')])
+
   def patch(module, attr, value):
     return MonkeyPatchSpec(target=module, attr=attr, make_value=lambda _: value)
 
@@ -194,13 +228,14 @@ def _register_plugins() -> None:
     def lower(self, ctx, eqn):
       f, method = eqn.params['factor'], eqn.params['method']
       n, h, w, c = eqn.invars[0].aval.shape
-      kw = dict(mode='linear', coordinate_transformation_mode='half_pixel')
       if method == 'cubic':
-        kw = dict(mode='cubic', cubic_coeff_a=-0.5, exclude_outside=1,
-                  coordinate_transformation_mode='half_pixel')
-      in_nchw(ctx, eqn, lambda ctx, x: ctx.builder.Resize(
-          x, const(ctx, 'roi', [], np.float32), const(ctx, 'scales', [1, 1, f, f], np.float32),
-          _outputs=[ctx.fresh_name('Resize')], **kw), (n, c, f * h, f * w))
+        make = lambda ctx, x: cubic_upsample(ctx, x, f, (n, c, h, w))
+      else:
+        make = lambda ctx, x: ctx.builder.Resize(
+            x, const(ctx, 'roi', [], np.float32), const(ctx, 'scales', [1, 1, f, f], np.float32),
+            mode='linear', coordinate_transformation_mode='half_pixel',
+            _outputs=[ctx.fresh_name('Resize')])
+      in_nchw(ctx, eqn, make, (n, c, f * h, f * w))
 
     @classmethod
     def binding_specs(cls):
@@ -259,7 +294,6 @@ def _register_plugins() -> None:
     plugin_system.register_primitive(
         jaxpr_primitive=cls._PRIM.name, onnx=[{'component': op}], since='clarity_jax',
         context='clarity_jax', component=name, testcases=[])(cls)
-  del ir
 
 
 # ----------------------------------------------------------------------- export

@@ -1,5 +1,5 @@
-"""enhance's engines: ONNX Runtime restores the same tiles as JAX (within 1/255), and
-refuses a bundle without a graph, a graph of other weights, or a missing
+"""enhance's engines: ONNX Runtime and OpenVINO restore the same tiles as JAX (within
+1/255), and refuse a bundle without a graph, a graph of other weights, or a missing
 runtime in one line."""
 
 import shutil
@@ -13,14 +13,15 @@ from clarity_jax.inference import engines
 from clarity_jax.inference import restorer
 
 
+@pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
 @pytest.mark.parametrize('uncertainty', [False, True])
-def test_onnxruntime_restores_what_jax_restores(onnx_bundle, photo_windows, uncertainty):
+def test_engine_restores_what_jax_restores(onnx_bundle, photo_windows, engine, uncertainty):
   path, _ = onnx_bundle
   # 45x70: neither side a multiple of the graph's 4, and tiles of 32 with overlaps.
   windows = photo_windows(2, 45, 70)
   kw = dict(tile=32, tile_overlap=8, batch=2, uncertainty=uncertainty)
   jax_engine, _ = restorer.Restorer.from_bundle(path, **kw)
-  other, _ = restorer.Restorer.from_bundle(path, engine='onnxruntime', **kw)
+  other, _ = restorer.Restorer.from_bundle(path, engine=engine, **kw)
   (want, want_maps), (got, got_maps) = (jax_engine.frames_and_maps(windows),
                                         other.frames_and_maps(windows))
   for a, b in zip(got, want):
