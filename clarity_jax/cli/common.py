@@ -19,6 +19,7 @@ from absl import logging
 
 from clarity_jax import config as config_lib
 from clarity_jax import errors
+from clarity_jax.inference import engines
 
 
 def run(main) -> None:
@@ -140,6 +141,7 @@ class RestorerFlags(NamedTuple):
   batch: flags.FlagHolder[int]
   dtype: flags.FlagHolder[str]
   progress: flags.FlagHolder[bool]
+  engine: flags.FlagHolder[str]
 
 
 def define_restorer_flags() -> RestorerFlags:
@@ -155,8 +157,14 @@ def define_restorer_flags() -> RestorerFlags:
           lower_bound=0),
       batch=flags.DEFINE_integer('batch', 4, 'Windows restored per model call.',
                                  lower_bound=1),
-      dtype=flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
-                              'Computation dtype of bundles (bfloat16 on GPU/TPU; a '
-                              "training workdir computes in its config's)."),
-      progress=flags.DEFINE_bool('progress', True, 'Show a progress bar.'))
+      dtype=flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16', 'int8'],
+                              'Computation dtype of bundles: bfloat16 on GPU/TPU, and with '
+                              '--engine=openvino where the CPU has it; int8 with '
+                              '--engine=openvino (export --int8_calibration). A training '
+                              "workdir computes in its config's."),
+      progress=flags.DEFINE_bool('progress', True, 'Show a progress bar.'),
+      engine=flags.DEFINE_enum(
+          'engine', 'jax', list(engines.ENGINES), 'What runs bundles: jax (XLA), or '
+          "onnxruntime / openvino on the bundle's ONNX graph (export --format=onnx; the "
+          'runtimes are the extra ".[deploy]"). The same tiles and outputs, within 1/255.'))
 

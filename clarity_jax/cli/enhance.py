@@ -15,7 +15,6 @@ from absl import flags
 from clarity_jax.cli import common
 from clarity_jax.media import readers
 from clarity_jax.media import video_writer
-from clarity_jax.inference import engines
 from clarity_jax.inference import enhance
 from clarity_jax.inference import restorer
 from clarity_jax.inference import shipped
@@ -40,10 +39,6 @@ _PRESET = flags.DEFINE_enum(
     'preset', video_writer.DEFAULT_PRESET, list(video_writer.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
     '(its cost per frame: benchmark --what=output).')
-_ENGINE = flags.DEFINE_enum(
-    'engine', 'jax', list(engines.ENGINES), 'What runs the model: jax (XLA), or '
-    'onnxruntime / openvino on the bundle\'s ONNX graph (export --format=onnx; the '
-    'runtimes are the extra ".[deploy]"). The same tiles and outputs, within 1/255.')
 _SHARD = flags.DEFINE_string(
     'shard', None, 'I/N: of a folder of videos, restore only shard I (0-based) of N, a '
     'split by file name that N hosts agree on (launch/enhance_archive.sbatch).')
@@ -64,7 +59,7 @@ def main(argv: list[str]) -> None:
   r = _RESTORER
   path = _BUNDLE.value or shipped.bundle_path()
   engine, info = restorer.Restorer.from_bundle(
-      path, r.dtype.value, uncertainty=_UNCERTAINTY.value, engine=_ENGINE.value,
+      path, r.dtype.value, uncertainty=_UNCERTAINTY.value, engine=r.engine.value,
       tile=r.tile.value,
       tile_overlap=r.tile_overlap.value, batch=r.batch.value)
   print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
       scale=_SCALE.value, max_frames=_MAX_FRAMES.value, lpips_weights=_LPIPS_WEIGHTS.value,
       num_pictures=_NUM_PICTURES.value, save_frames=_SAVE_FRAMES.value, tile=r.tile.value,
       tile_overlap=r.tile_overlap.value, batch=r.batch.value, dtype=r.dtype.value,
-      progress=r.progress.value)
+      engine=r.engine.value, progress=r.progress.value)
   print(report.summary_table(result), end='')
   print(f'{_OUTPUT.value}: {result["protocol"]["num_frames_included"]} frames of '
         f'{result["protocol"]["num_clips"]} clips, protocol {_PROTOCOL.value}', flush=True)

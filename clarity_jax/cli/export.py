@@ -1,7 +1,8 @@
 """Turns a training checkpoint into an inference bundle.
 
   python -m clarity_jax.export --workdir=DIR | --bundle=BUNDLE --output=BUNDLE [--step=N]
-      [--format=saved_model] [--format=onnx] [--max_file_mib=N] [--overwrite]
+      [--format=saved_model] [--format=onnx [--int8_calibration=CLIP,...]]
+      [--max_file_mib=N] [--overwrite]
 
 The work is inference/export.py (inference/saved_model.py and onnx_export.py for the
 formats); this module reads the flags and prints what was written.
@@ -31,6 +32,11 @@ _MAX_FILE_MIB = flags.DEFINE_float(
     'that cap file sizes; 0: one params.safetensors.', lower_bound=0)
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing bundle at --output '
                                '(only a bundle: any other folder is refused).')
+_INT8 = flags.DEFINE_list(
+    'int8_calibration', [], 'With --format=onnx: also write int8 graphs (NNCF, the extra '
+    '".[onnx]"), calibrated on these clips of real footage (videos or frame folders at '
+    'the resolution the model restores to, e.g. training footage; not the clips quality '
+    'is judged on).')
 flags.mark_flags_as_required(['output'])
 flags.mark_flags_as_mutual_exclusive(['workdir', 'bundle'], required=True)
 
@@ -45,7 +51,8 @@ def main(argv: list[str]) -> None:
   mib = _MAX_FILE_MIB.value
   max_file_bytes = max(1, int(mib * 2**20)) if mib else None
   info = export.export(_WORKDIR.value, _OUTPUT.value, _STEP.value, _FORMAT.value,
-                       max_file_bytes=max_file_bytes, source_bundle=_BUNDLE.value)
+                       max_file_bytes=max_file_bytes, source_bundle=_BUNDLE.value,
+                       int8_calibration=_INT8.value)
   # For shards, the sha256 of their digests (bundle.py): as for one file, the
   # params_sha256 that evaluate's metrics.json records for these weights.
   shards = f', {len(info.params_files)} files' if info.sharded else ''

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
   # Loaded before the sets are made: a bad --bundle or --workdir fails at once.
   methods = methods_lib.load_methods(_METHODS.specs(), scale, dtype=r.dtype.value,
                                      tile=r.tile.value, tile_overlap=r.tile_overlap.value,
-                                     batch=r.batch.value)
+                                     batch=r.batch.value, engine=r.engine.value)
   sets = validation.prepare(_CLIPS.value, _CACHE.value, scale=scale,
                             num_frames=_FRAMES.value, downscale=_DOWNSCALE.value,
                             seed=_SEED.value, settings=_SETTINGS.value)

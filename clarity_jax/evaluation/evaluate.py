@@ -52,7 +52,7 @@ def run(*, lq: str, gt: str, output: str, bundles: Sequence[str] = (),
         workdirs: Sequence[str] = (), names: Sequence[str] = (), protocol: str = 'basicsr',
         scale: int | None = None, max_frames: int | None = None, lpips_weights: str = '',
         num_pictures: int = 4, save_frames: bool = True, tile: int = 0,
-        tile_overlap: int = 16, batch: int = 1, dtype: str = 'float32',
+        tile_overlap: int = 16, batch: int = 1, dtype: str = 'float32', engine: str = 'jax',
         progress: bool = True) -> dict[str, Any]:
   """The evaluate command, its flags as arguments: checks the inputs, loads the
   methods (bicubic, then `bundles`, then `workdirs`), evaluates; returns
@@ -63,7 +63,7 @@ def run(*, lq: str, gt: str, output: str, bundles: Sequence[str] = (),
   scale, clips = clips_lib.pair_clips(lq, gt, scale=scale, max_frames=max_frames)
   clips_lib.check_protocol(clips, protocol)
   methods = methods_lib.load_methods(specs, scale, dtype=dtype, tile=tile,
-                                     tile_overlap=tile_overlap, batch=batch)
+                                     tile_overlap=tile_overlap, batch=batch, engine=engine)
   lpips_model = lpips_lib.maybe_load_lpips(lpips_weights)
   lpips = scores.LpipsScorer(lpips_model) if lpips_model is not None else None
   return evaluate(methods, clips, output, scale=scale, protocol=protocol, lpips=lpips,

@@ -75,18 +75,19 @@ def bicubic_method(scale: int) -> Method:
                                      'interpolation': BICUBIC_INTERPOLATION})
 
 
-def _bundle_stage(path: str, dtype: str, **restorer_kw: Any
+def _bundle_stage(path: str, dtype: str, engine: str, **restorer_kw: Any
                   ) -> tuple[restorer_lib.Restorer, dict[str, Any]]:
   # With the head, its maps too: evaluate reports their calibration (calibration.py).
   restorer, info = restorer_lib.Restorer.from_bundle(
-      path, dtype, uncertainty=bundle_lib.read_info(path).model.uncertainty, **restorer_kw)
+      path, dtype, uncertainty=bundle_lib.read_info(path).model.uncertainty, engine=engine,
+      **restorer_kw)
   spec = info.model
   return restorer, {'bundle': path, 'variant': spec.variant, 'scale': spec.scale,
                     'num_neighbors': spec.num_neighbors,
                     'use_alignment': spec.use_alignment,
                     'use_attention': spec.use_attention, 'uncertainty': spec.uncertainty,
                     'step': info.step, 'weights': info.weights,
-                    'params_sha256': info.params_sha256}
+                    'params_sha256': info.params_sha256, 'engine': engine, 'dtype': dtype}
 
 
 def _workdir_stage(path: str, **restorer_kw: Any
@@ -113,10 +114,11 @@ def _workdir_stage(path: str, **restorer_kw: Any
 
 def load_method(spec: str, scale: int, *, kind: str = 'bundle', name: str | None = None,
                 dtype: str = 'float32', tile: int = 0, tile_overlap: int = 16,
-                batch: int = 1) -> Method:
+                batch: int = 1, engine: str = 'jax') -> Method:
   """A method from `PATH` or `PATH1+PATH2` (bundles, or workdirs with kind='workdir').
 
   `dtype` is the computation dtype of bundles; a workdir computes in its config's.
+  `engine` runs bundles (engines.py); workdirs run in JAX.
   """
   paths = spec.split('+')
   if not all(paths):
@@ -125,7 +127,10 @@ def load_method(spec: str, scale: int, *, kind: str = 'bundle', name: str | None
   stages, infos = [], []
   for path in paths:
     if kind == 'bundle':
-      restorer, info = _bundle_stage(path, dtype, **restorer_kw)
+      restorer, info = _bundle_stage(path, dtype, engine, **restorer_kw)
+    elif engine != 'jax':
+      raise clips_lib.EvaluateError(path, f'--engine={engine} runs bundles (their ONNX '
+                                    'graph); export the run first, or use --engine=jax')
     else:
       restorer, info = _workdir_stage(path, **restorer_kw)
     stages.append(restorer)
@@ -161,8 +166,9 @@ def method_specs(bundles: Sequence[str] = (), workdirs: Sequence[str] = (),
 
 def load_methods(specs: Sequence[tuple[str, str, str | None]], scale: int, *,
                  dtype: str = 'float32', tile: int = 0, tile_overlap: int = 16,
-                 batch: int = 1) -> list[Method]:
+                 batch: int = 1, engine: str = 'jax') -> list[Method]:
   """The bicubic baseline, then the method of each of method_specs' entries."""
   return [bicubic_method(scale)] + [
       load_method(spec, scale, kind=kind, name=name, dtype=dtype, tile=tile,
-                  tile_overlap=tile_overlap, batch=batch) for spec, kind, name in specs]
+                  tile_overlap=tile_overlap, batch=batch, engine=engine)
+      for spec, kind, name in specs]

@@ -22,9 +22,13 @@ from clarity_jax.inference import bundle as bundle_lib
 ENGINES = ('jax', 'onnxruntime', 'openvino')
 _EXTRA = 'pip install -e ".[deploy]"'
 ONNX_FOLDER = 'onnx'
-_GRAPHS = {False: 'restore.onnx', True: 'restore_uncertainty.onnx'}
 
 Engine = Callable[[np.ndarray], np.ndarray]
+# What each runtime computes the float32 graph in.
+# int8 runs the int8 graph (export --int8_calibration), on OpenVINO only: ONNX Runtime
+# 1.32 either fails to optimise it or runs it slower than float32 (docs/performance.md).
+PRECISIONS = {'onnxruntime': ('float32',), 'openvino': ('float32', 'bfloat16', 'int8')}
+_OPENVINO_PRECISION = {'float32': 'f32', 'bfloat16': 'bf16', 'int8': 'f32'}
 
 
 def _import(engine: str) -> Any:
@@ -36,15 +40,23 @@ def _import(engine: str) -> Any:
                                  f'{_EXTRA}') from None
 
 
-def graph_path(path: str | os.PathLike, info: bundle_lib.BundleInfo, uncertainty: bool
-               ) -> Path:
-  """BUNDLE/onnx/<graph>, once it is there and was exported from these weights."""
-  graph = Path(path) / ONNX_FOLDER / _GRAPHS[uncertainty]
+def graph_path(path: str | os.PathLike, uncertainty: bool, precision: str) -> Path:
+  """BUNDLE/onnx/<graph> of the head choice and precision, once it is there."""
+  name = graph_name(uncertainty, precision)
+  graph = Path(path) / ONNX_FOLDER / name
   if not graph.is_file():
+    how = ' --int8_calibration=TRAINING_CLIPS' if precision == 'int8' else ''
     raise bundle_lib.BundleError(
-        path, f'has no ONNX graph ({ONNX_FOLDER}/{_GRAPHS[uncertainty]}); write one: '
-        f'python -m clarity_jax.export --bundle={path} --output=NEW_BUNDLE --format=onnx')
+        path, f'has no ONNX graph {ONNX_FOLDER}/{name}; write one: python -m '
+        f'clarity_jax.export --bundle={path} --output=NEW_BUNDLE --format=onnx{how}')
   return graph
+
+
+def graph_name(uncertainty: bool, precision: str = 'float32') -> str:
+  """restore[_uncertainty][_int8].onnx: the graph of a head choice and precision (as
+  onnx_export writes them)."""
+  stem = 'restore_uncertainty' if uncertainty else 'restore'
+  return f'{stem}_int8.onnx' if precision == 'int8' else f'{stem}.onnx'
 
 
 def _onnxruntime(ort: Any, graph: Path, threads: int
@@ -57,15 +69,15 @@ def _onnxruntime(ort: Any, graph: Path, threads: int
           session.get_modelmeta().custom_metadata_map)
 
 
-def _openvino(ov: Any, graph: Path, threads: int
+def _openvino(ov: Any, graph: Path, threads: int, precision: str
               ) -> tuple[Callable[[np.ndarray], list[np.ndarray]], dict[str, str]]:
   core = ov.Core()
   model = core.read_model(str(graph))
   meta = {k: model.get_rt_info(['framework', k]).astype(str)
           for k in ('params_sha256', 'size_multiple') if model.has_rt_info(['framework', k])}
-  # float32, as the graph says: OpenVINO's CPU plugin otherwise computes in bfloat16
-  # wherever the processor has it.
-  config: dict[str, Any] = {'INFERENCE_PRECISION_HINT': 'f32'}
+  # Always said: OpenVINO's CPU plugin otherwise computes in bfloat16 wherever the
+  # processor has it, whatever the graph's float32.
+  config: dict[str, Any] = {'INFERENCE_PRECISION_HINT': _OPENVINO_PRECISION[precision]}
   if threads:
     config['INFERENCE_NUM_THREADS'] = threads
   compiled = core.compile_model(model, 'CPU', config)
@@ -91,14 +103,19 @@ class OnnxEngine:
   """
 
   def __init__(self, path: str | os.PathLike, info: bundle_lib.BundleInfo, engine: str,
-               uncertainty: bool = False, threads: int = 0):
+               uncertainty: bool = False, threads: int = 0, precision: str = 'float32'):
     if engine not in ENGINES[1:]:
       raise ValueError(f'OnnxEngine: engine must be one of {ENGINES[1:]}, got {engine!r}')
+    if precision not in PRECISIONS[engine]:
+      raise bundle_lib.BundleError(f'--engine={engine}', f'computes in '
+                                   f'{" or ".join(PRECISIONS[engine])}, not {precision}')
     runtime = _import(engine)
-    self.graph = graph_path(path, info, uncertainty)
+    self.graph = graph_path(path, uncertainty, precision)
     self.scale, self.uncertainty, self.name = info.model.scale, uncertainty, engine
-    opened = _onnxruntime if engine == 'onnxruntime' else _openvino
-    self._run, meta = opened(runtime, self.graph, threads)
+    if engine == 'onnxruntime':
+      self._run, meta = _onnxruntime(runtime, self.graph, threads)
+    else:
+      self._run, meta = _openvino(runtime, self.graph, threads, precision)
     self.multiple = _check_metadata(self.graph, meta, info)
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:

@@ -25,17 +25,21 @@ FORMATS = ('saved_model', 'onnx')
 def export(workdir: str | os.PathLike | None, output: str | os.PathLike,
            step: int | None = None, formats: Sequence[str] = (),
            max_file_bytes: int | None = None, source_bundle: str | os.PathLike | None = None,
-           onnx_batch: int = 1) -> bundle.BundleInfo:
+           onnx_batch: int = 1, int8_calibration: Sequence[str] = ()) -> bundle.BundleInfo:
   """Writes the bundle of `workdir`'s checkpoint `step` (default: the latest), or of
   `source_bundle`'s parameters.
 
   `max_file_bytes` caps each parameter file, sharding the parameters when they do
   not fit one (see bundle.py); None: one params.safetensors. The SavedModel's
-  variables are one file whatever the cap. `onnx_batch`: the ONNX graphs' batch.
+  variables are one file whatever the cap. `onnx_batch`: the ONNX graphs' batch;
+  `int8_calibration`: clips of real footage to calibrate int8 ONNX graphs on.
   """
   unknown = sorted(set(formats) - set(FORMATS))
   if unknown:
     raise ValueError(f'export: unknown formats {unknown}; choose from {FORMATS}')
+  if int8_calibration and 'onnx' not in formats:
+    raise bundle.BundleError('--int8_calibration', 'quantizes the ONNX graphs: add '
+                             '--format=onnx')
   if source_bundle is not None:
     _, params, info = bundle.load_params(source_bundle)
     spec, step, weights = info.model, info.step, info.weights
@@ -47,7 +51,8 @@ def export(workdir: str | os.PathLike | None, output: str | os.PathLike,
     writers.append(saved_model.saved_model_extras(spec, params))
   if 'onnx' in formats:
     writers.append(onnx_export.onnx_extras(spec, params, step=step, weights=weights,
-                                           batch=onnx_batch))
+                                           batch=onnx_batch,
+                                           int8_calibration=list(int8_calibration)))
 
   def extras(tmp: Path, params_sha256: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}

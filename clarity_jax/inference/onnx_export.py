@@ -2,6 +2,7 @@
 
   BUNDLE/onnx/restore.onnx               lq [B, 2K+1, m h, m w, 3] -> restored
   BUNDLE/onnx/restore_uncertainty.onnx   ... -> restored, scale (with the head)
+  BUNDLE/onnx/*_int8.onnx                the same, int8 (with --int8_calibration)
 
 Height and width are free multiples of the model's padding multiple m (bundle.json
 and the graph's metadata say which; enhance edge-pads tiles to it, which the model
@@ -24,7 +25,11 @@ jax2onnx finds the size of a symbolic dimension only by name, and the graph's
 inputs are sized m*h, not h: a first node slices every m-th pixel of the input,
 so that h and w are sizes of a value it can read them from.
 
-The graphs are checked with onnx.checker and against the JAX model in ONNX Runtime
+int8: NNCF's post-training quantization of each graph (weights per channel,
+activations per tensor, as QuantizeLinear/DequantizeLinear pairs that OpenVINO runs in
+int8; ONNX Runtime 1.32's layout optimiser breaks on them, and without it the graph
+runs slower than float32: docs/performance.md), calibrated on windows of real footage: the training
+footage, never the clips quality is judged on. The graphs are checked with onnx.checker and against the JAX model in ONNX Runtime
 before the bundle is moved into place. jax2onnx is imported only here.
 """
 
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from absl import logging
+import cv2
 import jax
 from jax.extend import core as jex_core
 import jax.numpy as jnp
@@ -46,13 +52,14 @@ from flax import nnx
 
 from clarity_jax import files
 from clarity_jax.inference import bundle
+from clarity_jax.inference import engines
+from clarity_jax.media import readers
 from clarity_jax.models import claritynet
 from clarity_jax.models import flow as flow_lib
 from clarity_jax.models import resample
 
 OPSET = 21
 FOLDER = 'onnx'
-GRAPHS = {False: 'restore.onnx', True: 'restore_uncertainty.onnx'}
 # LQ sizes, in units of the size multiple, each graph is checked at before the
 # bundle is moved into place: two shapes, so that a size baked in shows up.
 _CHECK_SIZES = ((3, 5), (6, 2))
@@ -341,9 +348,57 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
 _registered: set[str] = set()
 
 
+def calibration_windows(clips: list[str], num_frames: int, scale: int, multiple: int,
+                        count: int = 24, size: tuple[int, int] = (180, 320)
+                        ) -> list[np.ndarray]:
+  """`count` windows [2K+1, h, w, 3] float32 of real footage, spread over `clips`
+  (videos or frame folders): consecutive frames area-downscaled by `scale`, as the
+  model sees low-resolution input, centre-cropped to at most `size` and to multiples
+  of the graph's size multiple."""
+  found = [(clip, reader) for clip in clips
+           for reader in readers.open_input(clip).clips.values()]
+  per_clip = -(-count // len(found))
+  windows: list[np.ndarray] = []
+  for clip, reader in found:
+    frames: list[np.ndarray] = []
+    for frame in reader:  # float32 RGB in [0, 1]
+      h, w = frame.shape[0] // scale, frame.shape[1] // scale
+      ch = min(size[0], h) // multiple * multiple
+      cw = min(size[1], w) // multiple * multiple
+      if not ch or not cw:
+        raise bundle.BundleError(clip, f'frames of {frame.shape[1]}x{frame.shape[0]} are '
+                                 f'too small to calibrate x{scale} windows')
+      small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if scale > 1 else frame
+      top, left = (h - ch) // 2, (w - cw) // 2
+      frames.append(np.ascontiguousarray(small[top:top + ch, left:left + cw], np.float32))
+      if len(frames) == per_clip * num_frames:
+        break
+    if len(frames) < num_frames:
+      raise bundle.BundleError(clip, f'{len(frames)} frames: a calibration clip needs at '
+                               f'least {num_frames}')
+    windows += [np.stack(frames[i:i + num_frames])
+                for i in range(0, len(frames) - num_frames + 1, num_frames)]
+  return windows[:count]
+
+
+def quantize_int8(graph: Path, out: Path, windows: list[np.ndarray]) -> None:
+  """NNCF's int8 post-training quantization of `graph`, calibrated on `windows`."""
+  nncf, onnx = _require('nncf'), _require('onnx')
+  nncf.set_log_level(logging_lib.ERROR)  # its progress bars are noise in a command
+  model = onnx.load(str(graph))
+  dataset = nncf.Dataset(windows, lambda window: {'lq': window[None]})
+  quantized = nncf.quantize(model, dataset, subset_size=len(windows))
+  del quantized.metadata_props[:]
+  quantized.metadata_props.extend(model.metadata_props)
+  onnx.checker.check_model(quantized)
+  onnx.save(quantized, str(out))
+
+
 def onnx_extras(spec: bundle.ModelSpec, params: Any, *, step: int, weights: str,
-                batch: int = 1) -> Callable[[Path], dict[str, Any]]:
-  """An `extras` callback for save_bundle writing BUNDLE/onnx/ (see module doc)."""
+                batch: int = 1, int8_calibration: list[str] | None = None
+                ) -> Callable[[Path, str], dict[str, Any]]:
+  """An `extras` callback for save_bundle writing BUNDLE/onnx/ (see module doc);
+  `int8_calibration`: clips of real footage to calibrate int8 graphs on."""
 
   def write(tmp: Path, params_sha256: str) -> dict[str, Any]:
     onnx, ort = _require('onnx'), _require('onnxruntime')
@@ -363,7 +418,7 @@ def onnx_extras(spec: bundle.ModelSpec, params: Any, *, step: int, weights: str,
     heads = (False, True) if model.has_uncertainty else (False,)
     rng = np.random.default_rng(0)
     for with_head in heads:
-      path = folder / GRAPHS[with_head]
+      path = folder / engines.graph_name(with_head)
       proto = convert(model, batch=batch, uncertainty=with_head, metadata=meta)
       onnx.checker.check_model(proto, full_check=True)
       onnx.save(proto, str(path))
@@ -378,9 +433,18 @@ def onnx_extras(spec: bundle.ModelSpec, params: Any, *, step: int, weights: str,
         raise bundle.BundleError(path, f'differs from the JAX model by {err:.2e} (max abs '
                                  f'on windows of {_CHECK_SIZES} x {m} pixels)')
       logging.info('%s agrees with JAX: max abs difference %.2e', path.name, err)
-      graphs[GRAPHS[with_head]], errs[GRAPHS[with_head]] = path.stat().st_size, err
+      graphs[path.name], errs[path.name] = path.stat().st_size, err
+    if int8_calibration:
+      windows = calibration_windows(int8_calibration, t, s, m)
+      for with_head in heads:
+        name = engines.graph_name(with_head, 'int8')
+        quantize_int8(folder / engines.graph_name(with_head), folder / name, windows)
+        graphs[name] = (folder / name).stat().st_size
+      logging.info('int8 graphs calibrated on %d windows of %s', len(windows),
+                   ', '.join(int8_calibration))
     return {'onnx': {'path': FOLDER, 'graphs': sorted(graphs), 'opset': OPSET,
                      'input': 'lq', 'input_shape': [batch, t, f'{m}*h', f'{m}*w', 3],
-                     'size_multiple': m, 'checked_max_abs_diff': errs}}
+                     'size_multiple': m, 'checked_max_abs_diff': errs,
+                     'int8_calibration': [str(c) for c in int8_calibration or []]}}
 
   return write

@@ -136,18 +136,25 @@ class Restorer:
 
   @classmethod
   def from_bundle(cls, path: str | os.PathLike, dtype: str = 'float32',
-                  uncertainty: bool = False, engine: str = 'jax', **kwargs
+                  uncertainty: bool = False, engine: str = 'jax', threads: int = 0,
+                  **kwargs
                   ) -> tuple['Restorer', bundle_lib.BundleInfo]:
     """A restorer of a bundle's model; with `uncertainty`, one that also maps the
     error scale (a bundle without the head is refused in one line). `engine`: 'jax',
-    or a runtime of engines.ENGINES running the bundle's ONNX graph (float32)."""
+    or a runtime of engines.ENGINES running the bundle's ONNX graph, computing in
+    `dtype` where it can (engines.PRECISIONS), on `threads` cores (0: all)."""
     if uncertainty and not bundle_lib.read_info(path).model.uncertainty:
       raise bundle_lib.BundleError(
           path, 'has no uncertainty head (trained without config.model.uncertainty); '
           'add one: configs/uncertainty_head.py, or drop --uncertainty')
-    graphdef, params, info = bundle_lib.load_params(path, dtype)
+    if engine == 'jax' and dtype == 'int8':
+      raise EnhanceError('--dtype', "int8 runs on --engine=openvino, on the bundle's int8 "
+                         'ONNX graph (export --int8_calibration)')
+    graphdef, params, info = bundle_lib.load_params(path, 'float32' if engine != 'jax'
+                                                    else dtype)
     runtime = (None if engine == 'jax' else
-               engines.OnnxEngine(path, info, engine, uncertainty=uncertainty))
+               engines.OnnxEngine(path, info, engine, uncertainty=uncertainty,
+                                  precision=dtype, threads=threads))
     return cls(graphdef, params, scale=info.model.scale,
                num_neighbors=info.model.num_neighbors, uncertainty=uncertainty,
                engine=runtime, **kwargs), info

@@ -24,13 +24,16 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from clarity_jax.inference import engines
 from clarity_jax.inference import export
 from clarity_jax.inference import restorer
 from clarity_jax.inference import shipped
 from clarity_jax.tools.benchmark_settings import Settings
 
-# (engine, precision) pairs; each runs with 1 and with 2 threads.
-CONFIGURATIONS = (('jax', 'float32'), ('jax', 'bfloat16'), ('onnxruntime', 'float32'))
+# (engine, precision) pairs; each runs with 1 and with 2 threads. The int8 ones need
+# the bundle's int8 graph (export --int8_calibration) and are left out without it.
+CONFIGURATIONS = (('jax', 'float32'), ('jax', 'bfloat16'), ('onnxruntime', 'float32'),
+                  ('openvino', 'float32'), ('openvino', 'bfloat16'), ('openvino', 'int8'))
 THREADS = (1, 2)
 
 
@@ -47,8 +50,9 @@ def _windows(n: int, t: int, h: int, w: int) -> np.ndarray:
 def one_row(bundle: str, engine: str, precision: str, threads: int, height: int,
             width: int, steps: int, warmup: int) -> dict[str, Any]:
   """One configuration, in this process (already pinned by the caller)."""
-  dtype = precision if engine == 'jax' else 'float32'
-  r, info = restorer.Restorer.from_bundle(bundle, dtype, engine=engine, tile=0, batch=1)
+  r, info = restorer.Restorer.from_bundle(
+      bundle, precision, engine=engine, tile=0, batch=1,
+      threads=0 if engine == 'jax' else threads)
   windows = _windows(steps + warmup, info.model.num_frames, height, width)
   for window in windows[:warmup]:
     r([window])
@@ -80,12 +84,12 @@ def _bundle_with_graph(bundle: str, tmp: Path) -> str:
   return str(tmp / 'bundle')
 
 
-def _enhance_fps(bundle: str, engine: str, clip: str, tmp: Path) -> float:
+def _enhance_fps(bundle: str, engine: str, precision: str, clip: str, tmp: Path) -> float:
   """enhance's own frames/s on `clip`, decode and encode included, on every core."""
-  out = tmp / f'{engine}.mp4'
+  out = tmp / f'{engine}_{precision}.mp4'
   proc = subprocess.run([sys.executable, '-m', 'clarity_jax.enhance', f'--bundle={bundle}',
                          f'--input={clip}', f'--output={out}', f'--engine={engine}',
-                         '--noprogress', '--overwrite'],
+                         f'--dtype={precision}', '--noprogress', '--overwrite'],
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), capture_output=True,
                         text=True, check=False)
   found = re.search(r'([0-9.]+) frames/s', proc.stdout)
@@ -102,12 +106,15 @@ def engines(config: ml_collections.ConfigDict, settings: Settings) -> dict[str, 
   bundle = settings.bundle or str(shipped.bundle_path())
   with tempfile.TemporaryDirectory() as tmp:
     bundle = _bundle_with_graph(bundle, Path(tmp))
+    has_int8 = (Path(bundle) / 'onnx' / engines.graph_name(False, 'int8')).is_file()
+    configurations = [c for c in CONFIGURATIONS if c[1] != 'int8' or has_int8]
     rows = [_run_pinned(dict(bundle=bundle, engine=engine, precision=precision,
                              threads=threads, height=settings.height, width=settings.width,
                              steps=settings.num_batches, warmup=settings.warmup))
-            for engine, precision in CONFIGURATIONS for threads in THREADS]
-    end_to_end = ({engine: _enhance_fps(bundle, engine, settings.input, Path(tmp))
-                   for engine in ('jax', 'onnxruntime')} if settings.input else None)
+            for engine, precision in configurations for threads in THREADS]
+    end_to_end = ([{'engine': engine, 'precision': precision, 'frames_per_s': _enhance_fps(
+        bundle, engine, precision, settings.input, Path(tmp))}
+                   for engine, precision in configurations] if settings.input else None)
   return {'what': 'engines', 'date': time.strftime('%Y-%m-%d'),
           'bundle': settings.bundle or 'shipped', 'cpu': _cpu_name(), 'rows': rows,
           'encoder_cache': 'not possible for this network: it warps neighbour pixels to '

@@ -1,15 +1,19 @@
 """export --format=onnx: the graphs pass onnx.checker, equal the JAX model on real
 frames (with and without the uncertainty head), carry the bundle's metadata, and warp
-with GridSample."""
+with GridSample; int8 graphs are calibrated on real footage."""
 
 import json
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
 from clarity_jax.inference import bundle
+from clarity_jax.inference import export
+from clarity_jax.inference import onnx_export
+from clarity_jax.inference import restorer
 
 
 @pytest.mark.parametrize('head', [False, True])
@@ -44,3 +48,53 @@ def test_onnx_metadata_names_the_weights(onnx_bundle):
   assert (meta['scale'], meta['num_neighbors'], meta['size_multiple']) == ('2', '1', '4')
   assert bundle.read_info(out).extra['onnx']['graphs'] == ['restore.onnx',
                                                            'restore_uncertainty.onnx']
+
+
+@pytest.fixture(scope='module')
+def footage(tmp_path_factory, photo_windows):
+  """A real 9-frame clip (a photograph panning) as a frame folder, 2x the LQ size."""
+  folder = tmp_path_factory.mktemp('footage') / 'pan'
+  folder.mkdir()
+  for i, frame in enumerate(photo_windows(9, 64, 96)[:, 0]):
+    cv2.imwrite(str(folder / f'{i:04d}.png'), cv2.cvtColor(
+        np.round(frame * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+  return folder
+
+
+def test_calibration_windows_are_lq_windows_of_the_footage(footage):
+  windows = onnx_export.calibration_windows([str(footage)], num_frames=3, scale=2,
+                                            multiple=8, count=3)
+  assert len(windows) == 3
+  for window in windows:  # 32x48 LQ frames, already multiples of 8
+    assert window.shape == (3, 32, 48, 3) and window.dtype == np.float32
+  frame = cv2.cvtColor(cv2.imread(str(footage / '0000.png')), cv2.COLOR_BGR2RGB) / 255.0
+  np.testing.assert_allclose(  # area-downscaled, as the model sees low resolution
+      windows[0][0], cv2.resize(frame.astype(np.float32), (48, 32),
+                                interpolation=cv2.INTER_AREA), atol=1e-6)
+  with pytest.raises(bundle.BundleError, match='9 frames: a calibration clip needs at '
+                     'least 11'):
+    onnx_export.calibration_windows([str(footage)], num_frames=11, scale=2, multiple=8)
+
+
+def test_int8_graph_is_quantized_and_restores_close_to_float(tiny_model, footage,
+                                                            photo_windows, tmp_path):
+  out = tmp_path / 'int8'
+  info = export.export(None, out, formats=['onnx'], source_bundle=tiny_model.path,
+                       int8_calibration=[str(footage)])
+  assert info.extra['onnx']['graphs'] == ['restore.onnx', 'restore_int8.onnx']
+  proto = onnx.load(str(out / 'onnx' / 'restore_int8.onnx'))
+  ops = [n.op_type for n in proto.graph.node]
+  assert ops.count('QuantizeLinear') >= 10 and 'Conv' in ops
+  meta = {p.key: p.value for p in proto.metadata_props}
+  assert meta['params_sha256'] == info.params_sha256
+  windows = photo_windows(2, 40, 60)
+  floats, _ = restorer.Restorer.from_bundle(out, engine='onnxruntime', tile=0, batch=2)
+  int8, _ = restorer.Restorer.from_bundle(out, 'int8', engine='openvino', tile=0, batch=2)
+  for a, b in zip(int8(windows), floats(windows)):
+    assert a.shape == b.shape == (80, 120, 3)
+    assert 0 < np.abs(a - b).mean() < 0.02  # quantized, and near the float graph
+  with pytest.raises(restorer.EnhanceError, match='int8 runs on --engine=openvino'):
+    restorer.Restorer.from_bundle(out, 'int8')
+  with pytest.raises(bundle.BundleError, match='--engine=onnxruntime: computes in float32, '
+                     'not int8'):
+    restorer.Restorer.from_bundle(out, 'int8', engine='onnxruntime')
