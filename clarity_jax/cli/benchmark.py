@@ -41,7 +41,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     'model': model_benchmark.model_benchmarks,
     'profile': model_benchmark.profile_stages,
     'output': pipeline_benchmark.output_throughput,
-    'engines': engine_benchmark.engines,
+    'engines': engine_benchmark.engine_table,
 }
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',

@@ -57,6 +57,11 @@ def main(argv: list[str]) -> None:
       raise enhance.EnhanceError('--shard', f'{_INPUT.value} is not a folder of videos')
     total, videos = len(videos), enhance.shard_videos(videos, *shard)
   r = _RESTORER
+  if r.engine.value != 'jax' and r.dtype.value != 'float32':
+    # validate measures them (docs/performance.md); none passed the 0.05 dB rule.
+    raise enhance.EnhanceError('--dtype', f'{r.dtype.value} on --engine={r.engine.value} '
+                               'loses more than 0.05 dB on validate (docs/performance.md, '
+                               '"Engines"); enhance restores in float32 there')
   path = _BUNDLE.value or shipped.bundle_path()
   engine, info = restorer.Restorer.from_bundle(
       path, r.dtype.value, uncertainty=_UNCERTAINTY.value, engine=r.engine.value,

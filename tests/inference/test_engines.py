@@ -5,6 +5,7 @@ runtime in one line."""
 import shutil
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -50,3 +51,32 @@ def test_a_missing_runtime_names_the_extra(onnx_bundle, monkeypatch):
   monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # what Python does when absent
   with pytest.raises(bundle.BundleError, match=r'needs the onnxruntime package.*\.\[deploy\]'):
     engines.OnnxEngine(onnx_bundle[0], onnx_bundle[1], 'onnxruntime')
+
+
+def test_enhance_command_on_each_engine(onnx_bundle, photo_windows, run_enhance, tmp_path):
+  """The command end to end: a frame folder restored by ONNX Runtime and OpenVINO
+  gives the JAX engine's PNGs within one grey level; a precision that failed the
+  0.05 dB rule on validate is refused in one line, with no output."""
+  frames = tmp_path / 'in'
+  frames.mkdir()
+  for i, frame in enumerate(photo_windows(4, 30, 44)[:, 0]):
+    cv2.imwrite(str(frames / f'{i:03d}.png'),
+                cv2.cvtColor(np.round(frame * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+  outputs = {}
+  for engine in ('jax', 'onnxruntime', 'openvino'):
+    out = tmp_path / engine
+    proc = run_enhance(f'--bundle={onnx_bundle[0]}', f'--input={frames}', f'--output={out}',
+                       f'--engine={engine}', '--tile=16', '--tile_overlap=4')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outputs[engine] = [cv2.imread(str(p)).astype(int) for p in sorted(out.glob('*.png'))]
+    assert len(outputs[engine]) == 4 and outputs[engine][0].shape == (60, 88, 3)
+  for engine in ('onnxruntime', 'openvino'):
+    for a, b in zip(outputs[engine], outputs['jax']):
+      assert np.abs(a - b).max() <= 1
+  proc = run_enhance(f'--bundle={onnx_bundle[0]}', f'--input={frames}',
+                     f'--output={tmp_path / "int8"}', '--engine=openvino', '--dtype=int8')
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      'error: --dtype: int8 on --engine=openvino loses more than 0.05 dB on validate '
+      '(docs/performance.md, "Engines"); enhance restores in float32 there']
+  assert not (tmp_path / 'int8').exists()
