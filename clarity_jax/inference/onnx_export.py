@@ -8,29 +8,19 @@ Height and width are free multiples of the model's padding multiple m (bundle.js
 and the graph's metadata say which; enhance edge-pads tiles to it, which the model
 does itself, so the pixels are the same). The batch is fixed at export (--onnx_batch).
 
-jax2onnx converts most of the network op for op. Four of the model's operations
-get ONNX ops of their own here, through jax2onnx's plugin registry:
-  - the warp (models/flow.py) -> GridSample (bilinear, border padding, corners
-    aligned): one op that ONNX Runtime, OpenVINO and TensorRT each run natively;
-    dm-pix's gather lowers to GatherND + CumProd, which ONNX Runtime lacks;
-  - resample.upsample -> Resize with fixed scales (bilinear), which runs at any size
-    (jax.image.resize converts to fixed output sizes only); the cubic one is a
-    ConvTranspose renormalised over the samples inside the frame, as jax.image.resize
-    does (OpenVINO ignores Resize's exclude_outside);
-  - resample.edge_pad -> Pad(mode='edge'): jnp.pad's edge mode is a concatenation
-    that jax2onnx sizes wrongly on symbolic sizes;
-  - resample.box_average -> AveragePool: jax2onnx writes a pool as a convolution
-    over four spatial axes, which OpenVINO refuses.
-jax2onnx finds the size of a symbolic dimension only by name, and the graph's
-inputs are sized m*h, not h: a first node slices every m-th pixel of the input,
-so that h and w are sizes of a value it can read them from.
+jax2onnx converts the network op for op, but for four operations that get ONNX ops
+of their own (onnx_ops.py: GridSample for the warp, Resize and a renormalised
+ConvTranspose for upsampling, Pad, AveragePool).
 
 int8: NNCF's post-training quantization of each graph (weights per channel,
 activations per tensor, as QuantizeLinear/DequantizeLinear pairs that OpenVINO runs in
 int8; ONNX Runtime 1.32's layout optimiser breaks on them, and without it the graph
-runs slower than float32: docs/performance.md), calibrated on windows of real footage: the training
-footage, never the clips quality is judged on. The graphs are checked with onnx.checker and against the JAX model in ONNX Runtime
-before the bundle is moved into place. jax2onnx is imported only here.
+runs slower than float32: docs/performance.md), calibrated on windows of real
+footage: the training footage, never the clips quality is judged on.
+
+The graphs are checked with onnx.checker and against the JAX model in ONNX Runtime
+before the bundle is moved into place. jax2onnx, onnx and nncf are imported only
+here and in onnx_ops, when a graph is written.
 """
 
 from __future__ import annotations
@@ -44,19 +34,15 @@ from typing import Any, Callable
 
 from absl import logging
 import cv2
-import jax
-from jax.extend import core as jex_core
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from clarity_jax import files
 from clarity_jax.inference import bundle
 from clarity_jax.inference import engines
+from clarity_jax.inference import onnx_ops
 from clarity_jax.media import readers
 from clarity_jax.models import claritynet
-from clarity_jax.models import flow as flow_lib
-from clarity_jax.models import resample
 
 OPSET = 21
 FOLDER = 'onnx'
@@ -64,243 +50,6 @@ FOLDER = 'onnx'
 # bundle is moved into place: two shapes, so that a size baked in shows up.
 _CHECK_SIZES = ((3, 5), (6, 2))
 MAX_ABS_DIFF = 1e-4  # what export accepts, against the JAX model in float32
-
-
-# ------------------------------------------------------------------ primitives
-# Each has a JAX implementation (the model's own function) and an abstract shape;
-# only the ONNX lowering below differs.
-
-_warp_p = jex_core.Primitive('clarity_jax_grid_sample')
-_upsample_p = jex_core.Primitive('clarity_jax_upsample')
-_edge_pad_p = jex_core.Primitive('clarity_jax_edge_pad')
-_box_p = jex_core.Primitive('clarity_jax_box_average')
-_sizes_p = jex_core.Primitive('clarity_jax_sizes')
-
-_original = {'warp': flow_lib.warp, 'upsample': resample.upsample,
-             'edge_pad': resample.edge_pad, 'box_average': resample.box_average}
-
-
-def _grid(flow: jax.Array) -> jax.Array:
-  """GridSample's grid: sample positions (x, y) normalised to [-1, 1] over the
-  frame's pixel centres (align_corners=1: -1 is pixel 0, +1 pixel size - 1)."""
-  n, h, w, _ = flow.shape
-  rows = jax.lax.broadcasted_iota(jnp.float32, (n, h, w), 1)
-  cols = jax.lax.broadcasted_iota(jnp.float32, (n, h, w), 2)
-  flow = flow.astype(jnp.float32)
-  # A 1-pixel side has nothing to interpolate: any value maps to pixel 0. (jnp, not
-  # max(): h and w are symbolic, and only their runtime values can be compared.)
-  step = lambda n: 2.0 / jnp.maximum(n - 1, 1).astype(jnp.float32)
-  gx = (cols + flow[..., 0]) * step(w) - 1.0
-  gy = (rows + flow[..., 1]) * step(h) - 1.0
-  return jnp.stack([gx, gy], axis=-1)
-
-
-def _warp_impl(image: jax.Array, grid: jax.Array) -> jax.Array:
-  _, h, w, _ = image.shape
-  x = (grid[..., 0] + 1.0) * 0.5 * max(w - 1, 1)
-  y = (grid[..., 1] + 1.0) * 0.5 * max(h - 1, 1)
-  rows = jax.lax.broadcasted_iota(jnp.float32, x.shape, 1)
-  cols = jax.lax.broadcasted_iota(jnp.float32, x.shape, 2)
-  return _original['warp'](image, jnp.stack([x - cols, y - rows], axis=-1))
-
-
-_warp_p.def_impl(_warp_impl)
-_warp_p.def_abstract_eval(lambda image, grid: jax.core.ShapedArray(image.shape, image.dtype))
-_upsample_p.def_impl(lambda x, *, factor, method: _original['upsample'](x, factor, method))
-_upsample_p.def_abstract_eval(lambda x, *, factor, method: jax.core.ShapedArray(
-    (x.shape[0], factor * x.shape[1], factor * x.shape[2], x.shape[3]), x.dtype))
-_edge_pad_p.def_impl(lambda x, *, rows, cols: _original['edge_pad'](x, rows, cols))
-_edge_pad_p.def_abstract_eval(lambda x, *, rows, cols: jax.core.ShapedArray(
-    (x.shape[0], x.shape[1] + sum(rows), x.shape[2] + sum(cols), x.shape[3]), x.dtype))
-_box_p.def_impl(lambda x, *, window, stride: _original['box_average'](x, window, stride))
-_box_p.def_abstract_eval(lambda x, *, window, stride: jax.core.ShapedArray(
-    (x.shape[0], (x.shape[1] - window) // stride + 1, (x.shape[2] - window) // stride + 1,
-     x.shape[3]), x.dtype))
-_sizes_p.def_impl(lambda lq, *, multiple: lq[0, 0, ::multiple, ::multiple, 0])
-_sizes_p.def_abstract_eval(lambda lq, *, multiple: jax.core.ShapedArray(
-    (lq.shape[2] // multiple, lq.shape[3] // multiple), lq.dtype))
-
-
-def _keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
-  """Keys' cubic convolution kernel (jax.image.resize's 'cubic', PIL's bicubic)."""
-  t = np.abs(t)
-  near = ((a + 2) * t - (a + 3)) * t * t + 1
-  far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-  return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
-
-
-def _export_warp(image: jax.Array, flow: jax.Array) -> jax.Array:
-  return _warp_p.bind(image, _grid(flow))
-
-
-def _export_upsample(x: jax.Array, factor: int, method: str) -> jax.Array:
-  return _upsample_p.bind(x, factor=int(factor), method=str(method))
-
-
-def _export_edge_pad(x: jax.Array, rows: tuple[int, int], cols: tuple[int, int]
-                     ) -> jax.Array:
-  if not any(rows) and not any(cols):
-    return x
-  return _edge_pad_p.bind(x, rows=tuple(map(int, rows)), cols=tuple(map(int, cols)))
-
-
-def _export_box_average(x: jax.Array, window: int, stride: int = 1) -> jax.Array:
-  return _box_p.bind(x, window=int(window), stride=int(stride))
-
-
-# --------------------------------------------------------------------- lowerings
-
-
-def _register_plugins() -> None:
-  """Registers the five lowerings with jax2onnx (imported here: an optional extra)."""
-  # pylint: disable=g-import-not-at-top
-  from jax2onnx.plugins import plugin_system
-  from jax2onnx.plugins._patching import MonkeyPatchSpec
-  # jax2onnx's own plugins stamp shapes with these; no public equivalent yet.
-  from jax2onnx.plugins._ir_shapes import _ensure_value_metadata, _stamp_type_and_shape
-  import onnx_ir as ir
-
-  def stamp(ctx, value, like, shape):
-    value.type = like.type
-    _stamp_type_and_shape(value, tuple(shape))
-    _ensure_value_metadata(ctx, value)
-    return value
-
-  def const(ctx, name, values, dtype=np.int64):
-    return ctx.builder.add_initializer_from_array(
-        name=ctx.fresh_name(name), array=np.asarray(values, dtype))
-
-  def in_nchw(ctx, eqn, make, out_shape_nchw):
-    """Transposes the first input to NCHW, runs `make(ctx, nchw, *other inputs)`,
-    and transposes back to the equation's NHWC output."""
-    x_var, *rest = eqn.invars
-    (out_var,) = eqn.outvars
-    b = ctx.builder
-    x = ctx.get_value_for_var(x_var, name_hint=ctx.fresh_name('nhwc'))
-    others = [ctx.get_value_for_var(v, name_hint=ctx.fresh_name('arg')) for v in rest]
-    out_spec = ctx.get_value_for_var(out_var, name_hint=ctx.fresh_name('out'))
-    n, h, w, c = x_var.aval.shape
-    nchw = stamp(ctx, b.Transpose(x, perm=[0, 3, 1, 2], _outputs=[ctx.fresh_name('nchw')]),
-                 x, (n, c, h, w))
-    y = stamp(ctx, make(ctx, nchw, *others), x, out_shape_nchw)
-    on, oh, ow, oc = out_var.aval.shape
-    out = stamp(ctx, b.Transpose(y, perm=[0, 2, 3, 1], _outputs=[out_spec.name]), x,
-                (on, oh, ow, oc))
-    ctx.bind_value_for_var(out_var, out)
-
-  def cubic_upsample(ctx, x, f, shape):
-    """Keys' cubic (a = -0.5) by a whole factor, weights renormalised over the samples
-    inside the frame: ConvTranspose(x) / ConvTranspose(ones). Resize's cubic mode with
-    exclude_outside is the same arithmetic, but OpenVINO ignores exclude_outside."""
-    n, c, h, w = shape
-    b = ctx.builder
-    p = 3 * f // 2  # the taps of output pixel 0 start 1.5 input pixels to its left
-    kernel_1d = _keys_cubic((np.arange(4 * f) - p + 0.5) / f - 0.5)
-    kernel = np.outer(kernel_1d, kernel_1d).astype(np.float32)[None, None]
-    kw = dict(strides=[f, f], pads=[p, p, 3 * f - p, 3 * f - p])
-    num = stamp(ctx, b.ConvTranspose(x, const(ctx, 'cubic', np.repeat(kernel, c, 0), np.float32),
-                                     group=c, _outputs=[ctx.fresh_name('cubic_sum')], **kw),
-                x, (n, c, f * h, f * w))
-    sizes = b.Shape(x, start=2, end=4, _outputs=[ctx.fresh_name('hw')])
-    sizes.type = ir.TensorType(ir.DataType.INT64)
-    ones_shape = b.Concat(const(ctx, 'one_one', [1, 1]), sizes, axis=0,
-                          _outputs=[ctx.fresh_name('ones_shape')])
-    ones_shape.type = ir.TensorType(ir.DataType.INT64)
-    ones = stamp(ctx, b.ConstantOfShape(ones_shape, value=ir.tensor(np.ones(1, np.float32)),
-                                        _outputs=[ctx.fresh_name('ones')]), x, (1, 1, h, w))
-    den = stamp(ctx, b.ConvTranspose(ones, const(ctx, 'cubic_one', kernel, np.float32),
-                                     _outputs=[ctx.fresh_name('cubic_weight')], **kw),
-                x, (1, 1, f * h, f * w))
-    return b.Div(num, den, _outputs=[ctx.fresh_name('cubic')])
-
-  def patch(module, attr, value):
-    return MonkeyPatchSpec(target=module, attr=attr, make_value=lambda _: value)
-
-  class GridSample(plugin_system.PrimitiveLeafPlugin):
-    _PRIM = _warp_p
-
-    def lower(self, ctx, eqn):
-      n, h, w, c = eqn.invars[0].aval.shape
-      in_nchw(ctx, eqn, lambda ctx, x, grid: ctx.builder.GridSample(
-          x, grid, mode='linear', padding_mode='border', align_corners=1,
-          _outputs=[ctx.fresh_name('GridSample')]), (n, c, h, w))
-
-    @classmethod
-    def binding_specs(cls):
-      return [patch(flow_lib, 'warp', _export_warp)]
-
-  class Upsample(plugin_system.PrimitiveLeafPlugin):
-    _PRIM = _upsample_p
-
-    def lower(self, ctx, eqn):
-      f, method = eqn.params['factor'], eqn.params['method']
-      n, h, w, c = eqn.invars[0].aval.shape
-      if method == 'cubic':
-        make = lambda ctx, x: cubic_upsample(ctx, x, f, (n, c, h, w))
-      else:
-        make = lambda ctx, x: ctx.builder.Resize(
-            x, const(ctx, 'roi', [], np.float32), const(ctx, 'scales', [1, 1, f, f], np.float32),
-            mode='linear', coordinate_transformation_mode='half_pixel',
-            _outputs=[ctx.fresh_name('Resize')])
-      in_nchw(ctx, eqn, make, (n, c, f * h, f * w))
-
-    @classmethod
-    def binding_specs(cls):
-      return [patch(resample, 'upsample', _export_upsample)]
-
-  class EdgePad(plugin_system.PrimitiveLeafPlugin):
-    _PRIM = _edge_pad_p
-
-    def lower(self, ctx, eqn):
-      (top, bottom), (left, right) = eqn.params['rows'], eqn.params['cols']
-      n, h, w, c = eqn.invars[0].aval.shape
-      in_nchw(ctx, eqn, lambda ctx, x: ctx.builder.Pad(
-          x, const(ctx, 'pads', [0, 0, top, left, 0, 0, bottom, right]), mode='edge',
-          _outputs=[ctx.fresh_name('Pad')]), (n, c, h + top + bottom, w + left + right))
-
-    @classmethod
-    def binding_specs(cls):
-      return [patch(resample, 'edge_pad', _export_edge_pad)]
-
-  class BoxAverage(plugin_system.PrimitiveLeafPlugin):
-    _PRIM = _box_p
-
-    def lower(self, ctx, eqn):
-      k, st = eqn.params['window'], eqn.params['stride']
-      on, oh, ow, oc = eqn.outvars[0].aval.shape
-      in_nchw(ctx, eqn, lambda ctx, x: ctx.builder.AveragePool(
-          x, kernel_shape=[k, k], strides=[st, st], _outputs=[ctx.fresh_name('AveragePool')]),
-          (on, oc, oh, ow))
-
-    @classmethod
-    def binding_specs(cls):
-      return [patch(resample, 'box_average', _export_box_average)]
-
-  class Sizes(plugin_system.PrimitiveLeafPlugin):
-    _PRIM = _sizes_p
-
-    def lower(self, ctx, eqn):
-      (lq_var,), (out_var,) = eqn.invars, eqn.outvars
-      m = eqn.params['multiple']
-      b = ctx.builder
-      lq = ctx.get_value_for_var(lq_var, name_hint=ctx.fresh_name('lq'))
-      big = np.iinfo(np.int64).max
-      every = b.Slice(lq, const(ctx, 'starts', [0, 0, 0, 0, 0]),
-                      const(ctx, 'ends', [1, 1, big, big, 1]),
-                      const(ctx, 'axes', [0, 1, 2, 3, 4]), const(ctx, 'steps', [1, 1, m, m, 1]),
-                      _outputs=[ctx.fresh_name('every_m')])
-      every.type = lq.type
-      sizes = stamp(ctx, b.Squeeze(every, const(ctx, 'axes', [0, 1, 4]),
-                                   _outputs=[ctx.fresh_name('sizes')]),
-                    lq, out_var.aval.shape)
-      ctx.bind_value_for_var(out_var, sizes)  # records h, w as this value's dims
-
-  for name, cls, op in (('grid_sample', GridSample, 'GridSample'),
-                        ('upsample', Upsample, 'Resize'), ('edge_pad', EdgePad, 'Pad'),
-                        ('box_average', BoxAverage, 'AveragePool'), ('sizes', Sizes, 'Slice')):
-    plugin_system.register_primitive(
-        jaxpr_primitive=cls._PRIM.name, onnx=[{'component': op}], since='clarity_jax',
-        context='clarity_jax', component=name, testcases=[])(cls)
 
 
 # ----------------------------------------------------------------------- export
@@ -320,15 +69,13 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
   jax2onnx = _require('jax2onnx')
   # onnx_ir warns about every shape-only value it does not serialise: noise here.
   logging_lib.getLogger('onnx_ir').setLevel(logging_lib.ERROR)
-  if _sizes_p.name not in _registered:
-    _register_plugins()
-    _registered.add(_sizes_p.name)
+  onnx_ops.register()
   m, t = model.pad_multiple, model.num_frames
   graphdef, params = nnx.split(model)
 
   def forward(lq):
     # Before any other node, so that h and w have a value to be read from.
-    sizes = _sizes_p.bind(lq, multiple=m)
+    sizes = onnx_ops.sizes(lq, m)
     net = nnx.merge(graphdef, params)
     out = net.with_uncertainty(lq) if uncertainty else (net(lq),)
     # The sizes value must reach an output to stay in the graph: + 0 of one pixel.
@@ -345,7 +92,6 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
   return proto
 
 
-_registered: set[str] = set()
 
 
 def calibration_windows(clips: list[str], num_frames: int, scale: int, multiple: int,

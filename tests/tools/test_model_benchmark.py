@@ -23,7 +23,7 @@ def test_every_what_imports_without_tensorflow(repo, script, command_env):
                       out.stderr.strip(), re.M)
   assert out.returncode == 1 and choices, out.stderr[-3000:]
   assert choices.group(1).split('|') == ['input', 'train', 'step', 'inference', 'uncertainty',
-                                         'model', 'profile', 'output']
+                                         'model', 'profile', 'output', 'engines']
 
 
 def test_the_command_needs_a_config_and_refuses_stray_arguments(repo):
