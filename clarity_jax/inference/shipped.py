@@ -23,6 +23,11 @@ SHA256 = {
         '0f43c3d9e67cfb4266abc5c50934f9625ed6be75257cf1f034b90faa00d9fd3b',
     'params.safetensors':
         '7f55f911439d0108a998fee360d433fde69ed17925014612e66bc5a124421fdb',
+    # Its ONNX graphs (export --format=onnx), for enhance --engine=onnxruntime|openvino.
+    'onnx/restore.onnx':
+        'b91589ae71b210722391e673e77298a7efeb42a65d0f7a663fcb545f244a4949',
+    'onnx/restore_uncertainty.onnx':
+        'd38bfb89bdf8f722c5c015bbeb1891421e2225f2def9168707962e57271f3a16',
 }
 
 

@@ -27,10 +27,11 @@ def test_the_shipped_bundle_verifies_and_loads(engine):
   _, info = engine
   assert info.model == bundle.ModelSpec('small', scale=4, num_neighbors=2, uncertainty=True)
   assert sum((shipped.FOLDER / f).stat().st_size for f in shipped.SHA256) <= 10 * 2**20
-  assert set(shipped.SHA256) == {p.name for p in shipped.FOLDER.iterdir()}
+  assert set(shipped.SHA256) == {str(p.relative_to(shipped.FOLDER))
+                                 for p in shipped.FOLDER.rglob('*') if p.is_file()}
 
 
-@pytest.mark.parametrize('victim', ['params.safetensors', 'bundle.json'])
+@pytest.mark.parametrize('victim', ['params.safetensors', 'bundle.json', 'onnx/restore.onnx'])
 def test_a_tampered_copy_is_one_line_sha256_error(tmp_path, victim):
   copy = tmp_path / shipped.NAME
   shutil.copytree(shipped.FOLDER, copy)
@@ -93,3 +94,19 @@ def test_a_plain_build_installs_the_weights(repo, tmp_path):
       member = f'clarity_jax/weights/{shipped.NAME}/{name}'
       z.extract(member, tmp_path / 'x')
       assert files.sha256_file(tmp_path / 'x' / member) == digest
+
+
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
+def test_the_shipped_graphs_restore_what_jax_restores(runtime):
+  """The ONNX graphs that ship beside the weights: the same frame and error scale
+  as the JAX model, within 1/255, with no export step."""
+  model, _ = restorer.Restorer.from_bundle(shipped.bundle_path(), tile=0, uncertainty=True)
+  photo = skimage.data.astronaut()[100:140, 200:264].astype(np.float32) / 255.0
+  window = np.stack([np.roll(photo, i, axis=1) for i in range(5)])
+  graph, _ = restorer.Restorer.from_bundle(shipped.bundle_path(), tile=0, engine=runtime,
+                                           uncertainty=True)
+  (want,), (want_map,) = model.frames_and_maps([window])
+  (got,), (got_map,) = graph.frames_and_maps([window])
+  assert got.shape == want.shape == (160, 256, 3)
+  assert np.abs(got - want).max() <= 1 / 255
+  assert np.abs(got_map - want_map).max() <= 1 / 255
