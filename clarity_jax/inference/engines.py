@@ -40,9 +40,10 @@ def _import(engine: str) -> Any:
                                  f'{_EXTRA}') from None
 
 
-def graph_path(path: str | os.PathLike, uncertainty: bool, precision: str) -> Path:
-  """BUNDLE/onnx/<graph> of the head choice and precision, once it is there."""
-  name = graph_name(uncertainty, precision)
+def graph_path(path: str | os.PathLike, uncertainty: bool, precision: str,
+               part: str = 'whole') -> Path:
+  """BUNDLE/onnx/<graph> of the head choice, precision and part, once it is there."""
+  name = graph_name(uncertainty, precision, part)
   graph = Path(path) / ONNX_FOLDER / name
   if not graph.is_file():
     how = ' --int8_calibration=TRAINING_CLIPS' if precision == 'int8' else ''
@@ -52,25 +53,31 @@ def graph_path(path: str | os.PathLike, uncertainty: bool, precision: str) -> Pa
   return graph
 
 
-def graph_name(uncertainty: bool, precision: str = 'float32') -> str:
-  """restore[_uncertainty][_int8].onnx: the graph of a head choice and precision (as
-  onnx_export writes them)."""
-  stem = 'restore_uncertainty' if uncertainty else 'restore'
+def graph_name(uncertainty: bool, precision: str = 'float32', part: str = 'whole') -> str:
+  """The file of a head choice, precision and part (as onnx_export writes them):
+  restore[_uncertainty][_int8].onnx whole; align.onnx and
+  restore_aligned[_uncertainty].onnx, the network cut after the warp."""
+  if part == 'align':
+    return 'align.onnx'
+  stem = ('restore_aligned' if part == 'rest' else 'restore') + (
+      '_uncertainty' if uncertainty else '')
   return f'{stem}_int8.onnx' if precision == 'int8' else f'{stem}.onnx'
 
 
-def _onnxruntime(ort: Any, graph: Path, threads: int
-                 ) -> tuple[Callable[[np.ndarray], list[np.ndarray]], dict[str, str]]:
+def _onnxruntime(ort: Any, graph: Path, threads: int, precision: str
+                 ) -> tuple[Callable[..., list[np.ndarray]], dict[str, str]]:
+  del precision  # float32 only (PRECISIONS)
   options = ort.SessionOptions()
   options.intra_op_num_threads = threads  # 0: every core
   options.log_severity_level = 3  # warnings about unused initialisers are noise
   session = ort.InferenceSession(str(graph), options, providers=['CPUExecutionProvider'])
-  return (lambda lq: session.run(None, {'lq': lq}),
+  names = [i.name for i in session.get_inputs()]
+  return (lambda *inputs: session.run(None, dict(zip(names, inputs))),
           session.get_modelmeta().custom_metadata_map)
 
 
 def _openvino(ov: Any, graph: Path, threads: int, precision: str
-              ) -> tuple[Callable[[np.ndarray], list[np.ndarray]], dict[str, str]]:
+              ) -> tuple[Callable[..., list[np.ndarray]], dict[str, str]]:
   core = ov.Core()
   model = core.read_model(str(graph))
   meta = {k: model.get_rt_info(['framework', k]).astype(str)
@@ -82,7 +89,10 @@ def _openvino(ov: Any, graph: Path, threads: int, precision: str
     config['INFERENCE_NUM_THREADS'] = threads
   compiled = core.compile_model(model, 'CPU', config)
   request = compiled.create_infer_request()
-  return (lambda lq: [request.infer({0: lq})[o] for o in compiled.outputs]), meta
+  def run(*inputs: np.ndarray) -> list[np.ndarray]:
+    results = request.infer(dict(enumerate(inputs)))
+    return [results[o] for o in compiled.outputs]
+  return run, meta
 
 
 def _check_metadata(graph: Path, meta: dict[str, str], info: bundle_lib.BundleInfo) -> int:
@@ -110,12 +120,23 @@ class OnnxEngine:
       raise bundle_lib.BundleError(f'--engine={engine}', f'computes in '
                                    f'{" or ".join(PRECISIONS[engine])}, not {precision}')
     runtime = _import(engine)
-    self.graph = graph_path(path, uncertainty, precision)
     self.scale, self.uncertainty, self.name = info.model.scale, uncertainty, engine
-    if engine == 'onnxruntime':
-      self._run, meta = _onnxruntime(runtime, self.graph, threads)
-    else:
-      self._run, meta = _openvino(runtime, self.graph, threads, precision)
+    opened = _onnxruntime if engine == 'onnxruntime' else _openvino
+    # bfloat16 with a warp: the warp's half in float32 (its sample positions need
+    # more than bfloat16's 8 bits), the rest in bfloat16.
+    # float32 runs the whole graph, or the two halves where only they are there (the
+    # shipped model carries the halves alone).
+    self._align = None
+    part = 'whole'
+    warps = info.model.use_alignment and info.model.num_neighbors > 0
+    whole = Path(path) / ONNX_FOLDER / graph_name(uncertainty, precision)
+    if warps and (precision == 'bfloat16' or (precision == 'float32' and not whole.is_file())):
+      graph = graph_path(path, uncertainty, 'float32', 'align')
+      self._align, meta = opened(runtime, graph, threads, 'float32')
+      _check_metadata(graph, meta, info)
+      part = 'rest'
+    self.graph = graph_path(path, uncertainty, precision, part)
+    self._run, meta = opened(runtime, self.graph, threads, precision)
     self.multiple = _check_metadata(self.graph, meta, info)
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:
@@ -125,7 +146,10 @@ class OnnxEngine:
     padded = np.ascontiguousarray(np.pad(lq, pads, mode='edge'), np.float32)
     tiles = []
     for window in padded:  # the graph's batch is 1
-      out = self._run(window[None])
+      inputs = [window[None]]
+      if self._align is not None:
+        inputs.insert(0, self._align(window[None])[0])
+      out = self._run(*inputs)
       restored = np.clip(out[0][:, :s * h, :s * w], 0.0, 1.0)
       if self.uncertainty:
         restored = np.concatenate([restored, out[1][:, :s * h, :s * w, None]], axis=-1)

@@ -2,7 +2,13 @@
 
   BUNDLE/onnx/restore.onnx               lq [B, 2K+1, m h, m w, 3] -> restored
   BUNDLE/onnx/restore_uncertainty.onnx   ... -> restored, scale (with the head)
+  BUNDLE/onnx/align.onnx                 lq -> the aligned window (flow, warp)
+  BUNDLE/onnx/restore_aligned[_uncertainty].onnx   aligned, lq -> the rest
   BUNDLE/onnx/*_int8.onnx                the same, int8 (with --int8_calibration)
+
+The cut after the warp exists for OpenVINO's bfloat16: it runs the warp half in
+float32 (bfloat16 sample positions are off by up to a pixel at 320 wide) and the
+rest, nearly all of the work, in bfloat16.
 
 Height and width are free multiples of the model's padding multiple m (bundle.json
 and the graph's metadata say which; enhance edge-pads tiles to it, which the model
@@ -64,8 +70,14 @@ def _require(module: str) -> Any:
 
 
 def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
-            metadata: dict[str, str]) -> Any:
-  """The ONNX ModelProto of `model` (its parameters baked in as initialisers)."""
+            metadata: dict[str, str], part: str = 'whole') -> Any:
+  """The ONNX ModelProto of `model` (its parameters baked in as initialisers).
+
+  `part`: 'whole' (lq -> restored), or the network cut after the warp, for runtimes
+  that compute the two halves at different precisions: 'align' (lq -> the aligned
+  window, flow and warp) and 'rest' (aligned, lq -> restored: encoder, fusion,
+  decoder, skip).
+  """
   jax2onnx = _require('jax2onnx')
   # onnx_ir warns about every shape-only value it does not serialise: noise here.
   logging_lib.getLogger('onnx_ir').setLevel(logging_lib.ERROR)
@@ -73,18 +85,31 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
   m, t = model.pad_multiple, model.num_frames
   graphdef, params = nnx.split(model)
 
-  def forward(lq):
+  def outputs(net, fused, lq):
+    return net.decode(fused, lq, with_uncertainty=True) if uncertainty else (
+        net.decode(fused, lq),)
+
+  def forward(*inputs):
+    lq = inputs[-1]
     # Before any other node, so that h and w have a value to be read from.
     sizes = onnx_ops.sizes(lq, m)
     net = nnx.merge(graphdef, params)
-    out = net.with_uncertainty(lq) if uncertainty else (net(lq),)
+    if part == 'align':
+      out = (net.align(net.pad(lq))[0],)
+    else:
+      aligned = inputs[0] if part == 'rest' else net.align(net.pad(lq))[0]
+      fused, _ = net.fusion(net.encode(aligned), net.num_neighbors)
+      out = outputs(net, fused, lq)
     # The sizes value must reach an output to stay in the graph: + 0 of one pixel.
     out = (out[0] + 0.0 * sizes[0, 0],) + tuple(out[1:])
-    return out if uncertainty else out[0]
+    return out if len(out) > 1 else out[0]
 
-  names = ['restored', 'scale'] if uncertainty else ['restored']
-  proto = jax2onnx.to_onnx(forward, inputs=[(batch, t, f'{m}*h', f'{m}*w', 3)],
-                           model_name='claritynet', opset=OPSET, input_names=['lq'],
+  spec = (batch, t, f'{m}*h', f'{m}*w', 3)
+  names = ['aligned'] if part == 'align' else (
+      ['restored', 'scale'] if uncertainty else ['restored'])
+  proto = jax2onnx.to_onnx(forward, inputs=[spec, spec] if part == 'rest' else [spec],
+                           model_name='claritynet', opset=OPSET,
+                           input_names=['aligned', 'lq'] if part == 'rest' else ['lq'],
                            output_names=names)
   for key, value in metadata.items():
     entry = proto.metadata_props.add()
@@ -92,6 +117,12 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
   return proto
 
 
+def _run_parts(sessions: list[Any], lq: np.ndarray) -> list[np.ndarray]:
+  """The graphs of `sessions` (ONNX Runtime) chained: whole, or align then rest."""
+  if len(sessions) == 1:
+    return sessions[0].run(None, {'lq': lq})
+  aligned = sessions[0].run(None, {'lq': lq})[0]
+  return sessions[1].run(None, {'aligned': aligned, 'lq': lq})
 
 
 def calibration_windows(clips: list[str], num_frames: int, scale: int, multiple: int,
@@ -163,23 +194,35 @@ def onnx_extras(spec: bundle.ModelSpec, params: Any, *, step: int, weights: str,
     graphs, errs = {}, {}
     heads = (False, True) if model.has_uncertainty else (False,)
     rng = np.random.default_rng(0)
-    for with_head in heads:
-      path = folder / engines.graph_name(with_head)
-      proto = convert(model, batch=batch, uncertainty=with_head, metadata=meta)
-      onnx.checker.check_model(proto, full_check=True)
-      onnx.save(proto, str(path))
-      session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    # The whole network, and where it has a warp, the network cut after it (for
+    # OpenVINO's bfloat16, which must not round the warp's sample positions).
+    jobs = [(with_head, ('whole',)) for with_head in heads]
+    if model.flow is not None:
+      jobs += [(False, ('align', 'rest'))] + [(True, ('align', 'rest'))] * model.has_uncertainty
+    for with_head, parts in jobs:
+      sessions = []
+      for part in parts:
+        path = folder / engines.graph_name(with_head, part=part)
+        if not path.exists():
+          proto = convert(model, batch=batch, uncertainty=with_head, metadata=meta, part=part)
+          onnx.checker.check_model(proto, full_check=True)
+          onnx.save(proto, str(path))
+        sessions.append(ort.InferenceSession(str(path), providers=['CPUExecutionProvider']))
       err = 0.0
       for h, w in _CHECK_SIZES:
         lq = rng.random((batch, t, h * m, w * m, 3), np.float32)
         want = (model.with_uncertainty(lq) if with_head else (model(lq),))
-        got = session.run(None, {'lq': lq})
+        got = _run_parts(sessions, lq)
         err = max(err, *(float(np.max(np.abs(np.asarray(a) - b))) for a, b in zip(want, got)))
+      name = path.name if parts == ('whole',) else f'{parts[0]}.onnx + {path.name}'
       if err > MAX_ABS_DIFF:
-        raise bundle.BundleError(path, f'differs from the JAX model by {err:.2e} (max abs '
-                                 f'on windows of {_CHECK_SIZES} x {m} pixels)')
-      logging.info('%s agrees with JAX: max abs difference %.2e', path.name, err)
-      graphs[path.name], errs[path.name] = path.stat().st_size, err
+        raise bundle.BundleError(path, f'{name} differs from the JAX model by {err:.2e} (max '
+                                 f'abs on windows of {_CHECK_SIZES} x {m} pixels)')
+      logging.info('%s agrees with JAX: max abs difference %.2e', name, err)
+      errs[name] = err
+      for part in parts:
+        graph = folder / engines.graph_name(with_head, part=part)
+        graphs[graph.name] = graph.stat().st_size
     if int8_calibration:
       windows = calibration_windows(int8_calibration, t, s, m)
       for with_head in heads:

@@ -23,11 +23,14 @@ SHA256 = {
         '0f43c3d9e67cfb4266abc5c50934f9625ed6be75257cf1f034b90faa00d9fd3b',
     'params.safetensors':
         '7f55f911439d0108a998fee360d433fde69ed17925014612e66bc5a124421fdb',
-    # Its ONNX graphs (export --format=onnx), for enhance --engine=onnxruntime|openvino.
-    'onnx/restore.onnx':
-        'b91589ae71b210722391e673e77298a7efeb42a65d0f7a663fcb545f244a4949',
-    'onnx/restore_uncertainty.onnx':
-        'd38bfb89bdf8f722c5c015bbeb1891421e2225f2def9168707962e57271f3a16',
+    # Its ONNX graphs, cut after the warp (export --format=onnx): what enhance
+    # --engine=onnxruntime|openvino runs, float32 or (OpenVINO) bfloat16.
+    'onnx/align.onnx':
+        'e910b318b0f9ff7672ccbde1e6d131251cbbbaa35be4e77e02a60b4c92b9e943',
+    'onnx/restore_aligned.onnx':
+        '63dc9207d6b1e21f482e967546f6655894007e9d16bd64b2e5b725ad2dbf244c',
+    'onnx/restore_aligned_uncertainty.onnx':
+        '22fba64fb56ae6cf1b290256692df6124a6aced8323952c6b66d4686d1c74392',
 }
 
 

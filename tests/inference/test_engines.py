@@ -34,6 +34,20 @@ def test_engine_restores_what_jax_restores(onnx_bundle, photo_windows, engine, u
       np.testing.assert_allclose(a, b, atol=1 / 255)
 
 
+def test_openvino_bfloat16_keeps_the_warp_in_float32(onnx_bundle, photo_windows):
+  """bfloat16 runs the network cut after the warp: align.onnx in float32, the rest
+  in bfloat16 (on a CPU without bfloat16, OpenVINO computes it in float32)."""
+  path, _ = onnx_bundle
+  windows = photo_windows(2, 24, 36)
+  floats, _ = restorer.Restorer.from_bundle(path, engine='openvino', tile=0, batch=2)
+  bf16, _ = restorer.Restorer.from_bundle(path, 'bfloat16', engine='openvino', tile=0,
+                                          batch=2)
+  assert bf16.engine.graph.name == 'restore_aligned.onnx' and bf16.engine._align
+  for a, b in zip(bf16(windows), floats(windows)):
+    assert a.shape == b.shape == (48, 72, 3)
+    assert np.abs(a - b).mean() < 2 / 255
+
+
 def test_a_bundle_without_a_graph_is_refused(tiny_model):
   with pytest.raises(bundle.BundleError, match='has no ONNX graph .*--format=onnx'):
     restorer.Restorer.from_bundle(tiny_model.path, engine='onnxruntime')
@@ -77,6 +91,6 @@ def test_enhance_command_on_each_engine(onnx_bundle, photo_windows, run_enhance,
                      f'--output={tmp_path / "int8"}', '--engine=openvino', '--dtype=int8')
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
-      'error: --dtype: int8 on --engine=openvino loses more than 0.05 dB on validate '
-      '(docs/performance.md, "Engines"); enhance restores in float32 there']
+      'error: --dtype: int8 loses more than 0.05 dB on validate (docs/performance.md, '
+      '"Engines"); use float32, or bfloat16 on --engine=openvino']
   assert not (tmp_path / 'int8').exists()

@@ -16,6 +16,24 @@ from clarity_jax.inference import onnx_export
 from clarity_jax.inference import restorer
 
 
+def test_the_network_cut_after_the_warp_equals_jax(onnx_bundle, tiny_head_model,
+                                                  photo_windows):
+  """align.onnx then restore_aligned*.onnx (what OpenVINO's bfloat16 runs in two
+  precisions) chain to the JAX model, with and without the head."""
+  out, _ = onnx_bundle
+  model, _ = bundle.load_bundle(tiny_head_model.path)
+  window = photo_windows(1, 24, 36)
+  align = ort.InferenceSession(str(out / 'onnx' / 'align.onnx'))
+  aligned = align.run(None, {'lq': window})[0]
+  assert aligned.shape == window.shape
+  for graph, want in (('restore_aligned.onnx', (model(window),)),
+                      ('restore_aligned_uncertainty.onnx', model.with_uncertainty(window))):
+    rest = ort.InferenceSession(str(out / 'onnx' / graph))
+    got = rest.run(None, {'aligned': aligned, 'lq': window})
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, np.asarray(b), atol=1e-4)
+
+
 @pytest.mark.parametrize('head', [False, True])
 def test_onnx_equals_jax_on_real_frames(onnx_bundle, tiny_head_model, photo_windows, head):
   out, info = onnx_bundle
@@ -46,8 +64,9 @@ def test_onnx_metadata_names_the_weights(onnx_bundle):
                                        'use_alignment': True, 'use_attention': True,
                                        'uncertainty': True}
   assert (meta['scale'], meta['num_neighbors'], meta['size_multiple']) == ('2', '1', '4')
-  assert bundle.read_info(out).extra['onnx']['graphs'] == ['restore.onnx',
-                                                           'restore_uncertainty.onnx']
+  assert bundle.read_info(out).extra['onnx']['graphs'] == [
+      'align.onnx', 'restore.onnx', 'restore_aligned.onnx',
+      'restore_aligned_uncertainty.onnx', 'restore_uncertainty.onnx']
 
 
 @pytest.fixture(scope='module')
@@ -81,7 +100,8 @@ def test_int8_graph_is_quantized_and_restores_close_to_float(tiny_model, footage
   out = tmp_path / 'int8'
   info = export.export(None, out, formats=['onnx'], source_bundle=tiny_model.path,
                        int8_calibration=[str(footage)])
-  assert info.extra['onnx']['graphs'] == ['restore.onnx', 'restore_int8.onnx']
+  assert info.extra['onnx']['graphs'] == ['align.onnx', 'restore.onnx',
+                                          'restore_aligned.onnx', 'restore_int8.onnx']
   proto = onnx.load(str(out / 'onnx' / 'restore_int8.onnx'))
   ops = [n.op_type for n in proto.graph.node]
   assert ops.count('QuantizeLinear') >= 10 and 'Conv' in ops
