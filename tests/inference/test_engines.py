@@ -17,6 +17,7 @@ from clarity_jax.inference import restorer
 @pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
 @pytest.mark.parametrize('uncertainty', [False, True])
 def test_engine_restores_what_jax_restores(onnx_bundle, photo_windows, engine, uncertainty):
+  pytest.importorskip(engine)
   path, _ = onnx_bundle
   # 45x70: neither side a multiple of the graph's 4, and tiles of 32 with overlaps.
   windows = photo_windows(2, 45, 70)
@@ -37,6 +38,7 @@ def test_engine_restores_what_jax_restores(onnx_bundle, photo_windows, engine, u
 def test_openvino_bfloat16_keeps_the_warp_in_float32(onnx_bundle, photo_windows):
   """bfloat16 runs the network cut after the warp: align.onnx in float32, the rest
   in bfloat16 (on a CPU without bfloat16, OpenVINO computes it in float32)."""
+  pytest.importorskip('openvino')
   path, _ = onnx_bundle
   windows = photo_windows(2, 24, 36)
   floats, _ = restorer.Restorer.from_bundle(path, engine='openvino', tile=0, batch=2)
@@ -49,11 +51,13 @@ def test_openvino_bfloat16_keeps_the_warp_in_float32(onnx_bundle, photo_windows)
 
 
 def test_a_bundle_without_a_graph_is_refused(tiny_model):
+  pytest.importorskip('onnxruntime')
   with pytest.raises(bundle.BundleError, match='has no ONNX graph .*--format=onnx'):
     restorer.Restorer.from_bundle(tiny_model.path, engine='onnxruntime')
 
 
 def test_a_graph_of_other_weights_is_refused(onnx_bundle, tiny_model, tmp_path):
+  pytest.importorskip('onnxruntime')
   other = tmp_path / 'other'
   shutil.copytree(tiny_model.path, other)
   shutil.copytree(onnx_bundle[0] / 'onnx', other / 'onnx')
@@ -61,16 +65,19 @@ def test_a_graph_of_other_weights_is_refused(onnx_bundle, tiny_model, tmp_path):
     restorer.Restorer.from_bundle(other, engine='onnxruntime')
 
 
-def test_a_missing_runtime_names_the_extra(onnx_bundle, monkeypatch):
-  monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # what Python does when absent
-  with pytest.raises(bundle.BundleError, match=r'needs the onnxruntime package.*\.\[deploy\]'):
-    engines.OnnxEngine(onnx_bundle[0], onnx_bundle[1], 'onnxruntime')
+@pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
+def test_a_missing_runtime_names_the_extra(tiny_model, monkeypatch, engine):
+  monkeypatch.setitem(sys.modules, engine, None)  # what Python does when absent
+  with pytest.raises(bundle.BundleError, match=rf'^--engine={engine}: needs the {engine} '
+                     r'package, which is not installed .*pip install -e "\.\[deploy\]"$'):
+    engines.OnnxEngine(tiny_model.path, bundle.read_info(tiny_model.path), engine)
 
 
 def test_enhance_command_on_each_engine(onnx_bundle, photo_windows, run_enhance, tmp_path):
   """The command end to end: a frame folder restored by ONNX Runtime and OpenVINO
   gives the JAX engine's PNGs within one grey level; a precision that failed the
   0.05 dB rule on validate is refused in one line, with no output."""
+  pytest.importorskip('openvino')
   frames = tmp_path / 'in'
   frames.mkdir()
   for i, frame in enumerate(photo_windows(4, 30, 44)[:, 0]):

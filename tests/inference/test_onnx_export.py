@@ -3,17 +3,21 @@ frames (with and without the uncertainty head), carry the bundle's metadata, and
 with GridSample; int8 graphs are calibrated on real footage."""
 
 import json
+import sys
 
 import cv2
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 
 from clarity_jax.inference import bundle
 from clarity_jax.inference import export
 from clarity_jax.inference import onnx_export
 from clarity_jax.inference import restorer
+
+# The extras: ".[onnx]" exports, ".[deploy]" runs; without them these tests skip.
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+pytest.importorskip('jax2onnx')
 
 
 def test_the_network_cut_after_the_warp_equals_jax(onnx_bundle, tiny_head_model,
@@ -97,6 +101,8 @@ def test_calibration_windows_are_lq_windows_of_the_footage(footage):
 
 def test_int8_graph_is_quantized_and_restores_close_to_float(tiny_model, footage,
                                                             photo_windows, tmp_path):
+  pytest.importorskip('nncf')
+  pytest.importorskip('openvino')
   out = tmp_path / 'int8'
   info = export.export(None, out, formats=['onnx'], source_bundle=tiny_model.path,
                        int8_calibration=[str(footage)])
@@ -118,3 +124,11 @@ def test_int8_graph_is_quantized_and_restores_close_to_float(tiny_model, footage
   with pytest.raises(bundle.BundleError, match='--engine=onnxruntime: computes in float32, '
                      'not int8'):
     restorer.Restorer.from_bundle(out, 'int8', engine='onnxruntime')
+
+
+def test_a_missing_exporter_names_the_extra(tiny_model, monkeypatch, tmp_path):
+  monkeypatch.setitem(sys.modules, 'jax2onnx', None)  # what Python does when absent
+  with pytest.raises(bundle.BundleError, match=r'^--format=onnx: needs jax2onnx, which is '
+                     r'not installed .*pip install -e "\.\[onnx\]"$'):
+    export.export(None, tmp_path / 'out', formats=['onnx'], source_bundle=tiny_model.path)
+  assert not (tmp_path / 'out').exists()

@@ -10,7 +10,10 @@ from clarity_jax.tools import engine_benchmark
 
 @pytest.fixture(scope='module')
 def onnx_bundle(tmp_path_factory, random_params):
-  """A random tiny x2 K=1 bundle with its ONNX graph: (path, BundleInfo)."""
+  """A random tiny x2 K=1 bundle with its ONNX graph: (path, BundleInfo); skips
+  where the extras ".[onnx]" and ".[deploy]" are not installed."""
+  for module in ('jax2onnx', 'onnx', 'onnxruntime', 'openvino'):
+    pytest.importorskip(module)
   spec = bundle.ModelSpec('tiny', scale=2, num_neighbors=1)
   _, params = random_params(spec, seed=3)
   root = tmp_path_factory.mktemp('engines')
