@@ -122,10 +122,10 @@ class OnnxEngine:
     runtime = _import(engine)
     self.scale, self.uncertainty, self.name = info.model.scale, uncertainty, engine
     opened = _onnxruntime if engine == 'onnxruntime' else _openvino
-    # bfloat16 with a warp: the warp's half in float32 (its sample positions need
-    # more than bfloat16's 8 bits), the rest in bfloat16.
-    # float32 runs the whole graph, or the two halves where only they are there (the
-    # shipped model carries the halves alone).
+    # The network cut after the warp (align, then rest) for bfloat16: the warp's half
+    # in float32, as its sample positions need more than bfloat16's 8 bits. float32
+    # runs the whole graph, or the two halves where only they are there (the shipped
+    # model carries the halves alone).
     self._align = None
     part = 'whole'
     warps = info.model.use_alignment and info.model.num_neighbors > 0
