@@ -56,3 +56,47 @@ def sliding_windows(frames: Iterable[np.ndarray], k: int
     yield tuple(buffer[int(i)] for i in indices)
     buffer.pop(t - k, None)
     t += 1
+
+
+def clip_chunks(frames: Iterable[np.ndarray], length: int, overlap: int
+                ) -> Iterator[tuple[int, list[np.ndarray], int, int]]:
+  """Chunks of `length` frames for a network that restores whole clips (recurrent):
+  (index of the chunk's first frame, its frames, keep_from, keep_to), where frames
+  [keep_from, keep_to) of the clip are the ones this chunk restores.
+
+  Every chunk but the first sees `overlap` frames of context before its kept frames,
+  and every one but the last `overlap` after them; the last is shifted back to end
+  on the clip's last frame (never padded), so all chunks of a clip longer than
+  `length` have one shape. A clip of at most `length` frames is one chunk. Kept
+  ranges cover every frame once, in order. Streams, reading one frame ahead of the
+  chunk to know whether it is the last.
+  """
+  if length < 1 or not 0 <= 2 * overlap < length:
+    raise ValueError(f'clip_chunks: want 0 <= 2 * overlap < length, got length {length}, '
+                     f'overlap {overlap}')
+  source = iter(frames)
+  buffer: list[np.ndarray] = []  # frames base, base + 1, ...
+  base, kept, last = 0, 0, False
+  while True:
+    start = max(0, kept - overlap)
+    while not last and base + len(buffer) < start + length + 1:
+      try:
+        buffer.append(next(source))
+      except StopIteration:
+        last = True
+    end = base + len(buffer)
+    if last:
+      if kept >= end:
+        return
+      start = max(0, end - length)
+      keep_to = end
+    else:
+      end = start + length
+      keep_to = end - overlap
+    yield start, buffer[start - base:end - base], kept, keep_to
+    kept = keep_to
+    # Frames no later chunk reads: before the next one's context, and before the
+    # last `length` read (a last chunk shifted back may start there).
+    drop = max(0, min(kept - overlap, base + len(buffer) - length)) - base
+    del buffer[:drop]
+    base += drop
