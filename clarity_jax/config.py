@@ -39,6 +39,16 @@ def sibling_config(here: str, arg: str | None, name: str = 'default.py'
   return get_config(os.path.join(os.path.dirname(os.path.abspath(here)), name), arg)
 
 
+def variant_base(here: str, arg: str | None) -> ml_collections.ConfigDict:
+  """The config a variant's deltas apply to: configs/default.py with `arg`, or, when
+  `arg` starts with 'shipped', the shipped recipe (configs/shipped.py) with the rest:
+  `--config=configs/sr_only.py:shipped` is the SR-only network on the shipped recipe."""
+  parts = [p for p in (arg or '').split(',') if p]
+  if parts[:1] == ['shipped']:
+    return sibling_config(here, ','.join(parts[1:]) or None, 'shipped.py')
+  return sibling_config(here, arg)
+
+
 def override(config: ml_collections.ConfigDict, fields: dict[str, object]
              ) -> ml_collections.ConfigDict:
   """Sets dotted fields ('data.crop_size': 16) in place, as --config.FIELD=VALUE

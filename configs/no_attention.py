@@ -8,6 +8,6 @@ from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_lib.sibling_config(__file__, arg)
+  config = config_lib.variant_base(__file__, arg)
   config.model.use_attention = False
   return config

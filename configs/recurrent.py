@@ -11,7 +11,7 @@ from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_lib.sibling_config(__file__, arg)
+  config = config_lib.variant_base(__file__, arg)
   config.model.propagation = 'recurrent'
   config.num_neighbors = 3
   config.batch_size = 2

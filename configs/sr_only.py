@@ -15,7 +15,7 @@ from clarity_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = config_lib.sibling_config(__file__, arg)
+  config = config_lib.variant_base(__file__, arg)
   d = config.degradation
   d.blur_prob = 0.0
   d.noise_prob = 0.0

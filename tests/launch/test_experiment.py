@@ -1,16 +1,13 @@
-"""The experiment's own logic (launch/experiment.py): whole held-out clips, training
-commands, claim checks, and the write-up's file handling."""
+"""The experiment's own logic (launch/experiment.py, experiment_docs.py): the training
+commands, the methods scored, and verdicts that follow from the seed spread."""
 
 import importlib.util
 import json
-import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from clarity_jax.data import source_base
-from clarity_jax.data import synthetic
+from clarity_jax import config as config_lib
 
 
 @pytest.fixture(scope='module')
@@ -36,171 +33,109 @@ def experiment(repo):
         sys.modules[name] = module
 
 
-def test_render_clip_gives_consecutive_distinct_frames(experiment):
-  photo = synthetic.load_photo('coffee')
-  n, size = 6, 48
-  clip = experiment.render_clip(photo, n, size, np.random.default_rng(3))
-  assert clip.shape == (n, size, size, 3)
-  # A reflected window would repeat a frame (t-1 == t+1 around the turn).
-  for i in range(n):
-    for j in range(i + 1, n):
-      assert not np.array_equal(clip[i], clip[j]), (i, j)
-  # Every frame of the source's (reflected) window is one of the clip's frames,
-  # and the same generator state renders the same clip.
-  spec = source_base.WindowSpec(num_frames=2 * n - 1, crop=size)
-  with pytest.warns(source_base.ShortClipWarning):
-    window = synthetic.SyntheticSource({'photo': photo}, spec, n).sample(
-        np.random.default_rng(3))
-  for frame in window:
-    assert any(np.array_equal(frame, f) for f in clip)
-  np.testing.assert_array_equal(
-      clip, experiment.render_clip(photo, n, size, np.random.default_rng(3)))
+def _flag(command, name):
+  return next(a.split('=', 1)[1] for a in command if a.startswith(f'--{name}='))
 
 
-def test_train_command_applies_the_same_budget_to_every_model(experiment, tmp_path):
-  budget = {'variant': 'tiny', 'steps': 7, 'batch_size': 2, 'data.crop_size': 16,
-            'learning_rate': None}
-  commands = [experiment.train_command(m, tmp_path / m.key, budget)
-              for m in experiment.MODELS]
-  for model, command in zip(experiment.MODELS, commands):
-    assert command[3].endswith(f'configs/{model.config}:runlocal,variant=tiny')
-    assert f'--workdir={tmp_path / model.key}' in command
-  shared = {tuple(c[5:len(c) - len(m.flags)]) for m, c in zip(experiment.MODELS, commands)}
-  twins = [c for m, c in zip(experiment.MODELS, commands) if m.flags]
-  assert [c[-1] for c in twins] == ['--config.seed=1']  # the joint model's second seed
-  assert twins[0][3] == commands[0][3]
-  assert shared == {('--config.num_train_steps=7', '--config.eval_every_steps=7',
-                     '--config.checkpoint_every_steps=7', '--config.log_every_steps=7',
-                     '--config.batch_size=2', '--config.data.crop_size=16')}
+def test_every_network_trains_its_config_on_the_shipped_recipe_and_budget(experiment, repo,
+                                                                         tmp_path):
+  shipped = config_lib.get_config(repo / 'configs' / 'shipped.py')
+  for network in experiment.NETWORKS:
+    command = experiment.train_command(network, tmp_path / network.key, 'a.mp4,b', 'c.mp4',
+                                       2000)
+    assert _flag(command, 'config.data.path') == 'a.mp4,b'
+    assert _flag(command, 'config.data.val_path') == 'c.mp4'
+    path, _, arg = _flag(command, 'config').partition(':')
+    config = config_lib.get_config(path, arg or None)
+    # The recipe: what every network shares with the shipped one.
+    assert config.data.source == shipped.data.source == 'footage'
+    assert config.learning_rate == shipped.learning_rate
+    assert config.data.crop_size == shipped.data.crop_size
+    steps = int(_flag(command, 'config.num_train_steps'))
+    if network.key == 'recurrent':
+      assert config.model.propagation == 'recurrent' and config.num_neighbors == 3
+      assert steps == 1340  # the window's 2,000 steps of training time
+    else:
+      assert config.model.propagation == 'window' and steps == 2000
+      assert config.batch_size == shipped.batch_size
+  seeds = {n.key: n.flags for n in experiment.NETWORKS}
+  assert seeds['joint_seed1'] == ('--config.seed=1',) and seeds['joint'] == ()
 
 
-def test_labels_survive_the_names_flag(experiment):
-  # evaluate --names is comma separated.
-  assert all(',' not in m.label for m in experiment.MODELS)
-  assert ',' not in experiment.TWO_STAGE
+def test_the_two_stage_method_is_the_deblur_bundle_then_the_sr_one(experiment, tmp_path):
+  specs = experiment.method_bundles(tmp_path)
+  assert specs['two_stage'] == f'{tmp_path / "deblur_only"}+{tmp_path / "sr_only"}'
+  assert specs['joint'] == str(tmp_path / 'joint')
+  assert set(specs) == {n.key for n in experiment.NETWORKS} | {'two_stage'}
 
 
-def test_stages_are_skipped_only_when_done_with_the_same_command(experiment, tmp_path):
-  stages = experiment.Stages(tmp_path / 'stages.json')
-  marker = tmp_path / 'marker'
-  command = [sys.executable, '-c', f'open({str(marker)!r}, "a").write("x")']
-  stages.run('make', command, marker)
-  again = experiment.Stages(tmp_path / 'stages.json')  # as a re-run reads it
-  assert again.run('make', command, marker) == stages.done['make']['seconds']
-  assert marker.read_text() == 'x'  # not run twice
-  again.run('make', command + ['changed'], marker)
-  assert marker.read_text() == 'xx'
-  with pytest.raises(RuntimeError, match='fails failed with exit status 3'):
-    again.run('fails', [sys.executable, '-c', 'raise SystemExit(3)'])
-  assert 'fails' not in json.loads((tmp_path / 'stages.json').read_text())
+def _outputs(tmp_path, gains, tof=0.5, ms=(600.0, 500.0)):
+  """An experiment folder as its stages leave it: {method: (mild, moderate, heavy)}."""
+  for method, per_setting in gains.items():
+    folder = tmp_path / 'validation' / method
+    validation = {}
+    for setting, gain in zip(('mild', 'moderate', 'heavy'), per_setting):
+      rows = {'clip_a': {'gain_psnr': gain + 0.1, 'gain_ssim': 0.01},
+              'clip_b': {'gain_psnr': gain - 0.1, 'gain_ssim': 0.01},
+              'mean': {'gain_psnr': gain, 'gain_ssim': 0.01}}
+      validation[setting] = {method: rows}
+      (folder / setting).mkdir(parents=True)
+      metrics = {'results': {method: {'clips': {'clip_a': {'tof': tof}, 'clip_b': {'tof': tof}}},
+                             'bicubic': {'clips': {'clip_a': {'tof': 0.6}}}}}
+      (folder / setting / 'metrics.json').write_text(json.dumps(metrics))
+    (folder / 'validation.json').write_text(json.dumps(validation))
+  (tmp_path / 'line_scores.json').write_text(json.dumps({m: 1.1 for m in gains}))
+  (tmp_path / 'benchmarks').mkdir()
+  for kind, value in zip(('window', 'recurrent'), ms):
+    (tmp_path / 'benchmarks' / f'inference_{kind}.json').write_text(json.dumps(
+        {'float32': {'ms_per_frame': value, 'gflops_per_frame': 90.0}}))
+  return tmp_path
 
 
-def _report(psnr: dict, ssim: dict, tof: dict) -> dict:
-  return {'results': {k: {'mean': {'psnr': psnr[k], 'ssim': ssim[k], 'tof': tof[k]}}
-                      for k in psnr}}
+def test_verdicts_follow_the_seed_spread(experiment, tmp_path):
+  docs = sys.modules['experiment_docs']
+  out = _outputs(tmp_path, {
+      'joint': (0.40, 0.55, 0.40), 'joint_seed1': (0.42, 0.54, 0.36),  # spread .02 .01 .04
+      'sr_only': (0.66, 0.15, 0.39),   # refuted, holds, inconclusive
+      'single_frame': (0.30, 0.40, 0.30),  # holds everywhere
+      'no_attention': (0.39, 0.555, 0.41),  # within the spread everywhere
+      'recurrent': (0.5, 0.66, 0.5)})
+  table = docs.load(out)
+  assert docs.spread(table, 'mild') == pytest.approx(0.02)
+  lines = '\n'.join(docs.claim_lines(table, experiment.LABELS))
+  assert ('**Joint beats SR-only: mixed: refuted at mild, holds at moderate, inconclusive '
+          'at heavy.**') in lines
+  assert '**Multi-frame fusion (K=2) beats single-frame: holds.**' in lines
+  assert 'tOF 0.500 vs 0.500' in lines
+  assert '**Attention fusion helps: inconclusive.**' in lines
+  assert 'deblur' not in lines  # no numbers, no verdict
+  decision, adopted = docs.recurrent_decision(table)
+  assert adopted and decision.startswith('adopted: +0.11 dB')
 
 
-def test_claims_follow_the_numbers(experiment):
-  joint, single = experiment.MODELS[0].label, 'single-frame K=0'
-  report = _report({joint: 25.0, 'bicubic': 24.0, 'SR-only': 25.5, single: 24.5},
-                   {joint: 0.80, 'bicubic': 0.70, 'SR-only': 0.79, single: 0.81},
-                   {joint: 1.0, 'bicubic': 2.0, 'SR-only': 1.5, single: 1.2})
-  lines = experiment.claims(report)
-  assert len(lines) == 3  # only the methods present are compared
-  assert '+1.00 dB PSNR, +0.1000 SSIM -> **holds** at' in lines[0]
-  assert '-0.50 dB PSNR, +0.0100 SSIM -> **does not hold**' in lines[1]
-  # Better PSNR but worse SSIM: not a win.
-  assert '+0.50 dB PSNR, -0.0100 SSIM -> **does not hold**' in lines[2]
-  assert 'tof -0.200 (lower for joint)' in lines[2]
-  # With the second seed, leads within the seed-to-seed gap are inconclusive.
-  twin = experiment.SEED_TWIN
-  report['results'][twin] = {'mean': {'psnr': 24.4, 'ssim': 0.79, 'tof': 1.0}}
-  lines = experiment.claims(report)
-  assert lines[0].startswith('- Seed-to-seed spread of the joint model: 0.60 dB PSNR, '
-                             '0.0100 SSIM')
-  assert '+1.00 dB PSNR, +0.1000 SSIM -> **holds** at' in lines[1]
-  report['results']['bicubic']['mean']['psnr'] = 24.5
-  assert ('+0.50 dB PSNR, +0.1000 SSIM -> **holds, but within the seed spread '
-          '(inconclusive)**') in experiment.claims(report)[1]
-  # Clips where the joint model loses to bicubic are named.
-  report['results'][joint]['clips'] = {'a': {'mean': {'psnr': 20.0}},
-                                       'b': {'mean': {'psnr': 30.0}}}
-  report['results']['bicubic']['clips'] = {'a': {'mean': {'psnr': 20.5}},
-                                           'b': {'mean': {'psnr': 29.0}}}
-  assert experiment.claims(report)[-1] == (
-      '- Clips where the joint model is below bicubic in PSNR: a (-0.50 dB).')
+@pytest.mark.parametrize('moderate,ms,adopted', [
+    (0.545, (600.0, 390.0), True),   # level, in 65% of the time
+    (0.545, (600.0, 500.0), False),  # level, but 83% of the time
+    (0.60, (600.0, 300.0), False),   # ahead by 0.05 (beyond the spread, short of 0.1)
+    (0.40, (600.0, 100.0), False),   # fast but worse
+])
+def test_the_recurrent_rule(experiment, tmp_path, moderate, ms, adopted):
+  docs = sys.modules['experiment_docs']
+  out = _outputs(tmp_path, {'joint': (0.4, 0.55, 0.4), 'joint_seed1': (0.4, 0.54, 0.4),
+                            'recurrent': (0.4, moderate, 0.4)}, ms=ms)
+  assert docs.recurrent_decision(docs.load(out))[1] is adopted
 
 
-def test_video_clips_come_only_from_the_video_dir_given(experiment, repo, tmp_path,
-                                                         smooth_frames, write_video):
-  videos = tmp_path / 'videos'
-  videos.mkdir()
-  write_video(videos / 'b.m4v', smooth_frames(4, 32, 48, seed=1))  # every container of files
-  write_video(videos / 'a.mp4', smooth_frames(4, 32, 48))
-  (videos / 'notes.txt').write_text('not a video')
-  names = experiment.write_video_clips(tmp_path / 'hr', videos, 3, (24, 16), max_videos=5)
-  assert names == ['video_a', 'video_b']
-  for name in names:
-    written = sorted((tmp_path / 'hr' / name).iterdir())
-    assert [p.name for p in written] == [f'{t:08d}.png' for t in range(3)]
-  # No --video_dir by default, and one that is not there stops the run before any work.
-  run = lambda *args: subprocess.run(
-      [sys.executable, str(repo / 'launch' / 'experiment.py'), *args], cwd=tmp_path,
-      capture_output=True, text=True, timeout=300)
-  out = run('--helpfull')
-  assert "--video_dir: Folder of videos" in out.stdout and "(default: '')" in out.stdout
-  out = run(f'--video_dir={tmp_path / "missing"}', f'--output={tmp_path / "out"}')
-  assert out.returncode == 1
-  assert out.stderr.strip().splitlines()[-1] == (
-      f'error: {tmp_path / "missing"}: no such folder (--video_dir)')
-  assert not (tmp_path / 'out').exists()
-
-
-def _evaluation_report(eval_dir) -> dict:
-  """A metrics.json of two methods on one clip, with one picture file."""
-  (eval_dir / 'pictures').mkdir(parents=True)
-  (eval_dir / 'pictures' / 'clip_0000.png').write_bytes(b'png')
-  mean = {'psnr': 25.0, 'ssim': 0.8, 'psnr_y': 26.0, 'ssim_y': 0.81, 'lpips': None,
-          'tof': 1.0, 'flicker': 2.0}
-  result = {'mean': mean, 'ms_per_frame': 10.0,
-            'clips': {'clip': {'mean': mean, 'tof': 1.0, 'flicker': 2.0}}}
-  protocol = {'frames': 'all', 'name': 'basicsr', 'num_frames_included': 3, 'num_clips': 1,
-              'num_frames_dropped': 0, 'max_frames': None, 'scale': 4, 'crop_border': 4,
-              'averaging': 'per frame', 'ssim': 'Wang', 'lpips': 'unavailable',
-              'tof': 'tOF', 'flicker': 'flicker', 'temporal_window': '2K+1',
-              'tile': 'whole frames'}
-  return {'date': '2024-01-01', 'machine': 'test', 'protocol': protocol,
-          'results': {'joint (ClarityNetSR)': result, 'bicubic': result},
-          'pictures': [{'clip': 'clip', 'frame': '0000.png', 'file': 'pictures/clip_0000.png',
-                        'columns': ['LQ', 'GT']}]}
-
-
-def test_write_docs_replaces_the_page_and_its_pictures(experiment, tmp_path):
-  eval_dir, docs = tmp_path / 'evaluation', tmp_path / 'docs' / 'results.md'
-  report = _evaluation_report(eval_dir)
-  (tmp_path / 'docs' / 'results').mkdir(parents=True)
-  (tmp_path / 'docs' / 'results' / 'stale.png').write_bytes(b'old')
-  heldout = {'photos': ['coffee'], 'videos': ['video_street'], 'num_frames': 3,
-             'photo_size': [64, 64], 'video_size': [16, 24], 'scale': 4, 'seed': 0,
-             'video_dir': 'some/videos'}
-  budget = {'variant': 'tiny', 'steps': 2, 'batch_size': 2, 'crop_size': 16,
-            'learning_rate': 1e-3, 'warmup_steps': 1, 'num_neighbors': 1, 'scale': 4}
-  experiment.experiment_docs.write_docs(
-      report, eval_dir, docs, budget=budget, heldout=heldout,
-      timings={'train joint': 60.0, 'evaluate': 30.0}, command='launch/experiment.sh',
-      claims=['- a claim.'])
-  text = docs.read_text()
-  assert text.startswith('# Results: the joint model against its baselines\n')
-  assert '- a claim.' in text and 'from some/videos' in text
-  assert 'docs/evaluation.md' in text and 'DESIGN' not in text
-  assert '![clip 0000.png](results/clip_0000.png)' in text
-  assert sorted(p.name for p in (tmp_path / 'docs').iterdir()) == ['results', 'results.md']
-  assert [p.name for p in (tmp_path / 'docs' / 'results').iterdir()] == ['clip_0000.png']
-  # A missing picture fails the write-up and leaves the earlier page as it was.
-  (eval_dir / 'pictures' / 'clip_0000.png').unlink()
-  with pytest.raises(FileNotFoundError):
-    experiment.experiment_docs.write_docs(
-        report, eval_dir, docs, budget=budget, heldout=dict(heldout, videos=[]),
-        timings={}, command='x', claims=[])
-  assert docs.read_text() == text
-  assert sorted(p.name for p in (tmp_path / 'docs').iterdir()) == ['results', 'results.md']
+def test_the_page_holds_the_tables_and_the_decision(experiment, tmp_path):
+  docs = sys.modules['experiment_docs']
+  out = _outputs(tmp_path / 'out', {
+      'joint': (0.4, 0.55, 0.4), 'joint_seed1': (0.4, 0.54, 0.4),
+      'two_stage': (0.1, 0.2, 0.3), 'recurrent': (0.4, 0.5, 0.4)})
+  page = tmp_path / 'baselines.md'
+  docs.write_docs(out, page, labels=experiment.LABELS, command='launch/experiment.sh X',
+                  steps=2000, recurrent_steps=1340)
+  text = page.read_text()
+  assert '| two-stage deblur -> SR | +0.10 | +0.20 | +0.30 |' in text
+  assert '| recurrent | +0.50 | 500 | 90.0 | 0.500 |' in text
+  assert '**Decision: not adopted: -0.05 dB at the moderate setting' in text
+  assert 'trains 1340 steps' in text and '| joint | moderate | +0.65 | +0.45 |' in text
