@@ -69,10 +69,12 @@ def test_the_two_stage_method_is_the_deblur_bundle_then_the_sr_one(experiment, t
   assert set(specs) == {n.key for n in experiment.NETWORKS} | {'two_stage'}
 
 
-def _outputs(tmp_path, gains, tof=0.5, ms=(600.0, 500.0)):
+def _outputs(tmp_path, gains, tof=None, ms=(600.0, 500.0), lines=None):
   """An experiment folder as its stages leave it: {method: (mild, moderate, heavy)}."""
+  tof, lines = tof or {}, lines or {}
   for method, per_setting in gains.items():
     folder = tmp_path / 'validation' / method
+    t = tof.get(method, 0.5)
     validation = {}
     for setting, gain in zip(('mild', 'moderate', 'heavy'), per_setting):
       rows = {'clip_a': {'gain_psnr': gain + 0.1, 'gain_ssim': 0.01},
@@ -80,11 +82,11 @@ def _outputs(tmp_path, gains, tof=0.5, ms=(600.0, 500.0)):
               'mean': {'gain_psnr': gain, 'gain_ssim': 0.01}}
       validation[setting] = {method: rows}
       (folder / setting).mkdir(parents=True)
-      metrics = {'results': {method: {'clips': {'clip_a': {'tof': tof}, 'clip_b': {'tof': tof}}},
+      metrics = {'results': {method: {'clips': {'clip_a': {'tof': t}, 'clip_b': {'tof': t}}},
                              'bicubic': {'clips': {'clip_a': {'tof': 0.6}}}}}
       (folder / setting / 'metrics.json').write_text(json.dumps(metrics))
     (folder / 'validation.json').write_text(json.dumps(validation))
-  (tmp_path / 'line_scores.json').write_text(json.dumps({m: 1.1 for m in gains}))
+  (tmp_path / 'line_scores.json').write_text(json.dumps({m: lines.get(m, 1.1) for m in gains}))
   (tmp_path / 'benchmarks').mkdir()
   for kind, value in zip(('window', 'recurrent'), ms):
     (tmp_path / 'benchmarks' / f'inference_{kind}.json').write_text(json.dumps(
@@ -99,14 +101,18 @@ def test_verdicts_follow_the_seed_spread(experiment, tmp_path):
       'sr_only': (0.66, 0.15, 0.39),   # refuted, holds, inconclusive
       'single_frame': (0.30, 0.40, 0.30),  # holds everywhere
       'no_attention': (0.39, 0.555, 0.41),  # within the spread everywhere
-      'recurrent': (0.5, 0.66, 0.5)})
+      'recurrent': (0.5, 0.66, 0.5)},
+      tof={'joint': 1.40, 'joint_seed1': 1.36, 'single_frame': 1.30},  # tOF spread .04
+      lines={'joint': 8.1, 'single_frame': 3.0, 'sr_only': 0.65})
   table = docs.load(out)
   assert docs.spread(table, 'mild') == pytest.approx(0.02)
   lines = '\n'.join(docs.claim_lines(table, experiment.LABELS))
   assert ('**Joint beats SR-only: mixed: refuted at mild, holds at moderate, inconclusive '
           'at heavy.**') in lines
   assert '**Multi-frame fusion (K=2) beats single-frame: holds.**' in lines
-  assert 'tOF 0.500 vs 0.500' in lines
+  assert ('*... and is steadier over time (lower tOF): refuted.* tOF joint vs single-frame '
+          'K=0: mild 1.400 vs 1.300 (seed spread 0.040)') in lines
+  assert 'single-frame K=0 (3.0), joint (8.1) draw' in lines and 'SR-only (0.65)' in lines
   assert '**Attention fusion helps: inconclusive.**' in lines
   assert 'deblur' not in lines  # no numbers, no verdict
   decision, adopted = docs.recurrent_decision(table)
