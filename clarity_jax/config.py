@@ -121,9 +121,6 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     paths = [config.data.val_path] if source == 'tfds' else config.data.val_path.split(',')
     for path in paths:
       _check(os.path.exists(path), 'data.val_path', f'{path}: no such file or folder')
-  propagation = config.model.get('propagation', 'window')
-  _check(propagation in ('window', 'recurrent'), 'model.propagation',
-         f"must be 'window' or 'recurrent', got {propagation!r}")
   _check(config.model.get('uncertainty', False) or not config.get('freeze_restorer', False),
          'freeze_restorer', 'trains only the uncertainty head: set config.model.uncertainty=True')
   weights = config.loss.vgg_weights

@@ -83,11 +83,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # |x - x_hat| / b + log b with x_hat held fixed, so the restoration is the same
   # with or without it.
   config.model.uncertainty = False
-  # 'window': the paper's network, one output frame per window of 2K + 1 frames.
-  # 'recurrent' (configs/recurrent.py): each frame encoded once and features carried
-  # forward and backward along the clip (BasicVSR's scheme, models/recurrent.py);
-  # it trains on clips of 2K + 1 frames with every frame supervised.
-  config.model.propagation = 'window'
 
   # Objective (eq. 7).
   config.loss = ml_collections.ConfigDict()

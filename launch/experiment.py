@@ -1,22 +1,19 @@
 """The experiment behind docs/baselines.md: the paper's claims on real footage.
 
   launch/experiment.sh --clips=TRAINING_FOOTAGE --heldout=VIDEOS [--steps=2000] \\
-      [--recurrent_steps=1340] [--output=runs/experiment] [--docs=docs/baselines.md]
+      [--output=runs/experiment] [--docs=docs/baselines.md]
 
 Every stage is a program of the project, run as a user runs it:
 
   1. training on --clips with the shipped recipe (configs/shipped.py) and the same
      budget: the joint model twice (seeds 0 and 1: the spread that tells which
      differences mean anything), the baselines of configs/ (SR-only, deblur-only,
-     single-frame, no alignment, no attention, each `configs/NAME.py:shipped`) and
-     the recurrent network (configs/recurrent.py), trained for as long as one window
-     network (--recurrent_steps);
+     single-frame, no alignment, no attention, each `configs/NAME.py:shipped`);
   2. `clarity_jax.export` of each;
   3. `clarity_jax.validate` of each method on --heldout (real videos, three
      degradation settings), plus deblur-only + bicubic and the two-stage cascade
      deblur-only -> SR-only, and each method's line-artifact score;
-  4. `clarity_jax.benchmark --what=inference` of the window and the recurrent network;
-  5. docs/baselines.md (launch/experiment_docs.py), a verdict per claim.
+  4. docs/baselines.md (launch/experiment_docs.py), a verdict per claim.
 
 A stage whose output exists is reused (a training run resumes from its checkpoints),
 so an interrupted experiment is finished by running the same command again.
@@ -46,10 +43,6 @@ from clarity_jax.evaluation import methods as methods_lib
 import experiment_docs  # launch/experiment_docs.py, beside this file
 
 REPO = Path(__file__).resolve().parent.parent
-# The recurrent network's steps that take as long as --steps=2000 of a window network:
-# 2 clips of 7 frames ran at 1.40 steps/s, 8 windows of 5 at 2.09 (the training loop,
-# alone on the 2-core VM, 2026-12-07). Elsewhere, time both (benchmark --what=train).
-RECURRENT_STEPS_PER_WINDOW_STEP = 0.67
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +62,6 @@ NETWORKS = (
     Network('single_frame', 'single-frame K=0', 'single_frame.py:shipped'),
     Network('no_alignment', 'no alignment', 'no_alignment.py:shipped'),
     Network('no_attention', 'no attention', 'no_attention.py:shipped'),
-    Network('recurrent', 'recurrent', 'recurrent.py:shipped'),
 )
 # Methods scored: each network's bundle (a x1 bundle on x4 data is followed by
 # bicubic), and the cascade A+B.
@@ -98,8 +90,6 @@ def _run(what: str, command: Sequence[str], log: Path | None = None) -> float:
 def train_command(network: Network, workdir: Path, clips: str, heldout: str, steps: int
                   ) -> list[str]:
   """`clarity_jax.main` of one network: its config on the shipped recipe, the budget."""
-  if network.key == 'recurrent':
-    steps = round(steps * RECURRENT_STEPS_PER_WINDOW_STEP)
   return [sys.executable, '-m', 'clarity_jax.main',
           f'--config={REPO / "configs" / network.config}', f'--workdir={workdir}',
           f'--config.data.path={clips}', f'--config.data.val_path={heldout}',
@@ -135,7 +125,7 @@ def define_flags() -> None:
   flags.DEFINE_list('heldout', None, 'Held-out videos that validate scores on.')
   flags.DEFINE_integer('steps', 2000, 'Training steps of each window network.', lower_bound=1)
   flags.DEFINE_string('output', str(REPO / 'runs' / 'experiment'),
-                      'Workdirs, bundles, validations and benchmarks go here.')
+                      'Workdirs, bundles and validations go here.')
   flags.DEFINE_string('docs', str(REPO / 'docs' / 'baselines.md'), 'The write-up.')
   flags.mark_flags_as_required(['clips', 'heldout'])
 
@@ -170,20 +160,10 @@ def main(argv: list[str]) -> None:
   lines_path = out / 'line_scores.json'
   if not lines_path.is_file():
     files.write_text(lines_path, json.dumps(line_scores(specs), indent=1) + '\n')
-  for key, config in (('window', 'shipped.py'), ('recurrent', 'recurrent.py:shipped')):
-    path = out / 'benchmarks' / f'inference_{key}.json'
-    if not path.is_file():
-      path.parent.mkdir(parents=True, exist_ok=True)
-      result = subprocess.run(
-          [sys.executable, '-m', 'clarity_jax.benchmark', '--what=inference',
-           f'--config={REPO / "configs" / config}', f'--config.data.path={clips}',
-           '--batch=1'], cwd=REPO, capture_output=True, text=True, check=True)
-      files.write_text(path, result.stdout)
   command = ('launch/experiment.sh --clips=CLIPS --heldout=VIDEOS'
              + (f' --steps={f.steps}' if f.steps != 2000 else ''))
   experiment_docs.write_docs(out, Path(f.docs), labels=LABELS, command=command,
-                             steps=f.steps,
-                             recurrent_steps=round(f.steps * RECURRENT_STEPS_PER_WINDOW_STEP))
+                             steps=f.steps)
   print(f'[experiment] {f.docs} written after {(time.perf_counter() - start) / 60:.1f} min',
         flush=True)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The experiment of docs/baselines.md in one command: trains the joint model (two seeds),
-# every baseline and the recurrent network on the shipped recipe and the same footage,
-# exports them, validates each on held-out real videos (three degradation settings),
-# times the window and the recurrent network, and writes docs/baselines.md.
+# The experiment of docs/baselines.md in one command: trains the joint model (two seeds)
+# and every baseline on the shipped recipe and the same footage, exports them,
+# validates each on held-out real videos (three degradation settings), scores their
+# line artifacts, and writes docs/baselines.md.
 #
 # Usage (from anywhere; relative paths are taken from the repository root):
 #   launch/experiment.sh --clips=TRAINING_FOOTAGE --heldout=VIDEO1,VIDEO2 \

@@ -1,8 +1,8 @@
 """The write-up of launch/experiment.py: docs/baselines.md from its outputs.
 
 Every number comes from OUT/validation/METHOD (validate's validation.json, and
-evaluate's metrics.json per setting for tOF), OUT/line_scores.json and
-OUT/benchmarks/. The verdicts follow from the joint model's seed-to-seed spread.
+evaluate's metrics.json per setting for tOF) and OUT/line_scores.json. The verdicts
+follow from the joint model's seed-to-seed spread.
 """
 
 from __future__ import annotations
@@ -26,16 +26,9 @@ CLAIMS = (
     ('Alignment helps', 'no_alignment'),
     ('Attention fusion helps', 'no_attention'),
 )
-# Issue 27's rule for the recurrent network: it becomes a variant (and trains the next
-# shipped model) if it beats the window by this much at the moderate setting ...
-ADOPT_GAIN_DB = 0.1
-# ... or matches it (within the seed spread) in at most this share of its time.
-ADOPT_TIME_SHARE = 2 / 3
-
-
 def load(out: Path) -> dict[str, Any]:
   """{'gain': {setting: {method: dB}}, 'ssim': ..., 'tof': ..., 'clips': {setting:
-  {method: {clip: dB}}}, 'lines': {method: score}, 'inference': {window|recurrent: ...}}"""
+  {method: {clip: dB}}}, 'lines': {method: score}}"""
   table: dict[str, Any] = {'gain': {}, 'ssim': {}, 'tof': {}, 'clips': {}}
   for folder in sorted((out / 'validation').iterdir()):
     validation = json.loads((folder / 'validation.json').read_text())
@@ -51,12 +44,6 @@ def load(out: Path) -> dict[str, Any]:
         if tof:
           table['tof'].setdefault(setting, {})[method] = statistics.mean(tof)
   table['lines'] = json.loads((out / 'line_scores.json').read_text())
-  table['inference'] = {}
-  for path in sorted((out / 'benchmarks').glob('inference_*.json')):
-    result = json.loads(path.read_text())
-    table['inference'][path.stem.split('_', 1)[1]] = {
-        'ms_per_frame': result['float32']['ms_per_frame'],
-        'gflops_per_frame': result['float32']['gflops_per_frame']}
   return table
 
 
@@ -119,20 +106,6 @@ def line_lines(table: dict[str, Any], labels: dict[str, str]) -> list[str]:
       else 'none is clean.')]
 
 
-def recurrent_decision(table: dict[str, Any]) -> tuple[str, bool]:
-  """The rule's verdict on the recurrent network, and whether it is adopted."""
-  d = table['gain']['moderate']['recurrent'] - table['gain']['moderate'][JOINT]
-  inference = table['inference']
-  share = inference['recurrent']['ms_per_frame'] / inference['window']['ms_per_frame']
-  if d >= ADOPT_GAIN_DB:
-    return f'adopted: {d:+.2f} dB at the moderate setting (the rule asks +0.10)', True
-  if abs(d) <= spread(table, 'moderate') and share <= ADOPT_TIME_SHARE:
-    return (f'adopted: level with the window ({d:+.2f} dB) in {share:.0%} of its time',
-            True)
-  return (f'not adopted: {d:+.2f} dB at the moderate setting (the rule asks +0.10, or '
-          f'level with the window in at most 67% of its time; it takes {share:.0%})', False)
-
-
 def _summary_table(table: dict[str, Any], labels: dict[str, str]) -> list[str]:
   methods = list(table['gain']['moderate'])
   head = '| method | ' + ' | '.join(f'{s} dB' for s in SETTINGS) + ' | ' + ' | '.join(
@@ -150,9 +123,7 @@ def _summary_table(table: dict[str, Any], labels: dict[str, str]) -> list[str]:
 
 
 def markdown(table: dict[str, Any], *, labels: dict[str, str], command: str, steps: int,
-             recurrent_steps: int, date: str) -> str:
-  decision, _ = recurrent_decision(table)
-  inf = table['inference']
+             date: str) -> str:
   clips = sorted(next(iter(table['clips']['moderate'].values())))
   lines = [
       "# The paper's claims on real footage",
@@ -165,9 +136,6 @@ def markdown(table: dict[str, Any], *, labels: dict[str, str], command: str, ste
       f'footage, 8 windows of 32x32 LQ pixels per step, AdamW, EMA weights) for '
       f'{steps} steps; each baseline differs by its config file only '
       '(`configs/NAME.py:shipped`). The joint model is trained twice (seeds 0 and 1).',
-      f'- **The recurrent network** (configs/recurrent.py: 2 clips of 7 frames per '
-      f'step, every frame supervised) trains {recurrent_steps} steps: as long as '
-      f'{steps} window steps on the same machine.',
       f'- **Scoring:** `python -m clarity_jax.validate` on the held-out real clips '
       f'({", ".join(clips)}): mild, moderate and heavy degradations of eq. (1), PSNR and '
       'SSIM gains over bicubic (mean over clips), tOF (temporal consistency, lower is '
@@ -186,39 +154,6 @@ def markdown(table: dict[str, Any], *, labels: dict[str, str], command: str, ste
       '',
       *claim_lines(table, labels),
       '',
-      '## Recurrent propagation against the window',
-      '',
-      '| network | moderate dB | ms per 180x320 -> 720p frame | GFLOPs per frame | tOF (moderate) |',
-      '| --- | ---: | ---: | ---: | ---: |',
-      *[f'| {name} | {table["gain"]["moderate"][key]:+.2f} | '
-        f'{inf[kind]["ms_per_frame"]:.0f} | {inf[kind]["gflops_per_frame"]:.1f} | '
-        f'{table["tof"]["moderate"][key]:.3f} |'
-        for name, key, kind in (('window (joint)', JOINT, 'window'),
-                                ('recurrent', 'recurrent', 'recurrent'))],
-      '',
-      f'**Decision: {decision}.** Times: `python -m clarity_jax.benchmark '
-      '--what=inference --batch=1` of each config (float32, XLA:CPU, both cores). The '
-      'recurrent network restores chunks of 24 frames and its time is per restored frame; '
-      '`enhance` keeps 16 of each chunk (4 frames of context each side), so a long clip '
-      f'costs {inf["recurrent"]["ms_per_frame"] * 24 / 16:.0f} ms per output frame there.',
-      '',
-      '### Commands of the comparison',
-      '',
-      '```bash',
-      f'python -m clarity_jax.main --config=configs/shipped.py --workdir=runs/joint '
-      f'--config.data.path=CLIPS --config.data.val_path=VIDEOS --config.num_train_steps={steps} '
-      '--config.data.photo_share=0.3',
-      f'python -m clarity_jax.main --config=configs/recurrent.py:shipped --workdir=runs/recurrent '
-      f'--config.data.path=CLIPS --config.data.val_path=VIDEOS '
-      f'--config.num_train_steps={recurrent_steps} --config.data.photo_share=0.3',
-      'python -m clarity_jax.export --workdir=runs/NAME --output=bundles/NAME',
-      'python -m clarity_jax.validate --clips=VIDEOS --bundle=bundles/NAME --names=NAME '
-      '--output=validation/NAME',
-      'python -m clarity_jax.benchmark --what=inference --batch=1 --config=configs/shipped.py',
-      'python -m clarity_jax.benchmark --what=inference --batch=1 '
-      '--config=configs/recurrent.py:shipped',
-      '```',
-      '',
       '## PSNR gain per clip (dB)',
       '',
       '| method | setting | ' + ' | '.join(clips) + ' |',
@@ -231,10 +166,9 @@ def markdown(table: dict[str, Any], *, labels: dict[str, str], command: str, ste
   return '\n'.join(lines)
 
 
-def write_docs(out: Path, docs: Path, *, labels: dict[str, str], command: str, steps: int,
-               recurrent_steps: int) -> None:
+def write_docs(out: Path, docs: Path, *, labels: dict[str, str], command: str,
+               steps: int) -> None:
   """docs/baselines.md from the experiment's outputs under `out`, replaced atomically."""
   table = load(out)
   files.write_text(docs, markdown(table, labels=labels, command=command, steps=steps,
-                                  recurrent_steps=recurrent_steps,
                                   date=time.strftime('%Y-%m-%d')))

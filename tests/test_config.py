@@ -17,8 +17,6 @@ from clarity_jax import errors
     ('data.photo_share', 1.5, r'config.data.photo_share: must be a share in \[0, 1\], got 1.5'),
     ('data.loader', 'processes',
      r"^config.data.loader: must be 'auto', 'tf' or 'threads', got 'processes'$"),
-    ('model.propagation', 'lstm',
-     r"^config.model.propagation: must be 'window' or 'recurrent', got 'lstm'$"),
 ])
 def test_config_errors_name_the_field(tiny_config, field, value, message):
   with pytest.raises(errors.ConfigError, match=message):

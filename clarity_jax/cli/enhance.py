@@ -2,8 +2,7 @@
 
   python -m clarity_jax.enhance --input=PATH --output=PATH [--bundle=BUNDLE] \\
       [--max_frames=N] [--compare] [--uncertainty] [--tile=256] [--tile_overlap=16] [--batch=4] \\
-      [--dtype=float32|bfloat16] [--engine=jax|onnxruntime|openvino] [--shard=I/N] \
-      [--chunk=24] [--chunk_overlap=4]
+      [--dtype=float32|bfloat16] [--engine=jax|onnxruntime|openvino] [--shard=I/N]
 
 The work is inference/enhance.py (files in and out) and inference/restorer.py
 (windows, tiles, batches); this module reads the flags and prints the summary.
@@ -40,12 +39,6 @@ _PRESET = flags.DEFINE_enum(
     'preset', video_writer.DEFAULT_PRESET, list(video_writer.X264_PRESETS),
     'x264 speed of video outputs: faster presets make larger files at the same --crf '
     '(its cost per frame: benchmark --what=output).')
-_CHUNK = flags.DEFINE_integer(
-    'chunk', restorer.Restorer.CHUNK, 'A recurrent model (config.model.propagation) '
-    'restores clips in chunks of this many frames.', lower_bound=1)
-_CHUNK_OVERLAP = flags.DEFINE_integer(
-    'chunk_overlap', restorer.Restorer.CHUNK_OVERLAP, 'Frames of context a chunk reads on '
-    'each side of the frames it keeps (recurrent models).', lower_bound=0)
 _SHARD = flags.DEFINE_string(
     'shard', None, 'I/N: of a folder of videos, restore only shard I (0-based) of N, a '
     'split by file name that N hosts agree on (launch/enhance_archive.sbatch).')
@@ -73,8 +66,7 @@ def main(argv: list[str]) -> None:
   engine, info = restorer.Restorer.from_bundle(
       path, r.dtype.value, uncertainty=_UNCERTAINTY.value, engine=r.engine.value,
       tile=r.tile.value,
-      tile_overlap=r.tile_overlap.value, batch=r.batch.value, chunk=_CHUNK.value,
-      chunk_overlap=_CHUNK_OVERLAP.value)
+      tile_overlap=r.tile_overlap.value, batch=r.batch.value)
   print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'
                      if _BUNDLE.value else shipped.describe(info)), flush=True)
   options = dict(max_frames=_MAX_FRAMES.value, compare=_COMPARE.value,

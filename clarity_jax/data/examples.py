@@ -51,18 +51,6 @@ Spec = tuple[tuple[int, ...], np.dtype]
 _TINY = np.finfo(np.float32).tiny  # the smallest normal float32
 
 
-def every_frame(config: ml_collections.ConfigDict) -> bool:
-  """Whether every frame of a training window is a target (the recurrent network's
-  clips, models/recurrent.py), not only its centre."""
-  return config.model.get('propagation', 'window') == 'recurrent'
-
-
-def uses_next_window(config: ml_collections.ConfigDict) -> bool:
-  """Whether examples carry the next window for the temporal loss: the window
-  network's; the recurrent one compares consecutive frames of its own clip."""
-  return config.loss.temporal_weight > 0 and not every_frame(config)
-
-
 def window_spec(config: ml_collections.ConfigDict, temporal: bool) -> source_base.WindowSpec:
   """2K + 1 frames (2K + 2 with the next window), HR crop s * c, origin aligned to s."""
   frames = 2 * config.num_neighbors + 1 + int(temporal)
@@ -102,13 +90,6 @@ def degrade_on(config: ml_collections.ConfigDict) -> str:
   value = config.degradation.get('where', 'host')
   if value not in WHERE:
     raise errors.ConfigError(f'config.degradation.where: {value!r} is not one of {WHERE}')
-  if every_frame(config):
-    # The device path degrades and returns one target per window (on_device/).
-    if value == 'device':
-      raise errors.ConfigError("config.degradation.where: 'device' has no clips with every "
-                               "frame a target (config.model.propagation='recurrent'); use "
-                               "'host' or 'auto'")
-    return 'host'
   if value == 'auto':
     return 'host' if jax.default_backend() == 'cpu' else 'device'
   return value
@@ -170,7 +151,6 @@ class ExampleMaker:
   temporal: bool
   device: bool = False
   camera: bool = False
-  every_frame: bool = False  # 'hr' holds every frame of the window (recurrent clips)
 
   @property
   def keys(self) -> tuple[str, ...]:
@@ -180,7 +160,7 @@ class ExampleMaker:
   def spec(self) -> dict[str, Spec]:
     """(shape, dtype) of every key of an example, in order: what tf.data declares."""
     return _spec(self.source.spec, self.num_neighbors, self.scale, self.temporal,
-                 self.device, self.degradation, self.camera, self.every_frame)
+                 self.device, self.degradation, self.camera)
 
   def rngs(self, index: int) -> tuple[np.random.Generator, ...]:
     """(source, augmentation, degradation) generators of example `index`.
@@ -206,7 +186,7 @@ class ExampleMaker:
       # The same transform: a fresh augmentation stream draws the same numbers.
       captured = augment_window(captured, self.rngs(index)[1]) if rendered else hr
     k, t = self.num_neighbors, 2 * self.num_neighbors + 1
-    example = {'hr': hr[:t] if self.every_frame else hr[k]}
+    example = {'hr': hr[k]}
     if self.temporal:
       example['hr_next'] = hr[k + 1]
     if not self.device:
@@ -284,13 +264,12 @@ def _rolling(degradation: Any) -> bool:
 
 
 def _spec(window: source_base.WindowSpec, num_neighbors: int, scale: int, temporal: bool,
-          device: bool, degradation: Any, camera: bool = False,
-          every_frame: bool = False) -> dict[str, Spec]:
+          device: bool, degradation: Any, camera: bool = False) -> dict[str, Spec]:
   """The keys of an example and their (shape, dtype); see ExampleMaker."""
   f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
   t, hr_side = 2 * num_neighbors + 1, window.crop
   lq = ((t, hr_side // scale, hr_side // scale, 3), f32)
-  hr = (((t,) if every_frame else ()) + (hr_side, hr_side, 3), f32)
+  hr = ((hr_side, hr_side, 3), f32)
   if not device:
     return {'lq': lq, 'hr': hr, **({'lq_next': lq, 'hr_next': hr} if temporal else {})}
   frames = window.num_frames
@@ -316,21 +295,20 @@ def _spec(window: source_base.WindowSpec, num_neighbors: int, scale: int, tempor
 def example_spec(config: ml_collections.ConfigDict) -> dict[str, Spec]:
   """(shape, dtype) of every key of a training example, from the config alone (no
   source is opened): what the train step is compiled for."""
-  temporal = uses_next_window(config)
+  temporal = config.loss.temporal_weight > 0
   device = degrade_on(config) == 'device'
   return _spec(window_spec(config, temporal), config.num_neighbors, config.scale, temporal,
-               device, config.degradation, device_camera(config), every_frame(config))
+               device, config.degradation, device_camera(config))
 
 
 def train_maker(config: ml_collections.ConfigDict) -> ExampleMaker:
   """The training examples: config.seed, augmentation, the temporal window if needed."""
-  temporal = uses_next_window(config)
+  temporal = config.loss.temporal_weight > 0
   return ExampleMaker(sources.make_source(config, window_spec(config, temporal)),
                       seed=config.seed, num_neighbors=config.num_neighbors,
                       scale=config.scale, degradation=config.degradation,
                       augment=config.data.augment, temporal=temporal,
-                      device=degrade_on(config) == 'device', camera=device_camera(config),
-                      every_frame=every_frame(config))
+                      device=degrade_on(config) == 'device', camera=device_camera(config))
 
 
 def device_camera(config: ml_collections.ConfigDict) -> bool:

@@ -103,7 +103,6 @@ def _workdir_stage(path: str, **restorer_kw: Any
   restorer = restorer_lib.Restorer(state_lib.model_graphdef(config), params,
                                    scale=config.scale, num_neighbors=config.num_neighbors,
                                    uncertainty=config.model.get('uncertainty', False),
-                                   recurrent=config.model.get('propagation') == 'recurrent',
                                    **restorer_kw)
   return restorer, {'workdir': path, 'variant': config.model.variant,
                     'scale': config.scale, 'num_neighbors': config.num_neighbors,

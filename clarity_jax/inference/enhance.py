@@ -131,8 +131,6 @@ def _job(restorer: restorer_lib.Restorer, source: readers.MediaInput,
          'batch': restorer.batch, 'max_frames': max_frames}
   if restorer.engine is not None:  # absent for JAX: jobs written before engines resume
     job['engine'] = restorer.engine.name
-  if restorer.recurrent:
-    job.update(chunk=restorer.chunk, chunk_overlap=restorer.chunk_overlap)
   return job
 
 

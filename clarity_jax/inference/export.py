@@ -46,9 +46,6 @@ def export(workdir: str | os.PathLike | None, output: str | os.PathLike,
   else:
     params, config, step, weights = checkpoints.restore_params(workdir, step)
     spec = bundle.ModelSpec.from_config(config)
-  if spec.recurrent and formats:
-    raise bundle.BundleError('--format', f'{",".join(formats)}: a recurrent model exports '
-                             'as a bundle only, for --engine=jax (no graph of its clips yet)')
   writers: list[Callable[[Path, str], dict[str, Any]]] = []
   if 'saved_model' in formats:
     writers.append(saved_model.saved_model_extras(spec, params))

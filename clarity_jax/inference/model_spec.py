@@ -1,5 +1,5 @@
 """What fixes a trained network's structure: variant, scale, K, the ablation
-switches, the uncertainty head and the propagation (window or recurrent), read from a training config or from a
+switches and the uncertainty head, read from a training config or from a
 bundle's bundle.json."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from clarity_jax.models import claritynet
 
 MAX_NUM_NEIGHBORS = 8  # a hostile bundle.json must not ask for million-frame windows
 _ALLOWED = {'variant': claritynet.VARIANTS, 'scale': (1, 2, 4),
-            'num_neighbors': range(MAX_NUM_NEIGHBORS + 1),
-            'propagation': claritynet.PROPAGATIONS}
+            'num_neighbors': range(MAX_NUM_NEIGHBORS + 1)}
 
 
 class FieldError(ValueError):
@@ -30,7 +29,6 @@ class ModelSpec:
   use_alignment: bool = True
   use_attention: bool = True
   uncertainty: bool = False  # the per-pixel error-scale head (absent before it existed)
-  propagation: str = 'window'  # or 'recurrent' (models/recurrent.py)
 
   @classmethod
   def from_config(cls, config: Any) -> 'ModelSpec':
@@ -38,8 +36,7 @@ class ModelSpec:
                num_neighbors=int(config.num_neighbors),
                use_alignment=bool(config.model.use_alignment),
                use_attention=bool(config.model.use_attention),
-               uncertainty=bool(config.model.get('uncertainty', False)),
-               propagation=str(config.model.get('propagation', 'window')))
+               uncertainty=bool(config.model.get('uncertainty', False)))
 
   @classmethod
   def from_json(cls, model: dict[str, Any]) -> 'ModelSpec':
@@ -60,13 +57,8 @@ class ModelSpec:
   def num_frames(self) -> int:
     return 2 * self.num_neighbors + 1
 
-  @property
-  def recurrent(self) -> bool:
-    return self.propagation == 'recurrent'
-
   def create(self, dtype: str = 'float32', seed: int = 0) -> claritynet.ClarityNetSR:
     return claritynet.create_model(
         self.variant, scale=self.scale, num_neighbors=self.num_neighbors,
         use_alignment=self.use_alignment, use_attention=self.use_attention,
-        uncertainty=self.uncertainty, propagation=self.propagation, dtype=dtype,
-        rngs=nnx.Rngs(seed))
+        uncertainty=self.uncertainty, dtype=dtype, rngs=nnx.Rngs(seed))

@@ -5,8 +5,6 @@ How a frame of any length of video and any size is restored:
     frames 2,1,0,1,2 for K=2), so the output has exactly as many frames as the
     input; only a ring buffer of 2K+1 decoded frames is kept, so memory does not
     grow with the video's length (frames are read, restored and written as they go);
-    a recurrent network restores chunks of `chunk` frames that overlap by
-    `chunk_overlap` frames of context on each side (media/temporal.clip_chunks);
   - space: overlapping tiles of `tile` LQ pixels, all of the same shape (the last
     row and column of tiles are shifted back inside the frame rather than padded),
     so jit compiles once per video; tiles are cross-faded with raised-cosine
@@ -104,12 +102,9 @@ def _restore_tiles(params: Any, lq: jax.Array, *, graphdef: nnx.GraphDef,
   the compiled programs."""
   model = nnx.merge(graphdef, params)
   if not uncertainty:
-    out = jnp.clip(model(lq), 0.0, 1.0)
-  else:
-    restored, scale = model.with_uncertainty(lq)
-    out = jnp.concatenate([jnp.clip(restored, 0.0, 1.0), scale[..., None]], axis=-1)
-  # A recurrent network's clips [B, T, ...]: every frame is an output.
-  return out.reshape(-1, *out.shape[-3:])
+    return jnp.clip(model(lq), 0.0, 1.0)
+  restored, scale = model.with_uncertainty(lq)
+  return jnp.concatenate([jnp.clip(restored, 0.0, 1.0), scale[..., None]], axis=-1)
 
 
 class Restorer:
@@ -122,30 +117,16 @@ class Restorer:
   two 1-D normalisers instead of a full-frame weight map.
   """
 
-  # A recurrent network's chunks: frames per call, and frames of context on each
-  # side of the ones a chunk keeps (docs/baselines.md measures what they change).
-  CHUNK, CHUNK_OVERLAP = 24, 4
-
   def __init__(self, graphdef: nnx.GraphDef, params: Any, *, scale: int,
                num_neighbors: int, tile: int = 256, tile_overlap: int = 16, batch: int = 4,
-               uncertainty: bool = False, engine: engines.Engine | None = None,
-               recurrent: bool = False, chunk: int | None = None,
-               chunk_overlap: int | None = None):
-    chunk = self.CHUNK if chunk is None else chunk
-    chunk_overlap = self.CHUNK_OVERLAP if chunk_overlap is None else chunk_overlap
+               uncertainty: bool = False, engine: engines.Engine | None = None):
     if tile and not 2 * tile_overlap < tile:
       raise EnhanceError(f'--tile_overlap: {tile_overlap} must be less than half of '
                          f'--tile ({tile})')
     if batch < 1:
       raise EnhanceError(f'--batch: must be >= 1, got {batch}')
-    if recurrent and not 0 <= 2 * chunk_overlap < chunk:
-      raise EnhanceError(f'--chunk_overlap: {chunk_overlap} must be less than half of '
-                         f'--chunk ({chunk})')
     self.scale, self.num_neighbors = scale, num_neighbors
-    # A recurrent network restores one chunk of frames per call, every frame an output.
-    self.recurrent, self.chunk, self.chunk_overlap = recurrent, chunk, chunk_overlap
-    self.tile, self.tile_overlap = tile, tile_overlap
-    self.batch = 1 if recurrent else batch
+    self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
     self.graphdef = graphdef
     self.uncertainty = uncertainty  # also restore the head's error-scale maps
     self.params = jax.device_put(params)
@@ -169,10 +150,6 @@ class Restorer:
     if engine == 'jax' and dtype == 'int8':
       raise EnhanceError('--dtype', "int8 runs on --engine=openvino, on the bundle's int8 "
                          'ONNX graph (export --int8_calibration)')
-    recurrent = bundle_lib.read_info(path).model.recurrent
-    if recurrent and engine != 'jax':
-      raise EnhanceError('--engine', f'{path} holds a recurrent model, which runs on '
-                         '--engine=jax only (no ONNX graph of it is exported)')
     graphdef, params, info = bundle_lib.load_params(path, 'float32' if engine != 'jax'
                                                     else dtype)
     runtime = (None if engine == 'jax' else
@@ -180,7 +157,7 @@ class Restorer:
                                   precision=dtype, threads=threads))
     return cls(graphdef, params, scale=info.model.scale,
                num_neighbors=info.model.num_neighbors, uncertainty=uncertainty,
-               engine=runtime, recurrent=recurrent, **kwargs), info
+               engine=runtime, **kwargs), info
 
   def tile_shape(self, h: int, w: int) -> tuple[int, int]:
     return (min(self.tile, h), min(self.tile, w)) if self.tile else (h, w)
@@ -189,8 +166,7 @@ class Restorer:
                ) -> list[np.ndarray]:
     """Restores up to `batch` windows (each 2K+1 float [h, w, 3] frames in [0, 1],
     e.g. a [n, 2K+1, h, w, 3] array) -> n [s h, s w, 3] frames: float32 in [0, 1],
-    or with `uint8` rounded to uint8, a quarter of the memory (what files hold).
-    A recurrent restorer takes one clip of any length and restores its every frame."""
+    or with `uint8` rounded to uint8, a quarter of the memory (what files hold)."""
     return self.frames_and_maps(windows, uint8)[0]
 
   def frames_and_maps(self, windows: Sequence[Sequence[np.ndarray]], uint8: bool = False
@@ -205,12 +181,9 @@ class Restorer:
     """
     n, t = len(windows), len(windows[0])
     h, w = windows[0][0].shape[:2]
-    if self.recurrent and n != 1:
-      raise ValueError(f'Restorer: a recurrent model restores one clip at a time, got {n}')
-    if not self.recurrent and (not 0 < n <= self.batch or t != 2 * self.num_neighbors + 1):
+    if not 0 < n <= self.batch or t != 2 * self.num_neighbors + 1:
       raise ValueError(f'Restorer: want 1..{self.batch} windows of '
                        f'{2 * self.num_neighbors + 1} frames, got {n} of {t}')
-    outputs = n * t if self.recurrent else n
     # A short last batch repeats its last window: the same shape, no recompilation.
     padded = list(windows) + [windows[-1]] * (self.batch - n)
     th, tw = self.tile_shape(h, w)
@@ -220,9 +193,8 @@ class Restorer:
     (ys, ramps_y, norm_y), (xs, ramps_x, norm_x) = self._weights[(h, w)]
     size = (self.scale * h, self.scale * w)
     band = _Band([np.empty(size + (3,), np.uint8 if uint8 else np.float32)
-                  for _ in range(outputs)],
-                 [np.empty(size, np.float32) for _ in range(outputs)]
-                 if self.uncertainty else None,
+                  for _ in range(n)],
+                 [np.empty(size, np.float32) for _ in range(n)] if self.uncertainty else None,
                  self.scale * th, norm_y, norm_x)
     pending = collections.deque()
     for (y, ry), (x, rx) in itertools.product(zip(ys, ramps_y), zip(xs, ramps_x)):
@@ -299,11 +271,8 @@ def enhance_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
   """(LQ frame, restored frame, error-scale map or None) for every input frame from
   `start` on, in order, streaming (restored frames in uint8 with `uint8`; maps with
   restorer.uncertainty). Earlier frames are read (they are the first windows'
-  neighbours, or a chunk's context) but not restored: a resumed job gives the
-  frames an uninterrupted one would."""
-  if restorer.recurrent:
-    yield from _enhance_clip(restorer, frames, start, uint8)
-    return
+  neighbours) but not restored: a resumed job gives the frames an uninterrupted
+  one would."""
   k = restorer.num_neighbors
 
   def run(batch):
@@ -320,19 +289,6 @@ def enhance_frames_and_maps(restorer: Restorer, frames: Iterable[np.ndarray],
       batch = []
   if batch:
     yield from run(batch)
-
-
-def _enhance_clip(restorer: Restorer, frames: Iterable[np.ndarray], start: int,
-                  uint8: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-  """enhance_frames_and_maps for a recurrent network: chunk by chunk, the same
-  chunks whatever `start` (those with nothing left to restore are not run)."""
-  for first, chunk, keep_from, keep_to in temporal.clip_chunks(
-      frames, restorer.chunk, restorer.chunk_overlap):
-    if keep_to <= start:
-      continue
-    restored, maps = restorer.frames_and_maps([chunk], uint8)
-    for i in range(max(keep_from, start), keep_to):
-      yield chunk[i - first], restored[i - first], None if maps is None else maps[i - first]
 
 
 def enhance_frames(restorer: Restorer, frames: Iterable[np.ndarray], start: int = 0,

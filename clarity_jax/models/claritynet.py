@@ -27,17 +27,18 @@ regenerate with `python docs/variants_table.py`):
 """
 
 import math
+import numbers
 from typing import Any
 
+import dm_pix
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from clarity_jax import errors
-from clarity_jax.models import blocks
+from clarity_jax.models import bicubic
 from clarity_jax.models import flow as flow_lib
 from clarity_jax.models import fusion as fusion_lib
-from clarity_jax.models import recurrent
 from clarity_jax.models import resample
 
 # Size hyper-parameters of each variant: keyword arguments of ClarityNetSR.
@@ -55,7 +56,128 @@ VARIANTS: dict[str, dict[str, int]] = {
                  decoder_blocks=12, flow_features=32, flow_levels=4),
 }
 
+_SCALES = (1, 2, 4)
 _DTYPES = ('float32', 'bfloat16', 'float16')
+# BasicSR's ResidualBlockNoBN initialisation: residual branches start at 0.1 of
+# the default scale, so a deep stack starts near the identity and trains stably
+# without normalisation layers.
+_RESIDUAL_INIT = nnx.initializers.variance_scaling(0.01, 'fan_in',
+                                                   'truncated_normal')
+
+
+# The uncertainty head's scale b (in [0, 1] image units) starts near 3/255, a
+# typical restoration error, and never goes below a tenth of a grey level, where
+# |e| / b would overflow on a perfect pixel.
+UNCERTAINTY_INIT = 3.0 / 255.0
+UNCERTAINTY_FLOOR = 0.1 / 255.0
+
+
+def _lrelu(x: jax.Array) -> jax.Array:
+  return nnx.leaky_relu(x, 0.1)
+
+
+class ResidualBlock(nnx.Module):
+  """x + conv(lrelu(conv(x))), no normalisation (as EDSR / BasicSR)."""
+
+  def __init__(self, features: int, *, dtype: jnp.dtype,
+               param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(features, features, (3, 3), dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+    self.conv2 = nnx.Conv(features, features, (3, 3), dtype=dtype,
+                          param_dtype=param_dtype, kernel_init=_RESIDUAL_INIT,
+                          rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x + self.conv2(_lrelu(self.conv1(x)))
+
+
+class Encoder(nnx.Module):
+  """E (eq. 4): one shared feature extractor for every aligned frame."""
+
+  def __init__(self, features: int, num_blocks: int, *, dtype: jnp.dtype,
+               param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    self.conv_in = nnx.Conv(3, features, (3, 3), dtype=dtype,
+                            param_dtype=param_dtype, rngs=rngs)
+    self.blocks = nnx.List([
+        ResidualBlock(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        for _ in range(num_blocks)])
+
+  def __call__(self, frames: jax.Array) -> jax.Array:
+    """frames [N, h, w, 3] in [0, 1] -> features [N, h, w, C]."""
+    x = _lrelu(self.conv_in(frames - 0.5))
+    for block in self.blocks:
+      x = block(x)
+    return x
+
+
+class Decoder(nnx.Module):
+  """G (eq. 6): reconstruction at LR, then sub-pixel upsampling to scale s.
+
+  One conv to 3 s^2 channels and a depth-to-space (ESPCN): the HR image costs no
+  convolution at HR resolution, which would cost s^2 times an LR one.
+  """
+
+  def __init__(self, in_features: int, features: int, num_blocks: int,
+               scale: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype,
+               rngs: nnx.Rngs):
+    conv = lambda i, o: nnx.Conv(i, o, (3, 3), dtype=dtype,
+                                 param_dtype=param_dtype, rngs=rngs)
+    self.scale = scale
+    self.conv_in = conv(in_features, features)
+    self.blocks = nnx.List([
+        ResidualBlock(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        for _ in range(num_blocks)])
+    self.conv_body = conv(features, features)
+    self.conv_out = conv(features, 3 * scale * scale)
+
+  def features(self, fused: jax.Array) -> jax.Array:
+    """fused [B, h, w, C] -> the last LR features [B, h, w, F], before upsampling."""
+    x = self.conv_in(fused)
+    y = x
+    for block in self.blocks:
+      y = block(y)
+    return _lrelu(self.conv_body(y) + x)
+
+  def upsample(self, features: jax.Array) -> jax.Array:
+    """Last features -> residual image [B, s h, s w, 3] (computation dtype)."""
+    return dm_pix.depth_to_space(self.conv_out(features), self.scale)
+
+  def __call__(self, fused: jax.Array) -> jax.Array:
+    return self.upsample(self.features(fused))
+
+
+class UncertaintyHead(nnx.Module):
+  """U: the Laplace scale b of each output pixel's error, from G's last features.
+
+  A sub-pixel head of its own at LR: a 1x1 conv to a quarter of the features, then a
+  3x3 conv to s x s scales and depth-to-space. Narrow on purpose: about 1% of the
+  small model's FLOPs (a first 3x3 conv to half the features cost far more CPU
+  time; docs/performance.md). Its input is held fixed (stop_gradient):
+  training it never changes the restoration, and it can be added to a trained,
+  frozen restorer. b is shared by the three colours: it estimates the mean
+  absolute error over RGB, the quantity the Charbonnier loss measures.
+  """
+
+  def __init__(self, in_features: int, scale: int, *, dtype: jnp.dtype,
+               param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    hidden = max(in_features // 4, 8)
+    self.scale = scale
+    self.conv_in = nnx.Conv(in_features, hidden, (1, 1), dtype=dtype,
+                            param_dtype=param_dtype, rngs=rngs)
+    # softplus(bias) = UNCERTAINTY_INIT - floor: every pixel starts at a plausible
+    # scale, and small kernels keep it there until the head has learnt something.
+    bias = math.log(math.expm1(UNCERTAINTY_INIT - UNCERTAINTY_FLOOR))
+    self.conv_out = nnx.Conv(hidden, scale * scale, (3, 3), dtype=dtype,
+                             param_dtype=param_dtype, kernel_init=_RESIDUAL_INIT,
+                             bias_init=nnx.initializers.constant(bias), rngs=rngs)
+
+  def __call__(self, features: jax.Array) -> jax.Array:
+    """features [B, h, w, F] -> b [B, s h, s w] float32, >= UNCERTAINTY_FLOOR."""
+    x = _lrelu(self.conv_in(jax.lax.stop_gradient(features)))
+    raw = dm_pix.depth_to_space(self.conv_out(x), self.scale)[..., 0]
+    return jax.nn.softplus(raw.astype(jnp.float32)) + UNCERTAINTY_FLOOR
+
+
 class ClarityNetSR(nnx.Module):
   """Flow-guided alignment, attention fusion and a joint deblur-SR decoder.
 
@@ -65,15 +187,13 @@ class ClarityNetSR(nnx.Module):
   half resolution, and the flow pyramid's 2**levels) and the output cropped back.
   """
 
-  propagation = 'window'  # recurrent.py's network says 'recurrent'
-
   def __init__(self, *, scale: int, num_neighbors: int, encoder_features: int,
                encoder_blocks: int, decoder_features: int, decoder_blocks: int,
                flow_features: int, flow_levels: int, use_alignment: bool = True,
                use_attention: bool = True, uncertainty: bool = False,
                dtype: jnp.dtype = jnp.float32, param_dtype: jnp.dtype = jnp.float32,
                rngs: nnx.Rngs):
-    blocks.check_task(scale, num_neighbors)
+    _check_task(scale, num_neighbors)
     self.scale = int(scale)
     self.num_neighbors = int(num_neighbors)
     self.num_frames = 2 * self.num_neighbors + 1
@@ -87,13 +207,14 @@ class ClarityNetSR(nnx.Module):
     # multiple: every stage runs on the same padded frame, so a frame edge-padded to
     # this multiple beforehand (an exported graph's input) restores exactly the same.
     self.pad_multiple = math.lcm(2, self.flow.multiple if self.flow is not None else 1)
-    self.encoder = blocks.Encoder(encoder_features, encoder_blocks, **kw)
-    self.fusion = fusion_lib.create(encoder_features, use_attention, **kw)
-    self.decoder = blocks.Decoder(encoder_features, decoder_features, decoder_blocks,
-                                  self.scale, **kw)
+    self.encoder = Encoder(encoder_features, encoder_blocks, **kw)
+    self.fusion = (fusion_lib.AttentionFusion(encoder_features, **kw)
+                   if use_attention else fusion_lib.MeanFusion(encoder_features, **kw))
+    self.decoder = Decoder(encoder_features, decoder_features, decoder_blocks,
+                           self.scale, **kw)
     # Created last, so the restorer's parameters draw the same random numbers with
     # and without it: the same seed gives the same restorer.
-    self.uncertainty_head = (blocks.UncertaintyHead(decoder_features, self.scale, **kw)
+    self.uncertainty_head = (UncertaintyHead(decoder_features, self.scale, **kw)
                              if uncertainty else None)
 
   def pad(self, lq: jax.Array) -> jax.Array:
@@ -107,7 +228,11 @@ class ClarityNetSR(nnx.Module):
       raise ValueError(
           f'ClarityNetSR(K={self.num_neighbors}): want lq [B, {self.num_frames}, '
           f'h, w, 3], got {tuple(lq.shape)}')
-    return resample.edge_pad_frames(lq.astype(jnp.float32), self.pad_multiple)
+    b, t, h, w, c = lq.shape
+    m = self.pad_multiple
+    padded = resample.edge_pad(lq.astype(jnp.float32).reshape(b * t, h, w, c),
+                               (0, -h % m), (0, -w % m))
+    return padded.reshape(b, t, *padded.shape[1:])
 
   def align(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """W (eq. 3): padded lq [B, T, H, W, 3] -> (aligned frames, flows [.., 2])."""
@@ -138,7 +263,7 @@ class ClarityNetSR(nnx.Module):
       features = self.decoder.features(fused)
       residual = flow_lib.crop(self.decoder.upsample(features), hh, ww)
     with jax.named_scope('skip'):
-      skip = blocks.upsample_reference(lq, self.num_neighbors, self.scale)
+      skip = upsample_reference(lq, self.num_neighbors, self.scale)
     restored = skip + residual.astype(jnp.float32)
     if not with_uncertainty:
       return restored
@@ -169,6 +294,19 @@ class ClarityNetSR(nnx.Module):
     return self.decode(self._fused(lq), lq, with_uncertainty=True)
 
 
+def upsample_reference(lq: jax.Array, ref_index: int, scale: int) -> jax.Array:
+  """The global skip: the reference frame, bicubic-upsampled (bicubic.py), in float32."""
+  return bicubic.upsample(lq[:, ref_index], scale)
+
+
+def _check_task(scale: int, num_neighbors: int) -> None:
+  if not isinstance(scale, numbers.Integral) or scale not in _SCALES:
+    raise ValueError(f'ClarityNetSR: scale must be one of {_SCALES}, got {scale!r}')
+  if not isinstance(num_neighbors, numbers.Integral) or num_neighbors < 0:
+    raise ValueError(
+        f'ClarityNetSR: num_neighbors (K) must be an int >= 0, got {num_neighbors!r}')
+
+
 def _as_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
   name = jnp.dtype(dtype).name if not isinstance(dtype, str) else dtype
   if name not in _DTYPES:
@@ -176,37 +314,24 @@ def _as_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
   return jnp.dtype(name)
 
 
-PROPAGATIONS = ('window', 'recurrent')
-# Residual blocks of each direction's propagation step (recurrent.py), per variant.
-PROPAGATION_BLOCKS = {'tiny': 1, 'small': 1, 'base': 2}
-
-
 def create_model(variant: str, *, scale: int, num_neighbors: int,
                  use_alignment: bool = True, use_attention: bool = True,
                  uncertainty: bool = False, dtype: str | jnp.dtype = 'float32',
-                 propagation: str = 'window', rngs: nnx.Rngs
-                 ) -> 'ClarityNetSR | recurrent.RecurrentClarityNetSR':
-  """The factory: a named size from VARIANTS, run as a window of 2K+1 frames
-  (`propagation='window'`, the paper's network) or recurrently along the clip
-  (recurrent.py); parameters always in float32."""
+                 rngs: nnx.Rngs) -> ClarityNetSR:
+  """The factory: a named size from VARIANTS, parameters always in float32."""
   if variant not in VARIANTS:
     raise ValueError(
         f'ClarityNetSR: unknown variant {variant!r}; choose from {sorted(VARIANTS)}')
-  if propagation not in PROPAGATIONS:
-    raise ValueError(f'ClarityNetSR: propagation must be one of {PROPAGATIONS}, '
-                     f'got {propagation!r}')
-  blocks.check_task(scale, num_neighbors)
-  kw = dict(scale=scale, num_neighbors=num_neighbors, use_alignment=use_alignment,
-            use_attention=use_attention, uncertainty=uncertainty, dtype=_as_dtype(dtype),
-            param_dtype=jnp.float32, rngs=rngs, **VARIANTS[variant])
-  if propagation == 'recurrent':
-    return recurrent.RecurrentClarityNetSR(
-        propagation_blocks=PROPAGATION_BLOCKS[variant], **kw)
-  return ClarityNetSR(**kw)
+  _check_task(scale, num_neighbors)
+  return ClarityNetSR(scale=scale, num_neighbors=num_neighbors,
+                      use_alignment=use_alignment, use_attention=use_attention,
+                      uncertainty=uncertainty, dtype=_as_dtype(dtype),
+                      param_dtype=jnp.float32,
+                      rngs=rngs, **VARIANTS[variant])
 
 
 def model_from_config(config: Any, rngs: nnx.Rngs, *, dtype: str | None = None
-                      ) -> 'ClarityNetSR | recurrent.RecurrentClarityNetSR':
+                      ) -> ClarityNetSR:
   """The model a configs/default.py ConfigDict asks for; `dtype` overrides the
   config's computation dtype (the benchmark times both)."""
   if config.model.variant not in VARIANTS:  # the user's field: one line, not a traceback
@@ -217,7 +342,6 @@ def model_from_config(config: Any, rngs: nnx.Rngs, *, dtype: str | None = None
                       use_alignment=config.model.use_alignment,
                       use_attention=config.model.use_attention,
                       uncertainty=config.model.get('uncertainty', False),
-                      propagation=config.model.get('propagation', 'window'),
                       dtype=config.model.dtype if dtype is None else dtype, rngs=rngs)
 
 
@@ -228,11 +352,8 @@ def count_params(model: nnx.Module) -> int:
 
 def measure_cost(variant: str, h: int = 180, w: int = 320, scale: int = 4,
                  num_neighbors: int = 2, dtype: str = 'float32',
-                 batch: int = 1, propagation: str = 'window',
-                 clip: int = 16) -> dict[str, Any]:
-  """Parameters and XLA-counted FLOPs per output frame (nothing is run): of one
-  forward pass of the window, or of a `clip`-frame chunk over its frames for the
-  recurrent network.
+                 batch: int = 1) -> dict[str, Any]:
+  """Parameters and XLA-counted FLOPs of one forward pass (nothing is run).
 
   The FLOPs come from the compiled program's cost analysis on the default
   backend, so they count what XLA will execute (convs, resizes, softmax), not a
@@ -241,20 +362,18 @@ def measure_cost(variant: str, h: int = 180, w: int = 320, scale: int = 4,
   # Abstract parameters: shapes are all that compiling needs.
   model = nnx.eval_shape(lambda: create_model(
       variant, scale=scale, num_neighbors=num_neighbors, dtype=dtype,
-      propagation=propagation, rngs=nnx.Rngs(0)))
+      rngs=nnx.Rngs(0)))
   graphdef, params = nnx.split(model)
 
   def forward(p: nnx.State, x: jax.Array) -> jax.Array:
     return nnx.merge(graphdef, p)(x)
 
-  frames = clip if propagation == 'recurrent' else 2 * num_neighbors + 1
-  outputs = clip if propagation == 'recurrent' else 1
-  lq = jax.ShapeDtypeStruct((batch, frames, h, w, 3), jnp.float32)
+  lq = jax.ShapeDtypeStruct((batch, 2 * num_neighbors + 1, h, w, 3), jnp.float32)
   compiled = jax.jit(forward).lower(params, lq).compile()
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # older jax: one dict per device program
     cost = cost[0]
   return dict(variant=variant, params=count_params(model),
-              gflops=float(cost['flops']) / 1e9 / outputs, input_hw=(h, w), scale=scale,
-              num_neighbors=num_neighbors, batch=batch, propagation=propagation,
+              gflops=float(cost['flops']) / 1e9, input_hw=(h, w), scale=scale,
+              num_neighbors=num_neighbors, batch=batch,
               backend=jax.default_backend())

@@ -132,10 +132,5 @@ class MeanFusion(nnx.Module):
     return merged, weights
 
 
-def create(features: int, use_attention: bool, **kw) -> 'AttentionFusion | MeanFusion':
-  """Phi, or its ablation (use_attention=False): the plain mean."""
-  return AttentionFusion(features, **kw) if use_attention else MeanFusion(features, **kw)
-
-
 def _merge(conv: nnx.Conv, ref: jax.Array, pooled: jax.Array) -> jax.Array:
   return nnx.leaky_relu(conv(jnp.concatenate([ref, pooled], axis=-1)), 0.1)

@@ -43,10 +43,3 @@ def edge_pad(x: jax.Array, rows: tuple[int, int], cols: tuple[int, int]) -> jax.
   if not any(rows) and not any(cols):
     return x
   return jnp.pad(x, ((0, 0), rows, cols, (0, 0)), mode='edge')
-
-
-def edge_pad_frames(frames: jax.Array, multiple: int) -> jax.Array:
-  """[B, T, h, w, C] -> h and w edge-padded after up to multiples of `multiple`."""
-  b, t, h, w, c = frames.shape
-  padded = edge_pad(frames.reshape(b * t, h, w, c), (0, -h % multiple), (0, -w % multiple))
-  return padded.reshape(b, t, *padded.shape[1:])

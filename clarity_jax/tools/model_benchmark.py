@@ -18,7 +18,6 @@ import jax
 import ml_collections
 
 from clarity_jax import sharding
-from clarity_jax.inference import restorer as restorer_lib
 from clarity_jax.models import claritynet
 from clarity_jax.tools import profiling
 from clarity_jax.tools.benchmark_settings import Settings
@@ -141,9 +140,7 @@ def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: S
   Returns (compiled, run, info) as train_program.
   """
   h, w, b = settings.height, settings.width, settings.batch
-  recurrent = config.model.get('propagation', 'window') == 'recurrent'
-  # A recurrent network restores chunks of the Restorer's length, every frame an output.
-  t = restorer_lib.Restorer.CHUNK if recurrent else 2 * config.num_neighbors + 1
+  t = 2 * config.num_neighbors + 1
   lq = jax.random.uniform(jax.random.key(0), (b, t, h, w, 3))
   model = claritynet.model_from_config(config, nnx.Rngs(0), dtype=dtype)
   graphdef, params = nnx.split(model)
@@ -151,9 +148,7 @@ def inference_program(config: ml_collections.ConfigDict, dtype: str, settings: S
   forward = ((lambda p, x: nnx.merge(graphdef, p).with_uncertainty(x)) if model.has_uncertainty
              else (lambda p, x: nnx.merge(graphdef, p)(x)))
   compiled = jax.jit(forward).lower(params, lq).compile()
-  info = {'variant': config.model.variant, 'dtype': dtype,
-          'batch': b * t if recurrent else b,  # frames restored per call
-          'propagation': config.model.get('propagation', 'window'),
+  info = {'variant': config.model.variant, 'dtype': dtype, 'batch': b,
           'uncertainty': model.has_uncertainty,
           'K': config.num_neighbors, 'scale': config.scale, 'input': [h, w],
           'output': [config.scale * h, config.scale * w]}

@@ -149,9 +149,8 @@ def _restore_or_init(config, ckpt: checkpoints.Checkpointer, mesh,
       raise errors.ConfigError(
           f'config.{field}: {config[field]} differs from {saved[field]} in the checkpoint '
           f'under {ckpt.directory}; use a new --workdir')
-  for field, default in (('variant', None), ('uncertainty', False),
-                         ('propagation', 'window')):
-    had, has = saved.model.get(field, default), config.model.get(field, default)
+  for field in ('variant', 'uncertainty'):
+    had, has = saved.model.get(field, False), config.model.get(field, False)
     if had != has:
       raise errors.ConfigError(
           f'config.model.{field}: {has} differs from {had} in the checkpoint under '

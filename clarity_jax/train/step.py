@@ -73,12 +73,7 @@ def _restorer_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
   lc = config.loss
   hr = batch['hr']
   if lc.temporal_weight > 0:
-    if out.ndim == 5:  # a recurrent clip: consecutive frames of its own output
-      pairs = (out[:, :-1], out[:, 1:], hr[:, :-1], hr[:, 1:])
-    else:
-      pairs = (out, apply_model(graphdef, params, batch['lq_next']), hr, batch['hr_next'])
-  # Every frame of a clip [B, T, ...] is an image of the loss.
-  out, hr = (x.reshape(-1, *x.shape[2:]) if x.ndim == 5 else x for x in (out, hr))
+    out_next = apply_model(graphdef, params, batch['lq_next'])
   with jax.named_scope('loss'):  # a stage of the profile (clarity_jax.profiling)
     terms = {
         'charbonnier': losses.charbonnier(out, hr, lc.charbonnier_eps),
@@ -89,7 +84,8 @@ def _restorer_losses(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
       terms['perceptual'] = perceptual(jax.lax.stop_gradient(vgg_params), out, hr)
       weights['perceptual'] = lc.perceptual_weight
     if lc.temporal_weight > 0:
-      terms['temporal'] = losses.temporal_loss(*pairs, lc.charbonnier_eps)
+      terms['temporal'] = losses.temporal_loss(out, out_next, hr, batch['hr_next'],
+                                               lc.charbonnier_eps)
       weights['temporal'] = lc.temporal_weight
     total = sum(weights[k] * terms[k] for k in terms)
   return total, terms
@@ -129,10 +125,7 @@ def eval_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
   """Sums over the batch of PSNR/SSIM (RGB quantised to [0, 255], `scale` pixels of
   border cropped) of the model and of bicubic upsampling, plus the images for pictures."""
   k = config.num_neighbors
-  out = apply_model(graphdef, params, batch['lq'])
-  if out.ndim == 5:  # a recurrent network restores the whole window: score its centre
-    out = out[:, k]
-  out = jnp.clip(out, 0.0, 1.0)
+  out = jnp.clip(apply_model(graphdef, params, batch['lq']), 0.0, 1.0)
   bicubic = jnp.clip(bicubic_lib.upsample(batch['lq'][:, k], config.scale), 0.0, 1.0)
   crop = config.scale
   return {

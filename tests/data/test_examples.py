@@ -141,34 +141,6 @@ def test_host_mode_keeps_its_keys(small):
   assert not host.device
 
 
-def test_recurrent_clips_have_every_frame_as_a_target_and_the_window_s_lq(small):
-  """The recurrent network's examples: the same LQ window as the window network's
-  (same seed, same draws), and 'hr' every HR frame of it, the centre among them;
-  no next window (its temporal loss compares its own frames)."""
-  window = small(**{'degradation.where': 'host', 'loss.temporal_weight': 0.0})
-  clip = small(**{'degradation.where': 'auto', 'model.propagation': 'recurrent'})
-  assert examples.degrade_on(clip) == 'host'
-  make_window, make_clip = examples.train_maker(window), examples.train_maker(clip)
-  assert make_clip.keys == ('lq', 'hr')
-  shapes = {k: shape for k, (shape, _) in examples.example_spec(clip).items()}
-  assert shapes == {'lq': (3, 8, 8, 3), 'hr': (3, 32, 32, 3)}
-  motion = []
-  for index in range(4):
-    a, b = make_window(index), make_clip(index)
-    np.testing.assert_array_equal(a['lq'], b['lq'])
-    assert b['hr'].shape == (3, 32, 32, 3)
-    np.testing.assert_array_equal(b['hr'][1], a['hr'])
-    motion.append(np.abs(b['hr'][0] - b['hr'][2]).max())
-  assert max(motion) > 0.05  # the targets are frames of moving clips, not one frame
-
-
-def test_recurrent_clips_are_not_degraded_on_the_device(small):
-  config = small(**{'degradation.where': 'device', 'model.propagation': 'recurrent'})
-  with pytest.raises(errors.ConfigError, match=r"^config.degradation.where: 'device' has no "
-                     'clips with every frame a target'):
-    examples.train_maker(config)
-
-
 def test_where_must_be_host_or_device(small):
   config = small(**{'degradation.where': 'gpu'})
   with pytest.raises(errors.ConfigError, match=r"^config.degradation.where: 'gpu'"):

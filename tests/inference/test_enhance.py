@@ -15,9 +15,7 @@ import pytest
 from clarity_jax.media import frames
 from clarity_jax.media import writers
 from clarity_jax.media import readers
-from clarity_jax.inference import bundle
 from clarity_jax.inference import enhance
-from clarity_jax.inference import export
 from clarity_jax.inference import restorer
 from clarity_jax.inference import uncertainty_map
 from clarity_jax.models import bicubic
@@ -342,22 +340,3 @@ def test_a_bad_shard_is_one_line(text):
 def test_parse_shard():
   assert enhance.parse_shard('3/8') == (3, 8) and enhance.parse_shard(' 0/1 ') == (0, 1)
 
-
-def test_a_recurrent_bundle_restores_real_footage(random_params, shared_data, tmp_path):
-  """A recurrent model's bundle through enhance: every frame of a real LQ clip in
-  chunks (the last one shifted back), written under its own name; ONNX export and
-  engines refuse it in one line."""
-  spec = bundle.ModelSpec('tiny', scale=2, num_neighbors=3, propagation='recurrent')
-  _, params = random_params(spec, seed=2)
-  path = tmp_path / 'recurrent'
-  bundle.save_bundle(path, spec, params, step=0)
-  r, _ = restorer.Restorer.from_bundle(path, tile=0, chunk=8, chunk_overlap=2)
-  street = shared_data / 'real_lq' / 'street_320x180'
-  summary = enhance.enhance(r, street, tmp_path / 'street', progress=False)
-  names = sorted(p.name for p in street.iterdir() if p.suffix == '.png')
-  assert summary.frames == summary.restored == len(names) == 21
-  assert sorted(_written(tmp_path / 'street')) == names
-  assert frames.read_image(tmp_path / 'street' / names[-1]).shape == (360, 640, 3)
-  with pytest.raises(bundle.BundleError, match=r'^--format: onnx: a recurrent model exports '
-                     'as a bundle only'):
-    export.export(None, tmp_path / 'onnx', formats=['onnx'], source_bundle=path)

@@ -66,7 +66,7 @@ def test_onnx_metadata_names_the_weights(onnx_bundle):
   assert meta['params_sha256'] == info.params_sha256
   assert json.loads(meta['model']) == {'variant': 'tiny', 'scale': 2, 'num_neighbors': 1,
                                        'use_alignment': True, 'use_attention': True,
-                                       'uncertainty': True, 'propagation': 'window'}
+                                       'uncertainty': True}
   assert (meta['scale'], meta['num_neighbors'], meta['size_multiple']) == ('2', '1', '4')
   assert bundle.read_info(out).extra['onnx']['graphs'] == [
       'align.onnx', 'restore.onnx', 'restore_aligned.onnx',

@@ -7,10 +7,8 @@ import chex
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from clarity_jax import files
-from clarity_jax.inference import bundle
 from clarity_jax.inference import restorer
 
 
@@ -173,62 +171,3 @@ def test_uncertainty_maps_leave_frames_unchanged_and_tile_seamlessly(
   rel = np.abs(np.stack(tiled_maps) - np.stack(maps)) / np.stack(maps)
   assert np.median(rel) < 1e-3 and rel.max() < 0.5
   assert tiny_model.restorer(tile=0).frames_and_maps(windows[:1])[1] is None
-
-
-# --------------------------------------------------------- recurrent clips
-
-
-@pytest.fixture(scope='module')
-def recurrent_model(random_params):
-  """A randomly initialised tiny recurrent network (x2, trained on 7-frame clips)."""
-  spec = bundle.ModelSpec('tiny', scale=2, num_neighbors=3, propagation='recurrent')
-  graphdef, params = random_params(spec, seed=1)
-  forward = jax.jit(lambda p, x: jax.numpy.clip(nnx.merge(graphdef, p)(x), 0, 1))
-  return graphdef, params, lambda clip: np.asarray(forward(params, np.stack(clip)[None]))[0]
-
-
-def test_a_recurrent_restorer_restores_each_frame_from_its_chunk(recurrent_model,
-                                                                 photo_windows):
-  """14 frames in chunks of 6 with 2 frames of context: the chunks [0, 6), [2, 8),
-  [4, 10), [6, 12) keep [0, 4), [4, 6), [6, 8), [8, 10), and the last is shifted back
-  to [8, 14), keeping [10, 14); each frame is the network's on its chunk. A resumed
-  job (start=5) gives the same frames from 5 on."""
-  graphdef, params, network = recurrent_model
-  clip = [w[1] for w in photo_windows(14, 40, 56)]
-  r = restorer.Restorer(graphdef, params, scale=2, num_neighbors=3, recurrent=True, tile=0,
-                        chunk=6, chunk_overlap=2)
-  assert r.batch == 1
-  got = list(restorer.enhance_frames(r, iter(clip)))
-  assert len(got) == 14
-  chunks = {0: 0, 1: 0, 2: 0, 3: 0, 4: 2, 5: 2, 6: 4, 7: 4, 8: 6, 9: 6,
-            10: 8, 11: 8, 12: 8, 13: 8}
-  restored = {first: network(clip[first:first + 6]) for first in set(chunks.values())}
-  for i, (lq, out) in enumerate(got):
-    np.testing.assert_array_equal(lq, clip[i])
-    np.testing.assert_allclose(out, restored[chunks[i]][i - chunks[i]], atol=1e-5)
-  resumed = [out for _, out in restorer.enhance_frames(r, iter(clip), start=5)]
-  np.testing.assert_array_equal(np.stack(resumed), np.stack([o for _, o in got[5:]]))
-
-
-def test_recurrent_tiles_carry_their_own_state_without_seams(recurrent_model, photo_windows,
-                                                             psnr):
-  graphdef, params, _ = recurrent_model
-  clip = [w[1] for w in photo_windows(6, 72, 100)]
-  make = lambda **kw: restorer.Restorer(graphdef, params, scale=2, num_neighbors=3,
-                                        recurrent=True, chunk=6, chunk_overlap=0,
-                                        **kw)
-  untiled = np.stack(make(tile=0)([clip]))
-  tiled = np.stack(make(tile=48, tile_overlap=16)([clip]))
-  assert psnr(tiled, untiled) > 45
-  assert _seam_profile(tiled, untiled) < 1 / 255
-
-
-def test_a_recurrent_bundle_runs_on_jax_only(recurrent_model, tmp_path):
-  graphdef, params, _ = recurrent_model
-  spec = bundle.ModelSpec('tiny', scale=2, num_neighbors=3, propagation='recurrent')
-  bundle.save_bundle(tmp_path / 'b', spec, params, step=0)
-  r, info = restorer.Restorer.from_bundle(tmp_path / 'b')
-  assert r.recurrent and info.model.recurrent
-  with pytest.raises(restorer.EnhanceError, match=r'^--engine: .* holds a recurrent model, '
-                     'which runs on --engine=jax only'):
-    restorer.Restorer.from_bundle(tmp_path / 'b', engine='onnxruntime')

@@ -51,13 +51,8 @@ def test_every_network_trains_its_config_on_the_shipped_recipe_and_budget(experi
     assert config.data.source == shipped.data.source == 'footage'
     assert config.learning_rate == shipped.learning_rate
     assert config.data.crop_size == shipped.data.crop_size
-    steps = int(_flag(command, 'config.num_train_steps'))
-    if network.key == 'recurrent':
-      assert config.model.propagation == 'recurrent' and config.num_neighbors == 3
-      assert steps == 1340  # the window's 2,000 steps of training time
-    else:
-      assert config.model.propagation == 'window' and steps == 2000
-      assert config.batch_size == shipped.batch_size
+    assert int(_flag(command, 'config.num_train_steps')) == 2000
+    assert config.batch_size == shipped.batch_size
   seeds = {n.key: n.flags for n in experiment.NETWORKS}
   assert seeds['joint_seed1'] == ('--config.seed=1',) and seeds['joint'] == ()
 
@@ -69,7 +64,7 @@ def test_the_two_stage_method_is_the_deblur_bundle_then_the_sr_one(experiment, t
   assert set(specs) == {n.key for n in experiment.NETWORKS} | {'two_stage'}
 
 
-def _outputs(tmp_path, gains, tof=None, ms=(600.0, 500.0), lines=None):
+def _outputs(tmp_path, gains, tof=None, lines=None):
   """An experiment folder as its stages leave it: {method: (mild, moderate, heavy)}."""
   tof, lines = tof or {}, lines or {}
   for method, per_setting in gains.items():
@@ -87,10 +82,6 @@ def _outputs(tmp_path, gains, tof=None, ms=(600.0, 500.0), lines=None):
       (folder / setting / 'metrics.json').write_text(json.dumps(metrics))
     (folder / 'validation.json').write_text(json.dumps(validation))
   (tmp_path / 'line_scores.json').write_text(json.dumps({m: lines.get(m, 1.1) for m in gains}))
-  (tmp_path / 'benchmarks').mkdir()
-  for kind, value in zip(('window', 'recurrent'), ms):
-    (tmp_path / 'benchmarks' / f'inference_{kind}.json').write_text(json.dumps(
-        {'float32': {'ms_per_frame': value, 'gflops_per_frame': 90.0}}))
   return tmp_path
 
 
@@ -100,8 +91,7 @@ def test_verdicts_follow_the_seed_spread(experiment, tmp_path):
       'joint': (0.40, 0.55, 0.40), 'joint_seed1': (0.42, 0.54, 0.36),  # spread .02 .01 .04
       'sr_only': (0.66, 0.15, 0.39),   # refuted, holds, inconclusive
       'single_frame': (0.30, 0.40, 0.30),  # holds everywhere
-      'no_attention': (0.39, 0.555, 0.41),  # within the spread everywhere
-      'recurrent': (0.5, 0.66, 0.5)},
+      'no_attention': (0.39, 0.555, 0.41)},  # within the spread everywhere
       tof={'joint': 1.40, 'joint_seed1': 1.36, 'single_frame': 1.30},  # tOF spread .04
       lines={'joint': 8.1, 'single_frame': 3.0, 'sr_only': 0.65})
   table = docs.load(out)
@@ -115,33 +105,17 @@ def test_verdicts_follow_the_seed_spread(experiment, tmp_path):
   assert 'single-frame K=0 (3.0), joint (8.1) draw' in lines and 'SR-only (0.65)' in lines
   assert '**Attention fusion helps: inconclusive.**' in lines
   assert 'deblur' not in lines  # no numbers, no verdict
-  decision, adopted = docs.recurrent_decision(table)
-  assert adopted and decision.startswith('adopted: +0.11 dB')
 
 
-@pytest.mark.parametrize('moderate,ms,adopted', [
-    (0.545, (600.0, 390.0), True),   # level, in 65% of the time
-    (0.545, (600.0, 500.0), False),  # level, but 83% of the time
-    (0.60, (600.0, 300.0), False),   # ahead by 0.05 (beyond the spread, short of 0.1)
-    (0.40, (600.0, 100.0), False),   # fast but worse
-])
-def test_the_recurrent_rule(experiment, tmp_path, moderate, ms, adopted):
-  docs = sys.modules['experiment_docs']
-  out = _outputs(tmp_path, {'joint': (0.4, 0.55, 0.4), 'joint_seed1': (0.4, 0.54, 0.4),
-                            'recurrent': (0.4, moderate, 0.4)}, ms=ms)
-  assert docs.recurrent_decision(docs.load(out))[1] is adopted
-
-
-def test_the_page_holds_the_tables_and_the_decision(experiment, tmp_path):
+def test_the_page_holds_the_tables(experiment, tmp_path):
   docs = sys.modules['experiment_docs']
   out = _outputs(tmp_path / 'out', {
       'joint': (0.4, 0.55, 0.4), 'joint_seed1': (0.4, 0.54, 0.4),
-      'two_stage': (0.1, 0.2, 0.3), 'recurrent': (0.4, 0.5, 0.4)})
+      'two_stage': (0.1, 0.2, 0.3)})
   page = tmp_path / 'baselines.md'
   docs.write_docs(out, page, labels=experiment.LABELS, command='launch/experiment.sh X',
-                  steps=2000, recurrent_steps=1340)
+                  steps=2000)
   text = page.read_text()
   assert '| two-stage deblur -> SR | +0.10 | +0.20 | +0.30 |' in text
-  assert '| recurrent | +0.50 | 500 | 90.0 | 0.500 |' in text
-  assert '**Decision: not adopted: -0.05 dB at the moderate setting' in text
-  assert 'trains 1340 steps' in text and '| joint | moderate | +0.65 | +0.45 |' in text
+  assert 'for 2000 steps' in text and '| joint | moderate | +0.65 | +0.45 |' in text
+  assert 'moderate 0.01 dB' in text  # the seed spread the verdicts use

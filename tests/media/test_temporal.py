@@ -54,36 +54,3 @@ def test_windows_keep_only_a_ring_buffer():
     assert consumed <= min(t + k + 1, n)
     assert len(window) == 2 * k + 1 and window[k][0, 0, 0] == t
   assert t == n - 1
-
-
-@pytest.mark.parametrize('length,overlap', [(16, 4), (8, 3), (5, 0), (3, 1)])
-def test_clip_chunks_keep_every_frame_once_with_context_and_one_shape(length, overlap):
-  for n in (1, 2, 5, 8, 9, 16, 17, 41):
-    clip = [np.full((1,), i) for i in range(n)]
-    kept = []
-    for first, chunk, keep_from, keep_to in temporal.clip_chunks(clip, length, overlap):
-      assert [int(f[0]) for f in chunk] == list(range(first, first + len(chunk)))
-      assert len(chunk) == min(length, n)  # one shape per clip: one compilation
-      # Context on each side, except at the clip's ends.
-      assert keep_from - first >= min(overlap, keep_from)
-      assert first + len(chunk) - keep_to >= min(overlap, n - keep_to)
-      kept += range(keep_from, keep_to)
-    assert kept == list(range(n)), (n, kept)
-
-
-def test_clip_chunks_stream_with_at_most_a_chunk_and_a_frame_read_ahead():
-  consumed = 0
-
-  def clip():
-    nonlocal consumed
-    for i in range(50):
-      consumed += 1
-      yield np.full((1,), i)
-
-  for _, _, _, keep_to in temporal.clip_chunks(clip(), 12, 3):
-    assert consumed <= keep_to + 3 + 1
-
-
-def test_clip_chunks_refuse_an_overlap_that_leaves_nothing_to_keep():
-  with pytest.raises(ValueError, match='want 0 <= 2 \\* overlap < length'):
-    list(temporal.clip_chunks([], 8, 4))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clarity_jax.models import bicubic
-from clarity_jax.models import blocks
+from clarity_jax.models import claritynet
 
 
 @pytest.mark.parametrize('scale', [2, 4])
@@ -27,5 +27,5 @@ def test_upsample_frame_is_the_clipped_picture_and_takes_uint8(pil_bicubic):
 def test_is_the_models_global_skip():
   """ClarityNetSR adds its residual to exactly this picture of the reference frame."""
   lq = np.random.default_rng(2).random((1, 3, 8, 12, 3), np.float32)
-  skip = blocks.upsample_reference(lq, 1, 2)
+  skip = claritynet.upsample_reference(lq, 1, 2)
   np.testing.assert_array_equal(np.asarray(skip), np.asarray(bicubic.upsample(lq[:, 1], 2)))

@@ -11,7 +11,6 @@ import pytest
 from flax import nnx
 from scipy import ndimage
 
-from clarity_jax.models import blocks
 from clarity_jax.models import claritynet
 from clarity_jax.models import fusion
 
@@ -29,7 +28,7 @@ def _window(shape, seed=0) -> jax.Array:
 
 def _residual(model, lq) -> jax.Array:
   """What the network adds to the upsampled reference frame."""
-  return _forward(model, lq) - blocks.upsample_reference(
+  return _forward(model, lq) - claritynet.upsample_reference(
       lq, model.num_neighbors, model.scale)
 
 
@@ -295,9 +294,9 @@ def test_uncertainty_head_leaves_the_restoration_and_its_weights_unchanged():
   restored, scale = nnx.jit(lambda m, x: m.with_uncertainty(x))(with_head, lq)
   np.testing.assert_array_equal(restored, _forward(plain, lq))
   assert scale.shape == (2, 24, 20) and scale.dtype == jnp.float32
-  assert float(scale.min()) >= blocks.UNCERTAINTY_FLOOR
+  assert float(scale.min()) >= claritynet.UNCERTAINTY_FLOOR
   # It starts near UNCERTAINTY_INIT everywhere.
-  np.testing.assert_allclose(scale, blocks.UNCERTAINTY_INIT, rtol=0.5)
+  np.testing.assert_allclose(scale, claritynet.UNCERTAINTY_INIT, rtol=0.5)
   # Gradients of anything computed from b reach the head only.
   graphdef, state = nnx.split(with_head)
   grads = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s).with_uncertainty(lq)[1]))(state)
