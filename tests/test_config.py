@@ -52,3 +52,16 @@ def test_the_shipped_recipe_config(repo):
     config_lib.check_fields(config)
   config.data.path = str(repo / 'configs')
   config_lib.check_fields(config)
+
+
+def test_a_variant_applies_to_the_default_or_with_shipped_to_the_shipped_recipe(repo):
+  sr = lambda arg: config_lib.get_config(repo / 'configs' / 'sr_only.py', arg)
+  shipped = config_lib.get_config(repo / 'configs' / 'shipped.py')
+  runlocal = config_lib.get_config(repo / 'configs' / 'default.py', 'runlocal')
+  on_shipped, on_runlocal = sr('shipped'), sr('runlocal')
+  assert on_shipped.degradation.blur_prob == on_runlocal.degradation.blur_prob == 0.0
+  assert shipped.degradation.blur_prob > 0  # the delta, applied
+  for field in ('batch_size', 'learning_rate', 'num_train_steps'):
+    assert on_shipped[field] == shipped[field] and on_runlocal[field] == runlocal[field]
+  assert on_shipped.data.source == 'footage' and on_runlocal.data.source == 'synthetic'
+  assert sr('shipped,variant=tiny').model.variant == 'tiny'  # the rest goes to the recipe
