@@ -28,7 +28,7 @@ from pathlib import Path
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags

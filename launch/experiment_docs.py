@@ -99,7 +99,7 @@ def line_lines(table: dict[str, Any], labels: dict[str, str]) -> list[str]:
   if not drawing:
     return ['- No method draws thin axis-aligned lines (every line score is under 2).']
   clean = sorted((m for m in scores if m not in drawing), key=scores.get)
-  return [f'- **Line artifacts:** ' + ', '.join(
+  return ['- **Line artifacts:** ' + ', '.join(
       f'{labels.get(m, m)} ({scores[m]:.1f})' for m in drawing) + ' draw thin axis-aligned '
       'lines on texture (score over 2); ' + (', '.join(
           f'{labels.get(m, m)} ({scores[m]:.2f})' for m in clean) + ' do not.' if clean
