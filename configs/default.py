@@ -77,6 +77,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.variant = args.get('variant', 'small')
   config.model.use_alignment = True  # ablation: False skips flow + warp
   config.model.use_attention = True  # ablation: False fuses by plain averaging
+  # W warps the encoder's features, not the frames: each frame's features are then the
+  # same in every window, so restoring a video encodes each frame once (a fifth of
+  # small's work at K=2). False: the frames are warped before the encoder (bundles
+  # trained before 2026-12-07); the same weights restore as well either way.
+  config.model.warp_features = True
   config.model.dtype = 'float32'  # computation dtype; 'bfloat16' on accelerators
   # The uncertainty head: the model also predicts, per output pixel, the Laplace
   # scale b of its error (enhance --uncertainty maps it). Trained by the NLL

@@ -120,6 +120,8 @@ def draw(path: pathlib.Path) -> None:
             fill='#666600', font=body)
   draw.text((lx + 10, ly + _BOX_H // 2 + 26), 'bicubic x s, float32 (eq. 6)',
             fill='#666600', font=body)
+  draw.text((40, _H - 58), 'warp_features (the default, the shipped model): E runs first, '
+            'once per frame of a video, and W warps its features.', fill='black', font=body)
   draw.text((40, _H - 34), 'K = 0: no flow, no warp, same encoder and decoder.   '
             'Ablations: use_alignment=False skips W; use_attention=False fuses by a '
             'plain mean.', fill='black', font=body)

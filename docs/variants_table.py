@@ -10,6 +10,7 @@ Nothing is run: each variant is only compiled, for the backend in use.
 import argparse
 
 from clarity_jax.models import claritynet
+from clarity_jax.models import cost
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
         f'K={args.num_neighbors} |')
   print('| --- | --- | --- |')
   for name in claritynet.VARIANTS:
-    cost = claritynet.measure_cost(name, h=args.h, w=args.w, scale=args.scale,
+    cost = cost.measure_cost(name, h=args.h, w=args.w, scale=args.scale,
                                    num_neighbors=args.num_neighbors)
     print(f"| {name} | {cost['params']:,} | {cost['gflops']:.1f} |")
   print(f"(XLA cost analysis, backend {cost['backend']}, batch 1, float32)")

@@ -42,6 +42,11 @@ _PRESET = flags.DEFINE_enum(
 _SHARD = flags.DEFINE_string(
     'shard', None, 'I/N: of a folder of videos, restore only shard I (0-based) of N, a '
     'split by file name that N hosts agree on (launch/enhance_archive.sbatch).')
+_ENCODER_CACHE = flags.DEFINE_bool(
+    'encoder_cache', True, 'A model that warps encoder features encodes each frame once '
+    'and keeps the features of the frames of one batch of windows and the next; '
+    '--noencoder_cache encodes every window anew (the same output, less memory on '
+    'very large frames, more time).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output (only once '
                                'the new one is complete).')
 flags.mark_flags_as_required(['input', 'output'])
@@ -66,7 +71,8 @@ def main(argv: list[str]) -> None:
   engine, info = restorer.Restorer.from_bundle(
       path, r.dtype.value, uncertainty=_UNCERTAINTY.value, engine=r.engine.value,
       tile=r.tile.value,
-      tile_overlap=r.tile_overlap.value, batch=r.batch.value)
+      tile_overlap=r.tile_overlap.value, batch=r.batch.value,
+      encoder_cache=_ENCODER_CACHE.value)
   print('model: ' + (f'{path} ({info.model.variant} x{info.model.scale}, step {info.step})'
                      if _BUNDLE.value else shipped.describe(info)), flush=True)
   options = dict(max_frames=_MAX_FRAMES.value, compare=_COMPARE.value,

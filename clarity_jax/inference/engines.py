@@ -24,7 +24,6 @@ ENGINES = ('jax', 'onnxruntime', 'openvino')
 _EXTRA = 'pip install -e ".[deploy]"'
 ONNX_FOLDER = 'onnx'
 
-Engine = Callable[[np.ndarray], np.ndarray]
 # What each runtime computes the float32 graph in.
 # int8 runs the int8 graph (export --int8_calibration), on OpenVINO only: ONNX Runtime
 # 1.32 either fails to optimise it or runs it slower than float32 (docs/performance.md).
@@ -59,9 +58,10 @@ def graph_path(path: str | os.PathLike, uncertainty: bool, precision: str,
 def graph_name(uncertainty: bool, precision: str = 'float32', part: str = 'whole') -> str:
   """The file of a head choice, precision and part (as onnx_export writes them):
   restore[_uncertainty][_int8].onnx whole; align.onnx and
-  restore_aligned[_uncertainty].onnx, the network cut after the warp."""
-  if part == 'align':
-    return 'align.onnx'
+  restore_aligned[_uncertainty].onnx, the network cut after the warp; encode.onnx,
+  the encoder of a model that warps features."""
+  if part in ('align', 'encode'):
+    return f'{part}.onnx'
   stem = ('restore_aligned' if part == 'rest' else 'restore') + (
       '_uncertainty' if uncertainty else '')
   return f'{stem}_int8.onnx' if precision == 'int8' else f'{stem}.onnx'
@@ -120,11 +120,13 @@ def _check_metadata(graph: Path, meta: dict[str, str], info: bundle_lib.BundleIn
 
 
 class OnnxEngine:
-  """Runs BUNDLE/onnx's graph in ONNX Runtime or OpenVINO, one window at a time.
+  """Runs BUNDLE/onnx's graphs in ONNX Runtime or OpenVINO, one window at a time.
 
-  The graph takes heights and widths that are multiples of the model's padding
+  The graphs take heights and widths that are multiples of the model's padding
   multiple: tiles are edge-padded to it here, as the JAX model pads itself, so the
-  pixels are the same, and the outputs cropped back.
+  pixels are the same, and the outputs cropped back. A model that warps features
+  runs encode.onnx per frame apart (`encodes_apart`): the Restorer then encodes each
+  frame of a video once and hands the features to `restore_encoded`.
   """
 
   def __init__(self, path: str | os.PathLike, info: bundle_lib.BundleInfo, engine: str,
@@ -137,33 +139,64 @@ class OnnxEngine:
     runtime = _import(engine)
     self.scale, self.uncertainty, self.name = info.model.scale, uncertainty, engine
     opened = _onnxruntime if engine == 'onnxruntime' else _openvino
+
+    def open_graph(part: str, precision: str) -> tuple[Callable[..., list[np.ndarray]], int]:
+      graph = graph_path(path, uncertainty, precision, part)
+      run, meta = opened(runtime, graph, threads, precision)
+      return run, _check_metadata(graph, meta, info)
+
     # The network cut after the warp (align, then rest) for bfloat16: the warp's half
     # in float32, as its sample positions need more than bfloat16's 8 bits. float32
-    # runs the whole graph, or the two halves where only they are there (the shipped
-    # model carries the halves alone).
-    self._align = None
+    # runs the whole graph, or the halves where only they are there (the shipped
+    # model carries the halves alone). A model that warps features is also cut
+    # before its warp: encode (in `precision`, its convolutions), align, rest.
+    self._encode = self._align = None
+    self.encodes_apart = info.model.warp_features and precision != 'int8'
     part = 'whole'
     warps = info.model.use_alignment and info.model.num_neighbors > 0
     whole = Path(path) / ONNX_FOLDER / graph_name(uncertainty, precision)
-    if warps and (precision == 'bfloat16' or (precision == 'float32' and not whole.is_file())):
-      graph = graph_path(path, uncertainty, 'float32', 'align')
-      self._align, meta = opened(runtime, graph, threads, 'float32')
-      _check_metadata(graph, meta, info)
+    if self.encodes_apart:
+      self._encode, _ = open_graph('encode', precision)
+    if (warps and (self.encodes_apart or precision == 'bfloat16'
+                   or (precision == 'float32' and not whole.is_file()))):
+      self._align, _ = open_graph('align', 'float32')
+    if self.encodes_apart or self._align is not None:
       part = 'rest'
     self.graph = graph_path(path, uncertainty, precision, part)
-    self._run, meta = opened(runtime, self.graph, threads, precision)
-    self.multiple = _check_metadata(self.graph, meta, info)
+    self._run, self.multiple = open_graph(part, precision)
+
+  def _pad(self, x: np.ndarray) -> np.ndarray:
+    """Edge-pads the height and width (axes -3, -2) to the graph's multiple."""
+    m = self.multiple
+    pads = [(0, 0)] * (x.ndim - 3) + [(0, -x.shape[-3] % m), (0, -x.shape[-2] % m), (0, 0)]
+    return np.ascontiguousarray(np.pad(x, pads, mode='edge'), np.float32)
+
+  def encode(self, frames: np.ndarray) -> np.ndarray:
+    """Frames [N, h, w, 3] -> their features [N, H, W, C] (padded sizes)."""
+    return np.concatenate([self._encode(f[None, None])[0][0] for f in self._pad(frames)])
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:
+    if self.encodes_apart:  # every frame of every window encoded: no cache
+      return self.restore_encoded(lq, np.stack([self.encode(window) for window in lq]))
+    return self._restore(lq, None)
+
+  def restore_encoded(self, lq: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Windows lq [n, 2K+1, h, w, 3] and their frames' features (`encode`) ->
+    restored tiles, as __call__."""
+    return self._restore(lq, np.asarray(feats, np.float32))
+
+  def _restore(self, lq: np.ndarray, feats: np.ndarray | None) -> np.ndarray:
     n, _, h, w, _ = lq.shape
-    m, s = self.multiple, self.scale
-    pads = ((0, 0), (0, 0), (0, -h % m), (0, -w % m), (0, 0))
-    padded = np.ascontiguousarray(np.pad(lq, pads, mode='edge'), np.float32)
+    s = self.scale
+    padded = self._pad(lq)
     tiles = []
-    for window in padded:  # the graph's batch is 1
+    for i, window in enumerate(padded):  # the graphs' batch is 1
       inputs = [window[None]]
       if self._align is not None:
-        inputs.insert(0, self._align(window[None])[0])
+        inputs.insert(0, self._align(*([] if feats is None else [feats[i:i + 1]]),
+                                     window[None])[0])
+      elif feats is not None:
+        inputs.insert(0, feats[i:i + 1])
       out = self._run(*inputs)
       restored = np.clip(out[0][:, :s * h, :s * w], 0.0, 1.0)
       if self.uncertainty:

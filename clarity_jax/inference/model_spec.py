@@ -29,6 +29,7 @@ class ModelSpec:
   use_alignment: bool = True
   use_attention: bool = True
   uncertainty: bool = False  # the per-pixel error-scale head (absent before it existed)
+  warp_features: bool = False  # encoder features warped, not pixels (absent before)
 
   @classmethod
   def from_config(cls, config: Any) -> 'ModelSpec':
@@ -36,7 +37,8 @@ class ModelSpec:
                num_neighbors=int(config.num_neighbors),
                use_alignment=bool(config.model.use_alignment),
                use_attention=bool(config.model.use_attention),
-               uncertainty=bool(config.model.get('uncertainty', False)))
+               uncertainty=bool(config.model.get('uncertainty', False)),
+               warp_features=bool(config.model.get('warp_features', False)))
 
   @classmethod
   def from_json(cls, model: dict[str, Any]) -> 'ModelSpec':
@@ -61,4 +63,5 @@ class ModelSpec:
     return claritynet.create_model(
         self.variant, scale=self.scale, num_neighbors=self.num_neighbors,
         use_alignment=self.use_alignment, use_attention=self.use_attention,
-        uncertainty=self.uncertainty, dtype=dtype, rngs=nnx.Rngs(seed))
+        uncertainty=self.uncertainty, warp_features=self.warp_features, dtype=dtype,
+        rngs=nnx.Rngs(seed))

@@ -6,6 +6,13 @@
   BUNDLE/onnx/restore_aligned[_uncertainty].onnx   aligned, lq -> the rest
   BUNDLE/onnx/*_int8.onnx                the same, int8 (with --int8_calibration)
 
+A model that warps its encoder's features (warp_features) is cut in three instead,
+so that a video's frames are each encoded once (restorer.py caches the features):
+
+  BUNDLE/onnx/encode.onnx                frames [1, 1, m h, m w, 3] -> features
+  BUNDLE/onnx/align.onnx                 features, lq -> the aligned features
+  BUNDLE/onnx/restore_aligned[_uncertainty].onnx   aligned features, lq -> the rest
+
 The cut after the warp exists for OpenVINO's bfloat16: it runs the warp half in
 float32 (bfloat16 sample positions are off by up to a pixel at 320 wide) and the
 rest, nearly all of the work, in bfloat16.
@@ -76,7 +83,8 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
   `part`: 'whole' (lq -> restored), or the network cut after the warp, for runtimes
   that compute the two halves at different precisions: 'align' (lq -> the aligned
   window, flow and warp) and 'rest' (aligned, lq -> restored: encoder, fusion,
-  decoder, skip).
+  decoder, skip). A model that warps features: 'encode' (frames -> features),
+  'align' (features, lq -> aligned features) and 'rest' (fusion, decoder, skip).
   """
   jax2onnx = _require('jax2onnx')
   # onnx_ir warns about every shape-only value it does not serialise: noise here.
@@ -94,35 +102,56 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
     # Before any other node, so that h and w have a value to be read from.
     sizes = onnx_ops.sizes(lq, m)
     net = nnx.merge(graphdef, params)
-    if part == 'align':
-      out = (net.align(net.pad(lq))[0],)
+    if part == 'encode':  # one frame, [1, 1, m h, m w, 3]
+      out = (net.encode_frames(lq[0])[None],)
+    elif part == 'align':
+      out = ((net.align_encoded(net.pad(lq), inputs[0]),) if model.warp_features
+             else (net.align(net.pad(lq))[0],))
+    elif model.warp_features:
+      feats = inputs[0] if part == 'rest' else net.align_encoded(
+          net.pad(lq), net.encode(net.pad(lq)))
+      out = outputs(net, net.fuse(feats), lq)
     else:
       aligned = inputs[0] if part == 'rest' else net.align(net.pad(lq))[0]
-      fused, _ = net.fusion(net.encode(aligned), net.num_neighbors)
-      out = outputs(net, fused, lq)
+      out = outputs(net, net.fuse(net.encode(aligned)), lq)
     # The sizes value must reach an output to stay in the graph: + 0 of one pixel.
     out = (out[0] + 0.0 * sizes[0, 0],) + tuple(out[1:])
     return out if len(out) > 1 else out[0]
 
   spec = (batch, t, f'{m}*h', f'{m}*w', 3)
-  names = ['aligned'] if part == 'align' else (
-      ['restored', 'scale'] if uncertainty else ['restored'])
-  proto = jax2onnx.to_onnx(forward, inputs=[spec, spec] if part == 'rest' else [spec],
+  feats = (batch, t, f'{m}*h', f'{m}*w', model.encoder_features)
+  inputs, names = {
+      'encode': ({'frames': (1, 1, f'{m}*h', f'{m}*w', 3)}, ['features']),
+      'align': ({'features': feats, 'lq': spec} if model.warp_features else {'lq': spec},
+                ['aligned']),
+      'rest': ({'aligned': feats if model.warp_features else spec, 'lq': spec}, None),
+      'whole': ({'lq': spec}, None)}[part]
+  proto = jax2onnx.to_onnx(forward, inputs=list(inputs.values()),
                            model_name='claritynet', opset=OPSET,
-                           input_names=['aligned', 'lq'] if part == 'rest' else ['lq'],
-                           output_names=names)
+                           input_names=list(inputs),
+                           output_names=names or (['restored', 'scale'] if uncertainty
+                                                  else ['restored']))
   for key, value in metadata.items():
     entry = proto.metadata_props.add()
     entry.key, entry.value = key, value
   return proto
 
 
-def _run_parts(sessions: list[Any], lq: np.ndarray) -> list[np.ndarray]:
-  """The graphs of `sessions` (ONNX Runtime) chained: whole, or align then rest."""
-  if len(sessions) == 1:
-    return sessions[0].run(None, {'lq': lq})
-  aligned = sessions[0].run(None, {'lq': lq})[0]
-  return sessions[1].run(None, {'aligned': aligned, 'lq': lq})
+def _run_parts(sessions: dict[str, Any], lq: np.ndarray) -> list[np.ndarray]:
+  """The graphs of `sessions` (part -> ONNX Runtime session) chained: whole, or
+  [encode each frame,] align, then rest."""
+  if 'whole' in sessions:
+    return sessions['whole'].run(None, {'lq': lq})
+  inputs = {'lq': lq}
+  if 'encode' in sessions:
+    inputs['features'] = np.stack([np.concatenate([
+        sessions['encode'].run(None, {'frames': window[None, i:i + 1]})[0][0]
+        for i in range(lq.shape[1])]) for window in lq])
+  if 'align' in sessions:
+    inputs = {'aligned': sessions['align'].run(None, inputs)[0], 'lq': lq}
+  else:  # nothing to align: the rest takes the features as they are
+    inputs = {'aligned': inputs.pop('features'), 'lq': lq}
+  return sessions['rest'].run(None, inputs)
 
 
 def calibration_windows(clips: list[str], num_frames: int, scale: int, multiple: int,
@@ -195,26 +224,29 @@ def onnx_extras(spec: bundle.ModelSpec, params: Any, *, step: int, weights: str,
     heads = (False, True) if model.has_uncertainty else (False,)
     rng = np.random.default_rng(0)
     # The whole network, and where it has a warp, the network cut after it (for
-    # OpenVINO's bfloat16, which must not round the warp's sample positions).
+    # OpenVINO's bfloat16, which must not round the warp's sample positions); a
+    # model that warps features is cut before it too (each frame encoded once).
     jobs = [(with_head, ('whole',)) for with_head in heads]
-    if model.flow is not None:
-      jobs += [(False, ('align', 'rest'))] + [(True, ('align', 'rest'))] * model.has_uncertainty
+    cut = (('encode',) if model.warp_features else ()) + (
+        ('align',) if model.flow is not None else ()) + ('rest',)
+    if len(cut) > 1:
+      jobs += [(with_head, cut) for with_head in heads]
     for with_head, parts in jobs:
-      sessions = []
+      sessions = {}
       for part in parts:
         path = folder / engines.graph_name(with_head, part=part)
         if not path.exists():
           proto = convert(model, batch=batch, uncertainty=with_head, metadata=meta, part=part)
           onnx.checker.check_model(proto, full_check=True)
           onnx.save(proto, str(path))
-        sessions.append(ort.InferenceSession(str(path), providers=['CPUExecutionProvider']))
+        sessions[part] = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
       err = 0.0
       for h, w in _CHECK_SIZES:
         lq = rng.random((batch, t, h * m, w * m, 3), np.float32)
         want = (model.with_uncertainty(lq) if with_head else (model(lq),))
         got = _run_parts(sessions, lq)
         err = max(err, *(float(np.max(np.abs(np.asarray(a) - b))) for a, b in zip(want, got)))
-      name = path.name if parts == ('whole',) else f'{parts[0]}.onnx + {path.name}'
+      name = ' + '.join(engines.graph_name(with_head, part=part) for part in parts)
       if err > MAX_ABS_DIFF:
         raise bundle.BundleError(path, f'{name} differs from the JAX model by {err:.2e} (max '
                                  f'abs on windows of {_CHECK_SIZES} x {m} pixels)')

@@ -22,7 +22,7 @@ import collections
 import functools
 import itertools
 import os
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -93,18 +93,77 @@ def _axis_weights(size: int, tile: int, overlap: int, scale: int
 # ------------------------------------------------------------------ the engine
 
 
+def _tiles(out: Any, uncertainty: bool) -> jax.Array:
+  """The model's output as restored tiles: clipped colours, and with `uncertainty`
+  a 4th channel, the head's error scale b (blended across tiles like the colours)."""
+  if not uncertainty:
+    return jnp.clip(out, 0.0, 1.0)
+  restored, scale = out
+  return jnp.concatenate([jnp.clip(restored, 0.0, 1.0), scale[..., None]], axis=-1)
+
+
+# Module-level, keyed by the graph: every Restorer of a model shares the compiled
+# programs.
 @functools.partial(jax.jit, static_argnames=('graphdef', 'uncertainty'))
 def _restore_tiles(params: Any, lq: jax.Array, *, graphdef: nnx.GraphDef,
                    uncertainty: bool = False) -> jax.Array:
-  """One batch of tiles through the network: [B, s h, s w, 3], or with `uncertainty`
-  4 channels, the 4th the head's error scale b (blended across tiles like the
-  colours). Module-level, keyed by the graph: every Restorer of a model shares
-  the compiled programs."""
+  """One batch of tiles through the network: [B, s h, s w, 3 or 4] (_tiles)."""
   model = nnx.merge(graphdef, params)
-  if not uncertainty:
-    return jnp.clip(model(lq), 0.0, 1.0)
-  restored, scale = model.with_uncertainty(lq)
-  return jnp.concatenate([jnp.clip(restored, 0.0, 1.0), scale[..., None]], axis=-1)
+  return _tiles(model.with_uncertainty(lq) if uncertainty else model(lq), uncertainty)
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef',))
+def _encode_tiles(params: Any, frames: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:
+  """Tiles of frames [N, h, w, 3] -> their encoder features (warp_features models)."""
+  return nnx.merge(graphdef, params).encode_frames(frames)
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef', 'uncertainty'))
+def _restore_encoded_tiles(params: Any, lq: jax.Array, feats: jax.Array, *,
+                           graphdef: nnx.GraphDef, uncertainty: bool = False) -> jax.Array:
+  """_restore_tiles from the window's cached features: the encoder does not run."""
+  model = nnx.merge(graphdef, params)
+  return _tiles(model.restore_encoded(lq, feats, uncertainty), uncertainty)
+
+
+class _FeatureCache:
+  """Encoder features per frame and tile, for the windows of one batch and the next.
+
+  Consecutive windows share 2K of their 2K+1 frames; a model that warps features
+  (warp_features) encodes each frame the same in every window, so each frame tile
+  is encoded once. Frames are known by identity: sliding_windows hands every window
+  references to the same decoded arrays. Each entry holds its frame, so an identity
+  cannot be reused while its features are kept, and only the frames of the latest
+  batch are kept: the features of at most batch + 2K frames.
+  """
+
+  def __init__(self, encode: Callable[[np.ndarray], Any], chunk: int):
+    self.encode, self.chunk = encode, chunk
+    self.entries: dict[int, tuple[np.ndarray, dict[tuple[int, int], Any]]] = {}
+    self.encoded = 0  # frame tiles encoded (tests and benchmarks count them)
+
+  def start_batch(self, frames: list[np.ndarray]) -> None:
+    """Forgets every frame that the batch about to be restored does not use."""
+    keep = {id(f) for f in frames}
+    self.entries = {k: v for k, v in self.entries.items() if k in keep}
+    for f in frames:
+      self.entries.setdefault(id(f), (f, {}))
+
+  def window_features(self, windows: Sequence[Sequence[np.ndarray]], y: int, x: int,
+                      th: int, tw: int) -> list[list[Any]]:
+    """Each window's per-frame features of the tile at (y, x), encoding the missing
+    ones `chunk` tiles at a time (one compiled shape: a short chunk repeats its last)."""
+    missing = list({id(f): f for win in windows for f in win
+                    if (y, x) not in self.entries[id(f)][1]}.values())
+    for i in range(0, len(missing), self.chunk):
+      part = missing[i:i + self.chunk]
+      tiles = np.stack([f[y:y + th, x:x + tw] for f in part]).astype(np.float32)
+      tiles = np.concatenate([tiles, np.repeat(tiles[-1:], self.chunk - len(part), 0)])
+      feats = self.encode(tiles)
+      for j, f in enumerate(part):
+        self.entries[id(f)][1][(y, x)] = feats[j]
+      self.encoded += len(part)
+    return [[self.entries[id(f)][1][(y, x)] for f in win] for win in windows]
 
 
 class Restorer:
@@ -119,7 +178,8 @@ class Restorer:
 
   def __init__(self, graphdef: nnx.GraphDef, params: Any, *, scale: int,
                num_neighbors: int, tile: int = 256, tile_overlap: int = 16, batch: int = 4,
-               uncertainty: bool = False, engine: engines.Engine | None = None):
+               uncertainty: bool = False, engine: engines.OnnxEngine | None = None,
+               encoder_cache: bool = True):
     if tile and not 2 * tile_overlap < tile:
       raise EnhanceError(f'--tile_overlap: {tile_overlap} must be less than half of '
                          f'--tile ({tile})')
@@ -133,6 +193,12 @@ class Restorer:
     # Another runtime's tiles (engines.py), or None: the JAX model's.
     self.engine = engine
     self._weights: dict[tuple[int, int], Any] = {}
+    # Each frame encoded once, where the model warps encoder features (and the
+    # engine runs the encoder apart): the same output, the encoder's work / (2K+1).
+    warps_features = (nnx.merge(graphdef, params).warp_features if engine is None
+                      else engine.encodes_apart)
+    self.feature_cache = (_FeatureCache(self._encode, batch)
+                          if encoder_cache and warps_features else None)
 
   @classmethod
   def from_bundle(cls, path: str | os.PathLike, dtype: str = 'float32',
@@ -142,7 +208,8 @@ class Restorer:
     """A restorer of a bundle's model; with `uncertainty`, one that also maps the
     error scale (a bundle without the head is refused in one line). `engine`: 'jax',
     or a runtime of engines.ENGINES running the bundle's ONNX graph, computing in
-    `dtype` where it can (engines.PRECISIONS), on `threads` cores (0: all)."""
+    `dtype` where it can (engines.PRECISIONS), on `threads` cores (0: all); other
+    keyword arguments go to Restorer (tile, tile_overlap, batch, encoder_cache)."""
     if uncertainty and not bundle_lib.read_info(path).model.uncertainty:
       raise bundle_lib.BundleError(
           path, 'has no uncertainty head (trained without config.model.uncertainty); '
@@ -185,7 +252,11 @@ class Restorer:
       raise ValueError(f'Restorer: want 1..{self.batch} windows of '
                        f'{2 * self.num_neighbors + 1} frames, got {n} of {t}')
     # A short last batch repeats its last window: the same shape, no recompilation.
-    padded = list(windows) + [windows[-1]] * (self.batch - n)
+    # Windows become tuples of frames once: the encoder cache knows frames by identity,
+    # and each iteration over an array window would make new views.
+    padded = [tuple(win) for win in windows] + [tuple(windows[-1])] * (self.batch - n)
+    if self.feature_cache is not None:
+      self.feature_cache.start_batch([f for win in padded for f in win])
     th, tw = self.tile_shape(h, w)
     if (h, w) not in self._weights:
       self._weights[(h, w)] = (_axis_weights(h, th, self.tile_overlap, self.scale),
@@ -199,8 +270,10 @@ class Restorer:
     pending = collections.deque()
     for (y, ry), (x, rx) in itertools.product(zip(ys, ramps_y), zip(xs, ramps_x)):
       lq = np.stack([np.stack([f[y:y + th, x:x + tw] for f in win]) for win in padded])
+      feats = (None if self.feature_cache is None else
+               self.feature_cache.window_features(padded, y, x, th, tw))
       # Dispatch is asynchronous: this tile computes while the last one is blended.
-      pending.append((y, x, ry, rx, self._restore(lq.astype(np.float32))))
+      pending.append((y, x, ry, rx, self._restore(lq.astype(np.float32), feats)))
       if len(pending) > 1:
         band.add(self.scale, *pending.popleft())
     while pending:
@@ -208,11 +281,23 @@ class Restorer:
     band.finish()
     return band.frames, band.maps
 
-  def _restore(self, lq: np.ndarray) -> Any:
+  def _restore(self, lq: np.ndarray, feats: list[list[Any]] | None = None) -> Any:
+    """Restored tiles of lq [B, 2K+1, h, w, 3]; with `feats`, from the windows'
+    cached encoder features (per window, per frame)."""
+    if feats is not None:
+      if self.engine is not None:
+        return self.engine.restore_encoded(lq, np.stack([np.stack(w) for w in feats]))
+      return _restore_encoded_tiles(self.params, lq, jnp.stack([jnp.stack(w) for w in feats]),
+                                    graphdef=self.graphdef, uncertainty=self.uncertainty)
     if self.engine is not None:
       return self.engine(lq)
     return _restore_tiles(self.params, lq, graphdef=self.graphdef,
                           uncertainty=self.uncertainty)
+
+  def _encode(self, tiles: np.ndarray) -> Any:
+    if self.engine is not None:
+      return self.engine.encode(tiles)
+    return _encode_tiles(self.params, tiles, graphdef=self.graphdef)
 
 
 class _Band:

@@ -50,8 +50,12 @@ def load(config: ml_collections.ConfigDict) -> tuple[Any, str]:
   want = bundle_lib.ModelSpec.from_config(config)
   # The uncertainty head may differ: a restorer without one gets a fresh head (the
   # run's own initialisation, filled in by the train loop); one with a head it
-  # does not want leaves it behind.
-  if dataclasses.replace(spec, uncertainty=want.uncertainty) != want:
+  # does not want leaves it behind. So may the warp's place (pixels or encoder
+  # features): the parameters are the same, and the encoder's convolutions commute
+  # with a warp but for interpolation and borders (the shipped weights restore as
+  # well either way: docs/performance.md).
+  if dataclasses.replace(spec, uncertainty=want.uncertainty,
+                         warp_features=want.warp_features) != want:
     raise errors.ConfigError(f'{path}: config.init_from holds a {_describe(spec)} model; '
                              f'the config trains {_describe(want)}')
   note = ''
@@ -60,4 +64,6 @@ def load(config: ml_collections.ConfigDict) -> tuple[Any, str]:
     note = ', its uncertainty head left out'
   elif want.uncertainty and not spec.uncertainty:
     note = ', a new uncertainty head'
+  if spec.warp_features != want.warp_features:
+    note += ', now warping ' + ('encoder features' if want.warp_features else 'pixels')
   return params, f'{path} (step {step}, {_describe(spec)}{note})'

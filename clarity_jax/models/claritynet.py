@@ -4,6 +4,9 @@
     -> W: flow from the reference to each neighbour (SPyNet-like, at <= h/2),
           neighbours backward-warped to the reference (dm-pix bilinear)   eq. 3
     -> E: shared residual encoder on every aligned frame                  eq. 4
+          (warp_features: E on every frame as it is, then its features
+          warped: a frame's features do not depend on the window, so a
+          video encodes each frame once; `encode_frames`, `restore_encoded`)
     -> Phi: temporal attention (agreement with the reference) + spatial   eq. 5
     -> G: residual decoder at LR, conv to 3 s^2 channels, depth-to-space,
           + bicubic upsampled reference frame (global skip)               eq. 6
@@ -15,7 +18,7 @@ Everything heavy runs at the input (LR) resolution and the only HR-resolution
 work is the depth-to-space and the skip, so the cost grows with h w, not s^2 h w.
 The network holds only nnx.Param state (no batch statistics, no dropout).
 
-Variants (measured by `measure_cost`, XLA cost analysis of one jitted forward pass
+Variants (measured by `cost.measure_cost`, XLA cost analysis of one jitted forward pass
 on a 180x320 window of 5 frames (K = 2) at x4, batch 1, float32, CPU backend;
 regenerate with `python docs/variants_table.py`):
 
@@ -191,13 +194,15 @@ class ClarityNetSR(nnx.Module):
                encoder_blocks: int, decoder_features: int, decoder_blocks: int,
                flow_features: int, flow_levels: int, use_alignment: bool = True,
                use_attention: bool = True, uncertainty: bool = False,
-               dtype: jnp.dtype = jnp.float32, param_dtype: jnp.dtype = jnp.float32,
+               warp_features: bool = False, dtype: jnp.dtype = jnp.float32,
+               param_dtype: jnp.dtype = jnp.float32,
                rngs: nnx.Rngs):
     _check_task(scale, num_neighbors)
     self.scale = int(scale)
     self.num_neighbors = int(num_neighbors)
     self.num_frames = 2 * self.num_neighbors + 1
     self.dtype = dtype
+    self.warp_features = bool(warp_features)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     # K = 0 has nothing to align: no flow parameters at all.
     self.flow = (flow_lib.FlowEstimator(features=flow_features,
@@ -207,6 +212,7 @@ class ClarityNetSR(nnx.Module):
     # multiple: every stage runs on the same padded frame, so a frame edge-padded to
     # this multiple beforehand (an exported graph's input) restores exactly the same.
     self.pad_multiple = math.lcm(2, self.flow.multiple if self.flow is not None else 1)
+    self.encoder_features = encoder_features
     self.encoder = Encoder(encoder_features, encoder_blocks, **kw)
     self.fusion = (fusion_lib.AttentionFusion(encoder_features, **kw)
                    if use_attention else fusion_lib.MeanFusion(encoder_features, **kw))
@@ -229,10 +235,14 @@ class ClarityNetSR(nnx.Module):
           f'ClarityNetSR(K={self.num_neighbors}): want lq [B, {self.num_frames}, '
           f'h, w, 3], got {tuple(lq.shape)}')
     b, t, h, w, c = lq.shape
-    m = self.pad_multiple
-    padded = resample.edge_pad(lq.astype(jnp.float32).reshape(b * t, h, w, c),
-                               (0, -h % m), (0, -w % m))
+    padded = self._pad_frames(lq.astype(jnp.float32).reshape(b * t, h, w, c))
     return padded.reshape(b, t, *padded.shape[1:])
+
+  def _pad_frames(self, frames: jax.Array) -> jax.Array:
+    """[N, h, w, C] edge-padded to multiples of `pad_multiple`."""
+    _, h, w, _ = frames.shape
+    m = self.pad_multiple
+    return resample.edge_pad(frames, (0, -h % m), (0, -w % m))
 
   def align(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """W (eq. 3): padded lq [B, T, H, W, 3] -> (aligned frames, flows [.., 2])."""
@@ -272,11 +282,49 @@ class ClarityNetSR(nnx.Module):
     return restored, scale_map
 
   def _fused(self, lq: jax.Array) -> jax.Array:
-    aligned, _ = self.align(self.pad(lq))
-    feats = self.encode(aligned)
+    padded = self.pad(lq)
+    if self.warp_features:
+      return self.fuse(self.align_encoded(padded, self.encode(padded)))
+    aligned, _ = self.align(padded)
+    return self.fuse(self.encode(aligned))
+
+  def fuse(self, feats: jax.Array) -> jax.Array:
+    """Phi (eq. 5): aligned features [B, T, H, W, C] -> fused [B, H, W, C]."""
     with jax.named_scope('fusion'):
       fused, _ = self.fusion(feats, self.num_neighbors)
     return fused
+
+  def align_encoded(self, padded: jax.Array, feats: jax.Array) -> jax.Array:
+    """W on features (warp_features): the padded window [B, T, H, W, 3] and its
+    frames' features [B, T, H, W, C] -> the features warped to the reference."""
+    if self.flow is None:
+      return feats
+    b, t, h, w, c = feats.shape
+    with jax.named_scope('flow'):
+      flows = flow_lib.pairwise_flows(self.flow, padded, self.num_neighbors)
+    with jax.named_scope('warp'):
+      warped = flow_lib.warp(feats.reshape(b * t, h, w, c), flows.reshape(b * t, h, w, 2))
+    return warped.reshape(b, t, h, w, c)
+
+  def encode_frames(self, frames: jax.Array) -> jax.Array:
+    """warp_features: frames [N, h, w, 3] -> their features [N, H, W, C], padded as a
+    window's (what `restore_encoded` takes): once per frame of a video."""
+    if not self.warp_features:
+      raise ValueError('ClarityNetSR: encode_frames needs warp_features (this model '
+                       'encodes warped frames: their features depend on the window)')
+    return self.encode(self._pad_frames(frames.astype(jnp.float32))[None])[0]
+
+  def restore_encoded(self, lq: jax.Array, feats: jax.Array, with_uncertainty: bool = False
+                      ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """warp_features: a window lq [B, 2K+1, h, w, 3] and its frames' `encode_frames`
+    [B, 2K+1, H, W, C] -> __call__'s (or `with_uncertainty`'s) result, no encoder."""
+    padded = self.pad(lq)
+    if not self.warp_features or feats.shape[:4] != padded.shape[:4]:
+      raise ValueError(f'ClarityNetSR(warp_features={self.warp_features}): features '
+                       f'{tuple(feats.shape)} for the padded window {tuple(padded.shape)}')
+    if with_uncertainty and self.uncertainty_head is None:
+      raise ValueError('ClarityNetSR: this model has no uncertainty head')
+    return self.decode(self.fuse(self.align_encoded(padded, feats)), lq, with_uncertainty)
 
   def __call__(self, lq: jax.Array) -> jax.Array:
     """lq [B, 2K+1, h, w, 3] in [0, 1] -> [B, s h, s w, 3] float32."""
@@ -316,8 +364,8 @@ def _as_dtype(dtype: str | jnp.dtype) -> jnp.dtype:
 
 def create_model(variant: str, *, scale: int, num_neighbors: int,
                  use_alignment: bool = True, use_attention: bool = True,
-                 uncertainty: bool = False, dtype: str | jnp.dtype = 'float32',
-                 rngs: nnx.Rngs) -> ClarityNetSR:
+                 uncertainty: bool = False, warp_features: bool = False,
+                 dtype: str | jnp.dtype = 'float32', rngs: nnx.Rngs) -> ClarityNetSR:
   """The factory: a named size from VARIANTS, parameters always in float32."""
   if variant not in VARIANTS:
     raise ValueError(
@@ -325,7 +373,8 @@ def create_model(variant: str, *, scale: int, num_neighbors: int,
   _check_task(scale, num_neighbors)
   return ClarityNetSR(scale=scale, num_neighbors=num_neighbors,
                       use_alignment=use_alignment, use_attention=use_attention,
-                      uncertainty=uncertainty, dtype=_as_dtype(dtype),
+                      uncertainty=uncertainty, warp_features=warp_features,
+                      dtype=_as_dtype(dtype),
                       param_dtype=jnp.float32,
                       rngs=rngs, **VARIANTS[variant])
 
@@ -342,38 +391,10 @@ def model_from_config(config: Any, rngs: nnx.Rngs, *, dtype: str | None = None
                       use_alignment=config.model.use_alignment,
                       use_attention=config.model.use_attention,
                       uncertainty=config.model.get('uncertainty', False),
+                      warp_features=config.model.get('warp_features', False),
                       dtype=config.model.dtype if dtype is None else dtype, rngs=rngs)
 
 
 def count_params(model: nnx.Module) -> int:
   """Number of trainable scalars (every nnx.Param leaf)."""
   return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
-def measure_cost(variant: str, h: int = 180, w: int = 320, scale: int = 4,
-                 num_neighbors: int = 2, dtype: str = 'float32',
-                 batch: int = 1) -> dict[str, Any]:
-  """Parameters and XLA-counted FLOPs of one forward pass (nothing is run).
-
-  The FLOPs come from the compiled program's cost analysis on the default
-  backend, so they count what XLA will execute (convs, resizes, softmax), not a
-  hand formula; gathers (the warp) count as memory traffic, not FLOPs.
-  """
-  # Abstract parameters: shapes are all that compiling needs.
-  model = nnx.eval_shape(lambda: create_model(
-      variant, scale=scale, num_neighbors=num_neighbors, dtype=dtype,
-      rngs=nnx.Rngs(0)))
-  graphdef, params = nnx.split(model)
-
-  def forward(p: nnx.State, x: jax.Array) -> jax.Array:
-    return nnx.merge(graphdef, p)(x)
-
-  lq = jax.ShapeDtypeStruct((batch, 2 * num_neighbors + 1, h, w, 3), jnp.float32)
-  compiled = jax.jit(forward).lower(params, lq).compile()
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older jax: one dict per device program
-    cost = cost[0]
-  return dict(variant=variant, params=count_params(model),
-              gflops=float(cost['flops']) / 1e9, input_hw=(h, w), scale=scale,
-              num_neighbors=num_neighbors, batch=batch,
-              backend=jax.default_backend())

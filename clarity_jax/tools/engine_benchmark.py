@@ -4,7 +4,8 @@ model alone, per engine x precision x threads, and enhance's frames/s end to end
 Each configuration runs in a process of its own, pinned to its first `threads` cores
 (XLA sizes its thread pool by the cores a process may use, once, at start), on whole
 frames of settings.height x settings.width (no tiles), one window per call as the
-ONNX graph takes them. The engines get the same windows: a real photograph panning.
+ONNX graph takes them. The engines get the same frames, restored in order as enhance
+streams them: a real photograph panning.
 
   python -m clarity_jax.tools.engine_benchmark '{"bundle": ..., "engine": ...}'  # one row
 """
@@ -24,6 +25,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from clarity_jax.inference import bundle as bundle_lib
 from clarity_jax.inference import engines
 from clarity_jax.inference import export
 from clarity_jax.inference import restorer
@@ -37,31 +39,36 @@ CONFIGURATIONS = (('jax', 'float32'), ('jax', 'bfloat16'), ('onnxruntime', 'floa
 THREADS = (1, 2)
 
 
-def _windows(n: int, t: int, h: int, w: int) -> np.ndarray:
-  """[n, t, h, w, 3] float32: skimage's astronaut panning 3 pixels a frame."""
+def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
+  """n [h, w, 3] float32 frames: skimage's astronaut panning 3 pixels a frame."""
   import cv2  # pylint: disable=g-import-not-at-top
   import skimage.data  # pylint: disable=g-import-not-at-top
-  img = cv2.resize(skimage.data.astronaut(), (w + 3 * (n + t), h + 3 * (n + t)),
+  img = cv2.resize(skimage.data.astronaut(), (w + 3 * n, h + 3 * n),
                    interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-  seq = [img[3 * i:3 * i + h, 3 * i:3 * i + w] for i in range(n + t)]
-  return np.stack([np.stack(seq[i:i + t]) for i in range(n)])
+  return [np.ascontiguousarray(img[3 * i:3 * i + h, 3 * i:3 * i + w]) for i in range(n)]
 
 
 def one_row(bundle: str, engine: str, precision: str, threads: int, height: int,
-            width: int, steps: int, warmup: int) -> dict[str, Any]:
-  """One configuration, in this process (already pinned by the caller)."""
+            width: int, steps: int, warmup: int, encoder_cache: bool = False
+            ) -> dict[str, Any]:
+  """One configuration, in this process (already pinned by the caller): the frames
+  of a clip restored in order, one window per call, as enhance streams them; with
+  `encoder_cache`, each frame encoded once (a model that warps features)."""
   r, info = restorer.Restorer.from_bundle(
       bundle, precision, engine=engine, tile=0, batch=1,
-      threads=0 if engine == 'jax' else threads)
-  windows = _windows(steps + warmup, info.model.num_frames, height, width)
-  for window in windows[:warmup]:
-    r([window])
+      threads=0 if engine == 'jax' else threads, encoder_cache=encoder_cache)
+  if encoder_cache and r.feature_cache is None:
+    raise ValueError(f'{bundle}: no encoder cache on --engine={engine} '
+                     f'--dtype={precision} (the model warps pixels, or the graph is whole)')
+  stream = restorer.enhance_frames(r, _frames(steps + warmup, height, width))
+  for _ in range(warmup):
+    next(stream)
   start = time.perf_counter()
-  for window in windows[warmup:]:
-    r([window])
+  for _ in stream:
+    pass
   seconds = (time.perf_counter() - start) / steps
   return {'engine': engine, 'precision': precision, 'threads': threads,
-          'encoder_cache': False, 'ms_per_frame': seconds * 1e3,
+          'encoder_cache': encoder_cache, 'ms_per_frame': seconds * 1e3,
           'input': [height, width], 'output': [info.model.scale * height,
                                                info.model.scale * width]}
 
@@ -77,8 +84,8 @@ def _run_pinned(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bundle_with_graph(bundle: str, tmp: Path) -> str:
-  """`bundle` if it holds an ONNX graph, else a copy exported with one under tmp."""
-  if (Path(bundle) / 'onnx' / 'restore.onnx').is_file():
+  """`bundle` if it holds ONNX graphs, else a copy exported with them under tmp."""
+  if (Path(bundle) / engines.ONNX_FOLDER).is_dir():
     return bundle
   export.export(None, tmp / 'bundle', formats=['onnx'], source_bundle=bundle)
   return str(tmp / 'bundle')
@@ -108,10 +115,17 @@ def engine_table(config: ml_collections.ConfigDict, settings: Settings) -> dict[
     bundle = _bundle_with_graph(bundle, Path(tmp))
     has_int8 = (Path(bundle) / 'onnx' / engines.graph_name(False, 'int8')).is_file()
     configurations = [c for c in CONFIGURATIONS if c[1] != 'int8' or has_int8]
+    # With and without the encoder cache where the model warps features (int8 runs
+    # the whole graph: no cache).
+    caches = lambda precision: (False, True) if warps_features and precision != 'int8' else (
+        False,)
+    warps_features = bundle_lib.read_info(bundle).model.warp_features
     rows = [_run_pinned(dict(bundle=bundle, engine=engine, precision=precision,
                              threads=threads, height=settings.height, width=settings.width,
-                             steps=settings.num_batches, warmup=settings.warmup))
-            for engine, precision in configurations for threads in THREADS]
+                             steps=settings.num_batches, warmup=settings.warmup,
+                             encoder_cache=cache))
+            for engine, precision in configurations for threads in THREADS
+            for cache in caches(precision)]
     # Every precision enhance offers: float32 on each engine, and OpenVINO's bfloat16
     # (the warp in float32; int8 failed the 0.05 dB rule on validate).
     offered = [(engine, 'float32') for engine in engines.ENGINES] + [('openvino', 'bfloat16')]
@@ -120,8 +134,8 @@ def engine_table(config: ml_collections.ConfigDict, settings: Settings) -> dict[
                    for engine, precision in offered] if settings.input else None)
   return {'what': 'engines', 'date': time.strftime('%Y-%m-%d'),
           'bundle': settings.bundle or 'shipped', 'cpu': _cpu_name(), 'rows': rows,
-          'encoder_cache': 'not possible for this network: it warps neighbour pixels to '
-                           'each reference before encoding (docs/performance.md)',
+          'encoder_cache': ('each frame encoded once where the row says so' if warps_features
+                            else 'not possible: this network warps pixels before encoding'),
           'enhance_frames_per_s': end_to_end,
           'enhance_input': settings.input or None}
 

@@ -74,6 +74,21 @@ def onnx_bundle(tiny_head_model, tmp_path_factory):
   return out, export.export(None, out, formats=['onnx'], source_bundle=tiny_head_model.path)
 
 
+@pytest.fixture(scope='session')
+def onnx_feature_bundle(tmp_path_factory, random_params):
+  """A tiny untrained network that warps its encoder's features (K=1, x2, with the
+  head), exported with its ONNX graphs: (path, BundleInfo). Skips as onnx_bundle."""
+  for module in ('jax2onnx', 'onnx', 'onnxruntime'):
+    pytest.importorskip(module)
+  spec = bundle.ModelSpec('tiny', scale=SCALE, num_neighbors=K, uncertainty=True,
+                          warp_features=True)
+  _, params = random_params(spec, seed=2)
+  root = tmp_path_factory.mktemp('onnx_features')
+  bundle.save_bundle(root / 'source', spec, params, step=0)
+  out = root / 'bundle'
+  return out, export.export(None, out, formats=['onnx'], source_bundle=root / 'source')
+
+
 def _photo_windows(n: int, h: int, w: int) -> np.ndarray:
   """[n, 3, h, w, 3] windows of a real photograph panning (skimage astronaut)."""
   img = cv2.resize(skimage.data.astronaut(), (w + 4 * (n + 2), h + 3 * (n + 2)),

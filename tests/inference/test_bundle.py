@@ -42,7 +42,7 @@ def test_bundle_layout_and_json(saved):
   assert raw['format'] == 'clarity_jax.bundle' and raw['format_version'] == 1
   assert raw['model'] == {'variant': 'tiny', 'scale': 2, 'num_neighbors': 1,
                           'use_alignment': True, 'use_attention': True,
-                          'uncertainty': False}
+                          'uncertainty': False, 'warp_features': False}
   assert raw['input']['range'] == [0.0, 1.0] and raw['input']['color'] == 'RGB'
   assert raw['training'] == {'step': 123, 'weights': 'raw'}
   digest = hashlib.sha256((path / 'params.safetensors').read_bytes()).hexdigest()

@@ -35,6 +35,31 @@ def test_engine_restores_what_jax_restores(onnx_bundle, photo_windows, engine, u
       np.testing.assert_allclose(a, b, atol=1 / 255)
 
 
+@pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
+def test_engine_encodes_each_frame_once(onnx_feature_bundle, photo_windows, engine):
+  """A model that warps features: the engine's encoder cache gives what encoding every
+  window gives, and both are the JAX engine's frames and maps within 1/255."""
+  pytest.importorskip(engine)
+  path, _ = onnx_feature_bundle
+  clip = list(photo_windows(7, 30, 44)[:, 0])  # 7 consecutive frames of a pan
+  kw = dict(tile=24, tile_overlap=8, batch=2, uncertainty=True)
+  results = {}
+  for name, runtime, cache in (('jax', 'jax', True), ('cached', engine, True),
+                               ('uncached', engine, False)):
+    r, _ = restorer.Restorer.from_bundle(path, engine=runtime, encoder_cache=cache, **kw)
+    results[name] = list(restorer.enhance_frames_and_maps(r, clip))
+    if cache:  # each tile of each frame encoded once
+      assert r.feature_cache.encoded == len(clip) * len(restorer.tile_starts(30, 24, 8)) * len(
+          restorer.tile_starts(44, 24, 8))
+    else:
+      assert r.feature_cache is None
+  for (_, a, a_map), (_, b, b_map), (_, c, c_map) in zip(
+      results['cached'], results['uncached'], results['jax']):
+    assert a.shape == c.shape == (60, 88, 3)
+    assert np.abs(a - b).max() <= 1e-5 and np.abs(a_map - b_map).max() <= 1e-5
+    assert np.abs(a - c).max() <= 1 / 255 and np.abs(a_map - c_map).max() <= 1 / 255
+
+
 def test_openvino_bfloat16_keeps_the_warp_in_float32(onnx_bundle, photo_windows):
   """bfloat16 runs the network cut after the warp: align.onnx in float32, the rest
   in bfloat16 (on a CPU without bfloat16, OpenVINO computes it in float32)."""

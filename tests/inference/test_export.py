@@ -63,7 +63,8 @@ def test_export_cli_round_trip_matches_the_checkpoint_model(trained_run, run_exp
   step, state = checkpoint_state(workdir)
   model, info = bundle.load_bundle(out)
   assert (info.step, info.weights) == (step, 'ema') and step == config.num_train_steps
-  assert info.model == bundle.ModelSpec('tiny', config.scale, config.num_neighbors)
+  assert info.model == bundle.ModelSpec('tiny', config.scale, config.num_neighbors,
+                                        warp_features=True)
 
   # The same window through the training code's model with the checkpoint's EMA
   # parameters, and through the bundle's model: identical outputs.

@@ -38,6 +38,31 @@ def test_the_network_cut_after_the_warp_equals_jax(onnx_bundle, tiny_head_model,
       np.testing.assert_allclose(a, np.asarray(b), atol=1e-4)
 
 
+def test_a_feature_warping_model_is_cut_around_its_warp(onnx_feature_bundle, photo_windows):
+  """encode.onnx per frame, align.onnx (flow, the features warped), then
+  restore_aligned*.onnx chain to the JAX model; the whole graph equals it too."""
+  out, info = onnx_feature_bundle
+  assert info.extra['onnx']['graphs'] == [
+      'align.onnx', 'encode.onnx', 'restore.onnx', 'restore_aligned.onnx',
+      'restore_aligned_uncertainty.onnx', 'restore_uncertainty.onnx']
+  model, _ = bundle.load_bundle(out)
+  session = lambda name: ort.InferenceSession(str(out / 'onnx' / name))
+  window = photo_windows(1, 24, 36)  # multiples of 4, the graphs' multiple
+  encode = session('encode.onnx')
+  feats = np.concatenate([encode.run(None, {'frames': window[:, i:i + 1]})[0]
+                          for i in range(window.shape[1])], axis=1)
+  assert feats.shape == (1, 3, 24, 36, 8)  # tiny: 8 encoder features
+  np.testing.assert_allclose(feats[0], np.asarray(model.encode_frames(window[0])), atol=1e-4)
+  aligned = session('align.onnx').run(None, {'features': feats, 'lq': window})[0]
+  for graph, want in (('restore_aligned.onnx', (model(window),)),
+                      ('restore_aligned_uncertainty.onnx', model.with_uncertainty(window))):
+    got = session(graph).run(None, {'aligned': aligned, 'lq': window})
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, np.asarray(b), atol=1e-4)
+  np.testing.assert_allclose(session('restore.onnx').run(None, {'lq': window})[0],
+                             np.asarray(model(window)), atol=1e-4)
+
+
 @pytest.mark.parametrize('head', [False, True])
 def test_onnx_equals_jax_on_real_frames(onnx_bundle, tiny_head_model, photo_windows, head):
   out, info = onnx_bundle
@@ -66,7 +91,7 @@ def test_onnx_metadata_names_the_weights(onnx_bundle):
   assert meta['params_sha256'] == info.params_sha256
   assert json.loads(meta['model']) == {'variant': 'tiny', 'scale': 2, 'num_neighbors': 1,
                                        'use_alignment': True, 'use_attention': True,
-                                       'uncertainty': True}
+                                       'uncertainty': True, 'warp_features': False}
   assert (meta['scale'], meta['num_neighbors'], meta['size_multiple']) == ('2', '1', '4')
   assert bundle.read_info(out).extra['onnx']['graphs'] == [
       'align.onnx', 'restore.onnx', 'restore_aligned.onnx',

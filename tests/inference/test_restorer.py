@@ -1,6 +1,7 @@
 """The restoration engine: streaming, tiles and their blending (its reflected windows:
 tests/media/test_temporal.py)."""
 
+import itertools
 import weakref
 
 import chex
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from clarity_jax import files
+from clarity_jax.inference import bundle
 from clarity_jax.inference import restorer
+from clarity_jax.media import readers
 
 
 # ------------------------------------------------------------------ streaming
@@ -171,3 +174,46 @@ def test_uncertainty_maps_leave_frames_unchanged_and_tile_seamlessly(
   rel = np.abs(np.stack(tiled_maps) - np.stack(maps)) / np.stack(maps)
   assert np.median(rel) < 1e-3 and rel.max() < 0.5
   assert tiny_model.restorer(tile=0).frames_and_maps(windows[:1])[1] is None
+
+
+# --------------------------------------------------- each frame encoded once
+
+
+@pytest.fixture(scope='module', params=[2, 0], ids=['K=2', 'K=0'])
+def feature_warping_model(request, random_params):
+  """A tiny untrained network that warps encoder features (warp_features), x2."""
+  spec = bundle.ModelSpec('tiny', scale=2, num_neighbors=request.param, uncertainty=True,
+                          warp_features=True)
+  return spec, *random_params(spec, seed=3)
+
+
+@pytest.mark.parametrize('tile', [0, 40], ids=['whole', 'tiles'])
+def test_encoder_cache_restores_what_each_window_restores(feature_warping_model,
+                                                         shared_data, tile):
+  """Every frame tile is encoded once, and the frames and maps are those of the
+  network run on each whole window (the encoder in every window: no cache)."""
+  spec, graphdef, params = feature_warping_model
+  street = readers.open_input(shared_data / 'real_lq' / 'street_320x180')
+  # 9 real frames, cropped: the cache must carry features across batches of 3.
+  clip = [f[40:112, 60:188] for f in itertools.islice(next(iter(street.clips.values())), 9)]
+
+  def restore(cache: bool):
+    r = restorer.Restorer(graphdef, params, scale=2, num_neighbors=spec.num_neighbors,
+                          tile=tile, tile_overlap=8, batch=3, uncertainty=True,
+                          encoder_cache=cache)
+    return r, list(restorer.enhance_frames_and_maps(r, clip))
+
+  (cached, got), (plain, want) = restore(True), restore(False)
+  assert plain.feature_cache is None
+  tiles = 1 if not tile else len(restorer.tile_starts(72, 40, 8)) * len(
+      restorer.tile_starts(128, 40, 8))
+  assert cached.feature_cache.encoded == len(clip) * tiles
+  assert len(got) == len(want) == len(clip)
+  for (_, a, a_map), (_, b, b_map) in zip(got, want):
+    assert a.shape == b.shape == (144, 256, 3)
+    assert np.abs(a - b).max() <= 1e-5
+    assert np.abs(a_map - b_map).max() <= 1e-5
+
+
+def test_a_pixel_warping_model_has_no_encoder_cache(tiny_model):
+  assert tiny_model.restorer().feature_cache is None

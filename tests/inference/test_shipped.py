@@ -25,7 +25,8 @@ def engine():
 
 def test_the_shipped_bundle_verifies_and_loads(engine):
   _, info = engine
-  assert info.model == bundle.ModelSpec('small', scale=4, num_neighbors=2, uncertainty=True)
+  assert info.model == bundle.ModelSpec('small', scale=4, num_neighbors=2, uncertainty=True,
+                                        warp_features=True)
   assert sum((shipped.FOLDER / f).stat().st_size for f in shipped.SHA256) <= 10 * 2**20
   assert set(shipped.SHA256) == {str(p.relative_to(shipped.FOLDER))
                                  for p in shipped.FOLDER.rglob('*') if p.is_file()}

@@ -21,7 +21,7 @@ from clarity_jax.train import state as state_lib
 @pytest.fixture(scope='module')
 def source(tmp_path_factory, random_params):
   """A tiny x4 K=1 bundle (the tests' tiny config) with random weights."""
-  spec = bundle.ModelSpec('tiny', scale=4, num_neighbors=1)
+  spec = bundle.ModelSpec('tiny', scale=4, num_neighbors=1, warp_features=True)
   graphdef, params = random_params(spec, seed=5)
   path = tmp_path_factory.mktemp('warm') / 'bundle'
   bundle.save_bundle(path, spec, params, step=123)
@@ -115,8 +115,18 @@ def test_a_restorer_without_a_head_gets_a_fresh_one(source, tiny_config, tmp_pat
   assert 'a new uncertainty head' in warm_start.load(config)[1]
 
   with_head = tmp_path / 'with_head'
-  spec = bundle.ModelSpec('tiny', scale=4, num_neighbors=1, uncertainty=True)
+  spec = bundle.ModelSpec('tiny', scale=4, num_neighbors=1, uncertainty=True,
+                          warp_features=True)
   bundle.save_bundle(with_head, spec, {**params, state_lib.UNCERTAINTY_KEY: head}, step=7)
   loaded, note = warm_start.load(tiny_config(init_from=str(with_head)))
   assert 'uncertainty head left out' in note
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
+
+
+def test_the_warps_place_may_change(source, tiny_config):
+  """The warp's place does not change the parameters: a bundle that warps encoder
+  features starts a run that warps frames with every weight as it was (and back)."""
+  path, _, params = source
+  loaded, note = warm_start.load(tiny_config(init_from=str(path), model__warp_features=False))
+  assert note.endswith('now warping pixels)')
   jax.tree.map(np.testing.assert_array_equal, loaded, params)

@@ -12,6 +12,7 @@ from flax import nnx
 from scipy import ndimage
 
 from clarity_jax.models import claritynet
+from clarity_jax.models import cost
 from clarity_jax.models import fusion
 
 _forward = nnx.jit(lambda model, lq: model(lq))
@@ -111,6 +112,32 @@ def test_model_from_config_honours_every_field(load_config):
   assert out.shape == (1, 8, 8, 3) and out.dtype == jnp.float32
 
 
+def test_warping_features_keeps_the_parameters_and_splits_at_the_encoder():
+  """warp_features: the same parameters as warping pixels (weights move between the
+  two); the encoder runs per frame (encode_frames) and the rest from its features
+  (restore_encoded) to the network's output; the flow still gets gradients."""
+  pixels, features = _tiny(scale=2, num_neighbors=2), _tiny(scale=2, num_neighbors=2,
+                                                           uncertainty=True, warp_features=True)
+  same = lambda a, b: jax.tree.map(lambda x, y: x.shape == y.shape, a, b)
+  assert all(jax.tree.leaves(same(nnx.state(pixels), nnx.state(features, nnx.Not(
+      nnx.PathContains('uncertainty_head'))))))
+  lq = _window((2, 5, 13, 18, 3))  # odd sizes: the features are padded as the window
+  feats = jnp.stack([nnx.jit(lambda m, x: m.encode_frames(x))(features, window)
+                     for window in lq])
+  assert feats.shape == (2, 5, 16, 20, 8)
+  split = nnx.jit(lambda m, x, f: m.restore_encoded(x, f, True))(features, lq, feats)
+  whole = nnx.jit(lambda m, x: m.with_uncertainty(x))(features, lq)
+  for a, b in zip(split, whole):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  grads = nnx.jit(lambda m: nnx.grad(lambda m: jnp.mean(m(lq) ** 2))(m))(features)
+  assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(nnx.state(grads.flow)))) > 0
+  with pytest.raises(ValueError, match='encode_frames needs warp_features'):
+    pixels.encode_frames(lq[0])
+  with pytest.raises(ValueError, match=r'features \(2, 5, 16, 20, 8\) for the padded '
+                     r'window \(2, 5, 8, 20, 3\)'):
+    features.restore_encoded(lq[:, :, :8], feats)
+
+
 def test_state_is_params_only_and_batch_independent():
   model = _tiny(scale=2, num_neighbors=1)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -172,8 +199,8 @@ def test_variants_table_matches_the_code():
 
 
 def test_measure_cost_counts_what_xla_runs():
-  small = claritynet.measure_cost('tiny', h=16, w=32)
-  large = claritynet.measure_cost('tiny', h=32, w=64)
+  small = cost.measure_cost('tiny', h=16, w=32)
+  large = cost.measure_cost('tiny', h=32, w=64)
   assert small['params'] == large['params'] == claritynet.count_params(
       _tiny(scale=4, num_neighbors=2))
   # Nearly all the work is per pixel: 4x the pixels, about 4x the FLOPs.
