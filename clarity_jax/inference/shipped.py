@@ -30,7 +30,7 @@ SHA256 = {
     'onnx/encode.onnx':
         'bd7b168194013f97f8a308165dd37e2aee14d4768043bbc469e53c0456aacc08',
     'onnx/align.onnx':
-        'c2ad502703a782ac6a8eafa0833ca6d16e141a314ce5615324b7a2966be94d33',
+        'd72855a6f67156791b1911763e17e33e0764ce206e8d788007d55360401678a2',
     'onnx/restore_aligned.onnx':
         '5fc09f857b26d6b9baa073d9a51057df79b5daeec9ba32f0c26cd02814e6a257',
     'onnx/restore_aligned_uncertainty.onnx':

@@ -240,8 +240,7 @@ class ClarityNetSR(nnx.Module):
 
   def _pad_frames(self, frames: jax.Array) -> jax.Array:
     """[N, h, w, C] edge-padded to multiples of `pad_multiple`."""
-    _, h, w, _ = frames.shape
-    m = self.pad_multiple
+    (_, h, w, _), m = frames.shape, self.pad_multiple
     return resample.edge_pad(frames, (0, -h % m), (0, -w % m))
 
   def align(self, lq: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -252,8 +251,7 @@ class ClarityNetSR(nnx.Module):
     with jax.named_scope('flow'):
       flows = flow_lib.pairwise_flows(self.flow, lq, self.num_neighbors)
     with jax.named_scope('warp'):
-      aligned = flow_lib.warp(lq.reshape(b * t, h, w, c),
-                              flows.reshape(b * t, h, w, 2))
+      aligned = flow_lib.warp(lq.reshape(b * t, h, w, c), flows.reshape(b * t, h, w, 2))
     return aligned.reshape(b, t, h, w, c), flows
 
   def encode(self, frames: jax.Array) -> jax.Array:
@@ -297,14 +295,15 @@ class ClarityNetSR(nnx.Module):
   def align_encoded(self, padded: jax.Array, feats: jax.Array) -> jax.Array:
     """W on features (warp_features): the padded window [B, T, H, W, 3] and its
     frames' features [B, T, H, W, C] -> the features warped to the reference."""
+    (b, t, h, w, c), k = feats.shape, self.num_neighbors
     if self.flow is None:
       return feats
-    b, t, h, w, c = feats.shape
     with jax.named_scope('flow'):
-      flows = flow_lib.pairwise_flows(self.flow, padded, self.num_neighbors)
-    with jax.named_scope('warp'):
-      warped = flow_lib.warp(feats.reshape(b * t, h, w, c), flows.reshape(b * t, h, w, 2))
-    return warped.reshape(b, t, h, w, c)
+      flows = flow_lib.pairwise_flows(self.flow, padded, k)
+    with jax.named_scope('warp'):  # the neighbours: the reference's zero flow is a no-op
+      nbrs = lambda x: jnp.concatenate([x[:, :k], x[:, k + 1:]], 1).reshape(-1, h, w, x.shape[-1])
+      warped = flow_lib.warp(nbrs(feats), nbrs(flows)).reshape(b, t - 1, h, w, c)
+    return jnp.concatenate([warped[:, :k], feats[:, k:k + 1], warped[:, k:]], axis=1)
 
   def encode_frames(self, frames: jax.Array) -> jax.Array:
     """warp_features: frames [N, h, w, 3] -> their features [N, H, W, C], padded as a

@@ -20,8 +20,12 @@ def test_a_row_is_timed_in_a_process_pinned_to_its_cores():
 
 
 @pytest.mark.parametrize('engine', ['jax', 'onnxruntime'])
-def test_rows_in_this_process(engine):
+@pytest.mark.parametrize('cache', [False, True])
+def test_rows_in_this_process(engine, cache):
+  """The shipped model warps features: rows with and without its encoder cache."""
   pytest.importorskip('onnxruntime' if engine == 'onnxruntime' else 'jax')
   row = engine_benchmark.one_row(str(shipped.bundle_path()), engine, 'float32', threads=2,
-                                 height=16, width=24, steps=1, warmup=0)
+                                 height=16, width=24, steps=1, warmup=0,
+                                 encoder_cache=cache)
   assert row['engine'] == engine and row['input'] == [16, 24] and row['ms_per_frame'] > 0
+  assert row['encoder_cache'] is cache
