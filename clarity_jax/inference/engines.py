@@ -14,7 +14,7 @@ import collections
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -105,7 +105,9 @@ def _openvino(ov: Any, graph: Path, threads: int, precision: str
       while len(programs) > _OPENVINO_PROGRAMS:  # a folder of images of many sizes
         programs.popitem(last=False)
     compiled, request = programs[shapes]
-    results = request.infer(dict(enumerate(inputs)))
+    # The arrays are read in place (no copy into OpenVINO tensors): the features of a
+    # window are tens of MB. infer is synchronous, so they outlive the call.
+    results = request.infer(dict(enumerate(inputs)), share_inputs=True)
     return [results[o] for o in compiled.outputs]
   return run, meta
 
@@ -177,26 +179,29 @@ class OnnxEngine:
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:
     if self.encodes_apart:  # every frame of every window encoded: no cache
-      return self.restore_encoded(lq, np.stack([self.encode(window) for window in lq]))
+      return self.restore_encoded(lq, [list(self.encode(window)) for window in lq])
     return self._restore(lq, None)
 
-  def restore_encoded(self, lq: np.ndarray, feats: np.ndarray) -> np.ndarray:
-    """Windows lq [n, 2K+1, h, w, 3] and their frames' features (`encode`) ->
-    restored tiles, as __call__."""
-    return self._restore(lq, np.asarray(feats, np.float32))
+  def restore_encoded(self, lq: np.ndarray, feats: Sequence[Sequence[np.ndarray]]
+                      ) -> np.ndarray:
+    """Windows lq [n, 2K+1, h, w, 3] and each window's per-frame features (`encode`)
+    -> restored tiles, as __call__. A window's features are stacked only as its
+    graph call needs them: one window's copy at a time."""
+    return self._restore(lq, feats)
 
-  def _restore(self, lq: np.ndarray, feats: np.ndarray | None) -> np.ndarray:
+  def _restore(self, lq: np.ndarray, feats: Sequence[Sequence[np.ndarray]] | None
+               ) -> np.ndarray:
     n, _, h, w, _ = lq.shape
     s = self.scale
     padded = self._pad(lq)
     tiles = []
     for i, window in enumerate(padded):  # the graphs' batch is 1
       inputs = [window[None]]
+      encoded = [] if feats is None else [np.stack(feats[i])[None]]
       if self._align is not None:
-        inputs.insert(0, self._align(*([] if feats is None else [feats[i:i + 1]]),
-                                     window[None])[0])
-      elif feats is not None:
-        inputs.insert(0, feats[i:i + 1])
+        inputs.insert(0, self._align(*encoded, window[None])[0])
+      else:
+        inputs[:0] = encoded
       out = self._run(*inputs)
       restored = np.clip(out[0][:, :s * h, :s * w], 0.0, 1.0)
       if self.uncertainty:

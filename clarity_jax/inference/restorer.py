@@ -286,7 +286,7 @@ class Restorer:
     cached encoder features (per window, per frame)."""
     if feats is not None:
       if self.engine is not None:
-        return self.engine.restore_encoded(lq, np.stack([np.stack(w) for w in feats]))
+        return self.engine.restore_encoded(lq, feats)
       return _restore_encoded_tiles(self.params, lq, jnp.stack([jnp.stack(w) for w in feats]),
                                     graphdef=self.graphdef, uncertainty=self.uncertainty)
     if self.engine is not None:

@@ -52,7 +52,7 @@ def test_a_tampered_copy_is_one_line_sha256_error(tmp_path, victim):
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason='open defect: the shipped model draws thin horizontal/vertical '
-                   'lines on sharp input (score 2.8; docs/results.md, model card); strict, '
+                   'lines on sharp input (score 2.4; docs/results.md, model card); strict, '
                    'so that fixing it turns this into a failure to remove the mark')
 def test_no_thin_line_artifact(engine):
   """Isotropic filters after bicubic score 1.03-1.06 on this probe; models that draw
