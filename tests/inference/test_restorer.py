@@ -208,6 +208,8 @@ def test_encoder_cache_restores_what_each_window_restores(feature_warping_model,
   tiles = 1 if not tile else len(restorer.tile_starts(72, 40, 8)) * len(
       restorer.tile_starts(128, 40, 8))
   assert cached.feature_cache.encoded == len(clip) * tiles
+  # Memory: only the frames of the last batch of windows keep their features.
+  assert len(cached.feature_cache.entries) <= 3 + 2 * spec.num_neighbors
   assert len(got) == len(want) == len(clip)
   for (_, a, a_map), (_, b, b_map) in zip(got, want):
     assert a.shape == b.shape == (144, 256, 3)
