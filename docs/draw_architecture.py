@@ -10,7 +10,7 @@ import tempfile
 
 from PIL import Image, ImageDraw, ImageFont
 
-_W, _H = 1500, 640
+_W, _H = 1500, 664
 _BOX_W, _BOX_H = 250, 120
 _COLOURS = {  # one colour per equation
     'io': '#e8e8e8', 'W': '#cfe2ff', 'E': '#d1f0d1', 'Phi': '#ffe3c4',
@@ -20,12 +20,12 @@ _COLOURS = {  # one colour per equation
 _BOXES = [
     ('lq', 0, 0, 'io', 'LQ window',
      ['[B, 2K+1, h, w, 3]', 'edge-padded to', 'even h, w']),
-    ('flow', 1, 0, 'W', 'W: flow (eq. 3)',
-     ['SPyNet-like, L levels', '1/2^L ... 1/2 of h, w', 'ref -> each neighbour']),
-    ('warp', 2, 0, 'W', 'W: warp (eq. 3)',
-     ['dm-pix bilinear,', 'backward, float32 coords,', 'replicate border']),
-    ('enc', 3, 0, 'E', 'E: encoder (eq. 4)',
-     ['conv + residual blocks,', 'shared by the 2K+1', 'aligned frames']),
+    ('enc', 1, 0, 'E', 'E: encoder (eq. 4)',
+     ['conv + residual blocks,', 'shared by the frames;', 'once per video frame']),
+    ('flow', 2, 0, 'W', 'W: flow (eq. 3)',
+     ['SPyNet-like, L levels,', 'on the LQ frames:', 'ref -> each neighbour']),
+    ('warp', 3, 0, 'W', 'W: warp (eq. 3)',
+     ["each neighbour's features,", 'dm-pix bilinear, float32', 'coords, replicate border']),
     ('tatt', 4, 0, 'Phi', 'Phi: temporal att.',
      ['softmax over frames of', '-scale * patch distance', 'to the reference']),
     ('merge', 4, 1, 'Phi', 'Phi: merge (eq. 5)',
@@ -39,13 +39,14 @@ _BOXES = [
     ('out', 0, 2, 'io', 'output',
      ['[B, s h, s w, 3]', 'float32, not clipped', 's in {1, 2, 4}']),
 ]
-_ARROWS = [('lq', 'flow'), ('flow', 'warp'), ('warp', 'enc'), ('enc', 'tatt'),
+# lq -> flow passes over the encoder, enc -> warp under the flow (_detour).
+_ARROWS = [('lq', 'enc'), ('lq', 'flow'), ('flow', 'warp'), ('enc', 'warp'), ('warp', 'tatt'),
            ('tatt', 'merge'), ('merge', 'satt'), ('satt', 'dec'), ('dec', 'up'),
            ('up', 'plus'), ('lq', 'plus'), ('plus', 'out')]
 
 
 def _centre(col: int, row: int) -> tuple[int, int]:
-  return 40 + _BOX_W // 2 + col * (_BOX_W + 45), 60 + _BOX_H // 2 + row * (_BOX_H + 70)
+  return 40 + _BOX_W // 2 + col * (_BOX_W + 45), 84 + _BOX_H // 2 + row * (_BOX_H + 70)
 
 
 def _head(draw: ImageDraw.ImageDraw, start: tuple[int, int],
@@ -75,6 +76,18 @@ def _arrow(draw: ImageDraw.ImageDraw, a: tuple[int, int], b: tuple[int, int]) ->
   _head(draw, (ax, ay), (bx, by), 'black')
 
 
+def _detour(draw: ImageDraw.ImageDraw, a: tuple[int, int], b: tuple[int, int],
+            side: int) -> None:
+  """An arrow between two boxes of a row that passes over (side -1) or under (+1)
+  the boxes between them."""
+  (ax, ay), (bx, _) = a, b
+  edge = ay + side * _BOX_H // 2
+  lane = edge + side * (20 if side < 0 else 32)
+  draw.line([(ax, edge), (ax, lane), (bx, lane), (bx, edge)], fill='black', width=3)
+  _head(draw, (bx, lane), (bx, edge), 'black')
+
+
+_DETOURS = {('lq', 'flow'): -1, ('enc', 'warp'): +1}
 _PLUS = _centre(0, 1)  # the sum sits where a box of column 0, row 1 would
 
 
@@ -113,6 +126,8 @@ def draw(path: pathlib.Path) -> None:
       start, end = (px, py + 18), (ox, oy - _BOX_H // 2)
       draw.line([start, end], fill='black', width=3)
       _head(draw, start, end, 'black')
+    elif (a, b) in _DETOURS:
+      _detour(draw, centres[a], centres[b], _DETOURS[(a, b)])
     else:
       _arrow(draw, centres[a], centres[b])
   lx, ly = centres['lq']
@@ -120,8 +135,8 @@ def draw(path: pathlib.Path) -> None:
             fill='#666600', font=body)
   draw.text((lx + 10, ly + _BOX_H // 2 + 26), 'bicubic x s, float32 (eq. 6)',
             fill='#666600', font=body)
-  draw.text((40, _H - 58), 'warp_features (the default, the shipped model): E runs first, '
-            'once per frame of a video, and W warps its features.', fill='black', font=body)
+  draw.text((40, _H - 58), 'Bundles trained before 2026-12-07 (warp_features=False) warp '
+            'the LQ frames before E instead.', fill='black', font=body)
   draw.text((40, _H - 34), 'K = 0: no flow, no warp, same encoder and decoder.   '
             'Ablations: use_alignment=False skips W; use_attention=False fuses by a '
             'plain mean.', fill='black', font=body)
