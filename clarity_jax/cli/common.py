@@ -149,9 +149,10 @@ def define_restorer_flags() -> RestorerFlags:
   with the same default, wherever it appears."""
   return RestorerFlags(
       tile=flags.DEFINE_integer(
-          'tile', 256, 'Tile size in LQ pixels: larger frames are restored in '
+          'tile', 256, 'Largest tile side in LQ pixels: larger frames are restored in '
           'overlapping tiles blended without seams, so memory does not grow with the '
-          'frame; 0: whole frames.', lower_bound=0),
+          'frame; as few tiles as this allows, each no longer than they need (multiples '
+          'of 32); 0: whole frames.', lower_bound=0),
       tile_overlap=flags.DEFINE_integer(
           'tile_overlap', 16, 'Overlap of neighbouring tiles in LQ pixels (cross-faded).',
           lower_bound=0),

@@ -5,8 +5,9 @@ How a frame of any length of video and any size is restored:
     frames 2,1,0,1,2 for K=2), so the output has exactly as many frames as the
     input; only a ring buffer of 2K+1 decoded frames is kept, so memory does not
     grow with the video's length (frames are read, restored and written as they go);
-  - space: overlapping tiles of `tile` LQ pixels, all of the same shape (the last
-    row and column of tiles are shifted back inside the frame rather than padded),
+  - space: overlapping tiles of at most `tile` LQ pixels, as few as that allows and
+    no longer than needed (tile_length), all of the same shape (the last row and
+    column of tiles are shifted back inside the frame rather than padded),
     so jit compiles once per video; tiles are cross-faded with raised-cosine
     ramps in the middle of each overlap (the quarter nearest a tile's edge, which
     saw the tile's artificial border, is dropped), so no seam is visible;
@@ -51,6 +52,24 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
   stride = tile - overlap
   starts = list(range(0, size - tile, stride))
   return starts + [size - tile]
+
+
+# Tile sides are multiples of this (up to --tile): a multiple of every variant's padding
+# multiple (so ONNX engines pad nothing), and few enough distinct shapes that frames of
+# many sizes (a folder of photographs) compile few programs.
+TILE_STEP = 32
+
+
+def tile_length(size: int, tile: int, overlap: int) -> int:
+  """The tile side used along an axis of `size` pixels: as many tiles of at most
+  `tile` as `tile` itself needs, each the shortest multiple of TILE_STEP that still
+  covers the axis. A 320-wide frame takes two tiles of 192 instead of two of 256
+  that overlap by 192: a quarter less work, the same seams."""
+  if not tile or tile >= size:
+    return size
+  count = -(-(size - overlap) // (tile - overlap))
+  shortest = max(-(-(size - overlap) // count) + overlap, 2 * overlap + 1)
+  return min(tile, -(-shortest // TILE_STEP) * TILE_STEP)
 
 
 def blend_ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarray:
@@ -227,7 +246,9 @@ class Restorer:
                engine=runtime, **kwargs), info
 
   def tile_shape(self, h: int, w: int) -> tuple[int, int]:
-    return (min(self.tile, h), min(self.tile, w)) if self.tile else (h, w)
+    """The one tile shape of h x w frames (tile_length per axis)."""
+    return (tile_length(h, self.tile, self.tile_overlap),
+            tile_length(w, self.tile, self.tile_overlap))
 
   def __call__(self, windows: Sequence[Sequence[np.ndarray]], uint8: bool = False
                ) -> list[np.ndarray]:

@@ -67,6 +67,17 @@ def test_tile_grid_covers_the_frame_with_equal_tiles():
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
+@pytest.mark.parametrize('size, tile, overlap, length', [
+    (320, 256, 16, 192), (180, 256, 16, 180), (1280, 256, 16, 256), (100, 48, 12, 48),
+    (257, 256, 16, 160), (600, 256, 16, 224), (64, 0, 8, 64)])
+def test_tiles_are_no_longer_than_their_count_needs(size, tile, overlap, length):
+  """As many tiles as `tile` needs, each the shortest multiple of 32 that covers the
+  frame: less overlap restored twice, never longer than asked."""
+  assert restorer.tile_length(size, tile, overlap) == length
+  count = lambda t: len(restorer.tile_starts(size, t, overlap))
+  assert count(length) == count(tile or size)
+
+
 def test_raised_cosine_ramps_cross_fade_to_one():
   overlap = 8  # an outer quarter dropped (2 px), a 4 px ramp, then full weight
   left = restorer.blend_ramp(32, overlap, fade_in=False, fade_out=True)
@@ -142,7 +153,7 @@ def test_one_compiled_program_per_tile_shape(tiny_model, photo_windows, monkeypa
   other = tiny_model.restorer(tile=40, tile_overlap=8, batch=2)
   other(windows)
   other(windows[:1])
-  other(windows[::-1, :, :50, :70])  # another frame size, the same tile shape
+  other(windows[::-1, :, :70, :90])  # another frame size, the same tile shape
   # It was traced exactly once above: a new tile shape is the second trace.
   with pytest.raises(AssertionError, match='traced > 1 times'):
     tiny_model.restorer(tile=32, tile_overlap=8, batch=2)(windows)
@@ -205,8 +216,8 @@ def test_encoder_cache_restores_what_each_window_restores(feature_warping_model,
 
   (cached, got), (plain, want) = restore(True), restore(False)
   assert plain.feature_cache is None
-  tiles = 1 if not tile else len(restorer.tile_starts(72, 40, 8)) * len(
-      restorer.tile_starts(128, 40, 8))
+  th, tw = restorer.tile_length(72, tile, 8), restorer.tile_length(128, tile, 8)
+  tiles = len(restorer.tile_starts(72, th, 8)) * len(restorer.tile_starts(128, tw, 8))
   assert cached.feature_cache.encoded == len(clip) * tiles
   # Memory: only the frames of the last batch of windows keep their features.
   assert len(cached.feature_cache.entries) <= 3 + 2 * spec.num_neighbors
