@@ -12,6 +12,7 @@ import pytest
 from clarity_jax.inference import bundle
 from clarity_jax.inference import engines
 from clarity_jax.inference import restorer
+from clarity_jax.inference import tiles
 
 
 @pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
@@ -50,8 +51,8 @@ def test_engine_encodes_each_frame_once(onnx_feature_bundle, photo_windows, engi
     results[name] = list(restorer.enhance_frames_and_maps(r, clip))
     if cache:  # each tile of each frame encoded once
       th, tw = r.tile_shape(30, 44)
-      assert r.feature_cache.encoded == len(clip) * len(restorer.tile_starts(30, th, 8)) * len(
-          restorer.tile_starts(44, tw, 8))
+      assert r.feature_cache.encoded == len(clip) * len(tiles.tile_starts(30, th, 8)) * len(
+          tiles.tile_starts(44, tw, 8))
     else:
       assert r.feature_cache is None
   for (_, a, a_map), (_, b, b_map), (_, c, c_map) in zip(
