@@ -270,8 +270,9 @@ class ClarityNetSR(nnx.Module):
     with jax.named_scope('decoder'):
       features = self.decoder.features(fused)
       residual = flow_lib.crop(self.decoder.upsample(features), hh, ww)
-    with jax.named_scope('skip'):
-      skip = upsample_reference(lq, self.num_neighbors, self.scale)
+    with jax.named_scope('skip'):  # of the padded frame too: as an exported graph sees it
+      skip = flow_lib.crop(upsample_reference(self.pad(lq), self.num_neighbors, self.scale),
+                           hh, ww)
     restored = skip + residual.astype(jnp.float32)
     if not with_uncertainty:
       return restored

@@ -2,6 +2,7 @@
 1/255), and refuse a bundle without a graph, a graph of other weights, or a missing
 runtime in one line."""
 
+import itertools
 import shutil
 import sys
 
@@ -13,6 +14,7 @@ from clarity_jax.inference import bundle
 from clarity_jax.inference import engines
 from clarity_jax.inference import restorer
 from clarity_jax.inference import tiles
+from clarity_jax.media import readers
 
 
 @pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
@@ -60,6 +62,24 @@ def test_engine_encodes_each_frame_once(onnx_feature_bundle, photo_windows, engi
     assert a.shape == c.shape == (60, 88, 3)
     assert np.abs(a - b).max() <= 1e-5 and np.abs(a_map - b_map).max() <= 1e-5
     assert np.abs(a - c).max() <= 1 / 255 and np.abs(a_map - c_map).max() <= 1 / 255
+
+
+@pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
+def test_engines_restore_a_real_clip_of_any_size(onnx_feature_bundle, shared_data, engine):
+  """Real frames whose sides are no multiple of the graph's (45x70: the engine pads
+  them, as the JAX model pads itself), whole: the same pixels, edges included."""
+  pytest.importorskip(engine)
+  path, _ = onnx_feature_bundle
+  street = readers.open_input(shared_data / 'real_lq' / 'street_320x180')
+  clip = [f[60:105, 100:170] for f in itertools.islice(next(iter(street.clips.values())), 4)]
+  kw = dict(tile=0, batch=2)
+  want = [r for _, r in restorer.enhance_frames(restorer.Restorer.from_bundle(path, **kw)[0],
+                                                clip)]
+  got = [r for _, r in restorer.enhance_frames(
+      restorer.Restorer.from_bundle(path, engine=engine, **kw)[0], clip)]
+  for a, b in zip(got, want):
+    assert a.shape == b.shape == (90, 140, 3)
+    assert np.abs(a - b).max() <= 1 / 255
 
 
 def test_openvino_bfloat16_keeps_the_warp_in_float32(onnx_bundle, photo_windows):
