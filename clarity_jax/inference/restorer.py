@@ -104,14 +104,12 @@ class _FeatureCache:
   def window_features(self, windows: Sequence[Sequence[np.ndarray]], y: int, x: int,
                       th: int, tw: int) -> list[list[Any]]:
     """Each window's per-frame features of the tile at (y, x), encoding the missing
-    ones `chunk` tiles at a time (one compiled shape: a short chunk repeats its last)."""
+    ones at most `chunk` tiles at a time."""
     missing = list({id(f): f for win in windows for f in win
                     if (y, x) not in self.entries[id(f)][1]}.values())
     for i in range(0, len(missing), self.chunk):
       part = missing[i:i + self.chunk]
-      tiles = np.stack([f[y:y + th, x:x + tw] for f in part]).astype(np.float32)
-      tiles = np.concatenate([tiles, np.repeat(tiles[-1:], self.chunk - len(part), 0)])
-      feats = self.encode(tiles)
+      feats = self.encode(np.stack([f[y:y + th, x:x + tw] for f in part]).astype(np.float32))
       for j, f in enumerate(part):
         self.entries[id(f)][1][(y, x)] = feats[j]
       self.encoded += len(part)
@@ -249,9 +247,14 @@ class Restorer:
                           uncertainty=self.uncertainty)
 
   def _encode(self, tiles: np.ndarray) -> Any:
+    """Features of up to `batch` frame tiles. JAX gets `batch` always (one compiled
+    shape: a short chunk repeats its last tile); the ONNX engines encode tile by tile,
+    so they get only the real ones."""
     if self.engine is not None:
       return self.engine.encode(tiles)
-    return _encode_tiles(self.params, tiles, graphdef=self.graphdef)
+    n = len(tiles)
+    full = np.concatenate([tiles, np.repeat(tiles[-1:], self.batch - n, 0)])
+    return _encode_tiles(self.params, full, graphdef=self.graphdef)[:n]
 
 
 class _Band:
