@@ -174,8 +174,9 @@ class OnnxEngine:
     return np.ascontiguousarray(np.pad(x, pads, mode='edge'), np.float32)
 
   def encode(self, frames: np.ndarray) -> np.ndarray:
-    """Frames [N, h, w, 3] -> their features [N, H, W, C] (padded sizes)."""
-    return np.concatenate([self._encode(f[None, None])[0][0] for f in self._pad(frames)])
+    """Frames [N, h, w, 3] -> their features [N, C, H, W] (padded sizes, channels
+    first: what the graphs take, onnx_export.py)."""
+    return np.concatenate([self._encode(f[None, None])[0] for f in self._pad(frames)])
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:
     if self.encodes_apart:  # every frame of every window encoded: no cache
@@ -185,23 +186,29 @@ class OnnxEngine:
   def restore_encoded(self, lq: np.ndarray, feats: Sequence[Sequence[np.ndarray]]
                       ) -> np.ndarray:
     """Windows lq [n, 2K+1, h, w, 3] and each window's per-frame features (`encode`)
-    -> restored tiles, as __call__. A window's features are stacked only as its
-    graph call needs them: one window's copy at a time."""
+    -> restored tiles, as __call__. The features go to the graphs frame by frame,
+    read where they are (OpenVINO shares the arrays; nothing is stacked)."""
     return self._restore(lq, feats)
 
   def _restore(self, lq: np.ndarray, feats: Sequence[Sequence[np.ndarray]] | None
                ) -> np.ndarray:
-    n, _, h, w, _ = lq.shape
-    s = self.scale
+    _, t, h, w, _ = lq.shape
+    s, k = self.scale, t // 2
     padded = self._pad(lq)
     tiles = []
     for i, window in enumerate(padded):  # the graphs' batch is 1
-      inputs = [window[None]]
-      encoded = [] if feats is None else [np.stack(feats[i])[None]]
-      if self._align is not None:
-        inputs.insert(0, self._align(*encoded, window[None])[0])
-      else:
-        inputs[:0] = encoded
+      if feats is None:  # the window, aligned in a graph of its own where cut there
+        inputs = [window[None]]
+        if self._align is not None:
+          inputs.insert(0, self._align(window[None])[0])
+      else:  # each frame's cached features, read in place (no stacked copy)
+        frames = [f[None] for f in feats[i]]
+        if self._align is not None:
+          neighbours = [j for j in range(t) if j != k]
+          aligned = self._align(*(frames[j] for j in neighbours), window[None])
+          for j, a in zip(neighbours, aligned):
+            frames[j] = a
+        inputs = [*frames, window[None]]
       out = self._run(*inputs)
       restored = np.clip(out[0][:, :s * h, :s * w], 0.0, 1.0)
       if self.uncertainty:

@@ -7,11 +7,18 @@
   BUNDLE/onnx/*_int8.onnx                the same, int8 (with --int8_calibration)
 
 A model that warps its encoder's features (warp_features) is cut in three instead,
-so that a video's frames are each encoded once (restorer.py caches the features):
+so that a video's frames are each encoded once (restorer.py caches the features),
+and its features cross the cuts one frame at a time, channels first:
 
-  BUNDLE/onnx/encode.onnx                frames [1, 1, m h, m w, 3] -> features
-  BUNDLE/onnx/align.onnx                 features, lq -> the aligned features
-  BUNDLE/onnx/restore_aligned[_uncertainty].onnx   aligned features, lq -> the rest
+  BUNDLE/onnx/encode.onnx                frames [1, 1, m h, m w, 3] -> features [1, C, m h, m w]
+  BUNDLE/onnx/align.onnx                 features_j of each neighbour j, lq -> aligned_j
+  BUNDLE/onnx/restore_aligned[_uncertainty].onnx   features_0 .. features_2K (the
+                                         aligned neighbours and the reference's), lq -> the rest
+
+Per frame, so that an engine reads the cached arrays in place (no window of
+features stacked per output frame: 16 ms at 720p); channels first, as GridSample
+takes them, so the warp reads them with no transpose (OpenVINO's align.onnx: 61 ->
+37 ms at 720p, docs/performance.md).
 
 The cut after the warp exists for OpenVINO's bfloat16: it runs the warp half in
 float32 (bfloat16 sample positions are off by up to a pixel at 320 wide) and the
@@ -47,6 +54,7 @@ from typing import Any, Callable
 
 from absl import logging
 import cv2
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -56,6 +64,7 @@ from clarity_jax.inference import engines
 from clarity_jax.inference import onnx_ops
 from clarity_jax.media import readers
 from clarity_jax.models import claritynet
+from clarity_jax.models import flow as flow_lib
 
 OPSET = 21
 FOLDER = 'onnx'
@@ -83,8 +92,10 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
   `part`: 'whole' (lq -> restored), or the network cut after the warp, for runtimes
   that compute the two halves at different precisions: 'align' (lq -> the aligned
   window, flow and warp) and 'rest' (aligned, lq -> restored: encoder, fusion,
-  decoder, skip). A model that warps features: 'encode' (frames -> features),
-  'align' (features, lq -> aligned features) and 'rest' (fusion, decoder, skip).
+  decoder, skip). A model that warps features: 'encode' (one frame -> its
+  features, channels first), 'align' (each neighbour's features, lq -> each one's
+  aligned features) and 'rest' (every frame's features, lq -> restored: fusion,
+  decoder, skip); see the module doc.
   """
   jax2onnx = _require('jax2onnx')
   # onnx_ir warns about every shape-only value it does not serialise: noise here.
@@ -97,19 +108,27 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
     return net.decode(fused, lq, with_uncertainty=True) if uncertainty else (
         net.decode(fused, lq),)
 
+  k = model.num_neighbors
+  neighbours = [j for j in range(t) if j != k]
+  nhwc = lambda f: jnp.transpose(f, (0, 2, 3, 1))
+  nchw = lambda f: jnp.transpose(f, (0, 3, 1, 2))
+
   def forward(*inputs):
     lq = inputs[-1]
     # Before any other node, so that h and w have a value to be read from.
     sizes = onnx_ops.sizes(lq, m)
     net = nnx.merge(graphdef, params)
     if part == 'encode':  # one frame, [1, 1, m h, m w, 3]
-      out = (net.encode_frames(lq[0])[None],)
+      out = (nchw(net.encode_frames(lq[0])),)
+    elif part == 'align' and model.warp_features:  # each neighbour's features apart
+      flows = flow_lib.pairwise_flows(net.flow, net.pad(lq), k)
+      out = tuple(nchw(flow_lib.warp(nhwc(f), flows[:, j]))
+                  for f, j in zip(inputs[:-1], neighbours))
     elif part == 'align':
-      out = ((net.align_encoded(net.pad(lq), inputs[0]),) if model.warp_features
-             else (net.align(net.pad(lq))[0],))
+      out = (net.align(net.pad(lq))[0],)
     elif model.warp_features:
-      feats = inputs[0] if part == 'rest' else net.align_encoded(
-          net.pad(lq), net.encode(net.pad(lq)))
+      feats = (jnp.stack([nhwc(f) for f in inputs[:-1]], axis=1) if part == 'rest'
+               else net.align_encoded(net.pad(lq), net.encode(net.pad(lq))))
       out = outputs(net, net.fuse(feats), lq)
     else:
       aligned = inputs[0] if part == 'rest' else net.align(net.pad(lq))[0]
@@ -119,13 +138,19 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
     return out if len(out) > 1 else out[0]
 
   spec = (batch, t, f'{m}*h', f'{m}*w', 3)
-  feats = (batch, t, f'{m}*h', f'{m}*w', model.encoder_features)
-  inputs, names = {
-      'encode': ({'frames': (1, 1, f'{m}*h', f'{m}*w', 3)}, ['features']),
-      'align': ({'features': feats, 'lq': spec} if model.warp_features else {'lq': spec},
-                ['aligned']),
-      'rest': ({'aligned': feats if model.warp_features else spec, 'lq': spec}, None),
-      'whole': ({'lq': spec}, None)}[part]
+  frame = (batch, model.encoder_features, f'{m}*h', f'{m}*w')  # one frame's features
+  if model.warp_features:
+    inputs, names = {
+        'encode': ({'frames': (1, 1, f'{m}*h', f'{m}*w', 3)}, ['features']),
+        'align': ({**{f'features_{j}': frame for j in neighbours}, 'lq': spec},
+                  [f'aligned_{j}' for j in neighbours]),
+        'rest': ({**{f'features_{j}': frame for j in range(t)}, 'lq': spec}, None),
+        'whole': ({'lq': spec}, None)}[part]
+  else:
+    inputs, names = {
+        'align': ({'lq': spec}, ['aligned']),
+        'rest': ({'aligned': spec, 'lq': spec}, None),
+        'whole': ({'lq': spec}, None)}[part]
   proto = jax2onnx.to_onnx(forward, inputs=list(inputs.values()),
                            model_name='claritynet', opset=OPSET,
                            input_names=list(inputs),
@@ -142,16 +167,20 @@ def _run_parts(sessions: dict[str, Any], lq: np.ndarray) -> list[np.ndarray]:
   [encode each frame,] align, then rest."""
   if 'whole' in sessions:
     return sessions['whole'].run(None, {'lq': lq})
-  inputs = {'lq': lq}
-  if 'encode' in sessions:
-    inputs['features'] = np.stack([np.concatenate([
-        sessions['encode'].run(None, {'frames': window[None, i:i + 1]})[0][0]
-        for i in range(lq.shape[1])]) for window in lq])
-  if 'align' in sessions:
-    inputs = {'aligned': sessions['align'].run(None, inputs)[0], 'lq': lq}
-  else:  # nothing to align: the rest takes the features as they are
-    inputs = {'aligned': inputs.pop('features'), 'lq': lq}
-  return sessions['rest'].run(None, inputs)
+  if 'encode' in sessions:  # per frame, channels first (see the module doc)
+    t, k = lq.shape[1], lq.shape[1] // 2
+    frames = [np.concatenate([sessions['encode'].run(None, {'frames': window[None, j:j + 1]})[0]
+                              for window in lq]) for j in range(t)]
+    if 'align' in sessions:
+      neighbours = [j for j in range(t) if j != k]
+      aligned = sessions['align'].run(None, {**{f'features_{j}': frames[j] for j in neighbours},
+                                             'lq': lq})
+      for j, a in zip(neighbours, aligned):
+        frames[j] = a
+    return sessions['rest'].run(None, {**{f'features_{j}': f for j, f in enumerate(frames)},
+                                       'lq': lq})
+  aligned = sessions['align'].run(None, {'lq': lq})[0]
+  return sessions['rest'].run(None, {'aligned': aligned, 'lq': lq})
 
 
 def calibration_windows(clips: list[str], num_frames: int, scale: int, multiple: int,

@@ -1,14 +1,16 @@
 """The ONNX ops of ClarityNetSR's resampling, for jax2onnx (onnx_export.py).
 
-jax2onnx converts most of the network op for op. Four of the model's operations
+jax2onnx converts most of the network op for op. Five of the model's operations
 get ONNX ops of their own here, through jax2onnx's plugin registry:
   - the warp (models/flow.py) -> GridSample (bilinear, border padding, corners
     aligned): one op that ONNX Runtime, OpenVINO and TensorRT each run natively;
     dm-pix's gather lowers to GatherND + CumProd, which ONNX Runtime lacks;
   - resample.upsample -> Resize with fixed scales (bilinear), which runs at any size
-    (jax.image.resize converts to fixed output sizes only); the cubic one is a
-    ConvTranspose renormalised over the samples inside the frame, as jax.image.resize
-    does (OpenVINO ignores Resize's exclude_outside);
+    (jax.image.resize converts to fixed output sizes only);
+  - bicubic.phases (the global skip) -> ConvTranspose with stride 1, the same
+    arithmetic as its convolution: OpenVINO's bfloat16 mode computes every
+    Convolution in bfloat16, but keeps a ConvTranspose at the graph's tail in
+    float32, and the skip is the picture itself (8 bits would cost 0.5/255);
   - resample.edge_pad -> Pad(mode='edge'): jnp.pad's edge mode is a concatenation
     that jax2onnx sizes wrongly on symbolic sizes;
   - resample.box_average -> AveragePool: jax2onnx writes a pool as a convolution
@@ -25,6 +27,7 @@ from jax.extend import core as jex_core
 import jax.numpy as jnp
 import numpy as np
 
+from clarity_jax.models import bicubic
 from clarity_jax.models import flow as flow_lib
 from clarity_jax.models import resample
 
@@ -34,11 +37,12 @@ from clarity_jax.models import resample
 
 _warp_p = jex_core.Primitive('clarity_jax_grid_sample')
 _upsample_p = jex_core.Primitive('clarity_jax_upsample')
+_phases_p = jex_core.Primitive('clarity_jax_cubic_phases')
 _edge_pad_p = jex_core.Primitive('clarity_jax_edge_pad')
 _box_p = jex_core.Primitive('clarity_jax_box_average')
 _sizes_p = jex_core.Primitive('clarity_jax_sizes')
 
-_original = {'warp': flow_lib.warp, 'upsample': resample.upsample,
+_original = {'warp': flow_lib.warp, 'upsample': resample.upsample, 'phases': bicubic.phases,
              'edge_pad': resample.edge_pad, 'box_average': resample.box_average}
 
 
@@ -71,6 +75,9 @@ _warp_p.def_abstract_eval(lambda image, grid: jax.core.ShapedArray(image.shape, 
 _upsample_p.def_impl(lambda x, *, factor, method: _original['upsample'](x, factor, method))
 _upsample_p.def_abstract_eval(lambda x, *, factor, method: jax.core.ShapedArray(
     (x.shape[0], factor * x.shape[1], factor * x.shape[2], x.shape[3]), x.dtype))
+_phases_p.def_impl(lambda x, *, scale: _original['phases'](x, scale))
+_phases_p.def_abstract_eval(lambda x, *, scale: jax.core.ShapedArray(
+    (*x.shape[:3], scale * scale * x.shape[3]), jnp.float32))
 _edge_pad_p.def_impl(lambda x, *, rows, cols: _original['edge_pad'](x, rows, cols))
 _edge_pad_p.def_abstract_eval(lambda x, *, rows, cols: jax.core.ShapedArray(
     (x.shape[0], x.shape[1] + sum(rows), x.shape[2] + sum(cols), x.shape[3]), x.dtype))
@@ -83,20 +90,16 @@ _sizes_p.def_abstract_eval(lambda lq, *, multiple: jax.core.ShapedArray(
     (lq.shape[2] // multiple, lq.shape[3] // multiple), lq.dtype))
 
 
-def _keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
-  """Keys' cubic convolution kernel (jax.image.resize's 'cubic', PIL's bicubic)."""
-  t = np.abs(t)
-  near = ((a + 2) * t - (a + 3)) * t * t + 1
-  far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-  return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
-
-
 def _export_warp(image: jax.Array, flow: jax.Array) -> jax.Array:
   return _warp_p.bind(image, _grid(flow))
 
 
 def _export_upsample(x: jax.Array, factor: int, method: str) -> jax.Array:
   return _upsample_p.bind(x, factor=int(factor), method=str(method))
+
+
+def _export_phases(x: jax.Array, scale: int) -> jax.Array:
+  return _phases_p.bind(x.astype(jnp.float32), scale=int(scale))
 
 
 def _export_edge_pad(x: jax.Array, rows: tuple[int, int], cols: tuple[int, int]
@@ -114,7 +117,7 @@ def _export_box_average(x: jax.Array, window: int, stride: int = 1) -> jax.Array
 
 
 def _register_plugins() -> None:
-  """Registers the five lowerings with jax2onnx (imported here: an optional extra)."""
+  """Registers the six lowerings with jax2onnx (imported here: an optional extra)."""
   # pylint: disable=g-import-not-at-top
   from jax2onnx.plugins import plugin_system
   from jax2onnx.plugins._patching import MonkeyPatchSpec
@@ -150,19 +153,17 @@ def _register_plugins() -> None:
                 (on, oh, ow, oc))
     ctx.bind_value_for_var(out_var, out)
 
-  def cubic_upsample(ctx, x, f, shape):
-    """Keys' cubic (a = -0.5) by a whole factor, weights renormalised over the samples
-    inside the frame: ConvTranspose(x) / ConvTranspose(ones). Resize's cubic mode with
-    exclude_outside is the same arithmetic, but OpenVINO ignores exclude_outside."""
+  def cubic_phases(ctx, x, s, shape):
+    """bicubic.phases: ConvTranspose(x) / ConvTranspose(ones), stride 1, the kernel
+    flipped (a ConvTranspose correlates with the flipped kernel)."""
     n, c, h, w = shape
     b = ctx.builder
-    p = 3 * f // 2  # the taps of output pixel 0 start 1.5 input pixels to its left
-    kernel_1d = _keys_cubic((np.arange(4 * f) - p + 0.5) / f - 0.5)
-    kernel = np.outer(kernel_1d, kernel_1d).astype(np.float32)[None, None]
-    kw = dict(strides=[f, f], pads=[p, p, 3 * f - p, 3 * f - p])
-    num = stamp(ctx, b.ConvTranspose(x, const(ctx, 'cubic', np.repeat(kernel, c, 0), np.float32),
-                                     group=c, _outputs=[ctx.fresh_name('cubic_sum')], **kw),
-                x, (n, c, f * h, f * w))
+    kernel = bicubic.phase_kernel(s, c)
+    flip = lambda k: np.ascontiguousarray(k[::-1, ::-1].transpose(2, 3, 0, 1))
+    p = bicubic.TAPS // 2
+    total = stamp(ctx, b.ConvTranspose(x, const(ctx, 'cubic', flip(kernel), np.float32),
+                                       pads=[p, p, p, p], _outputs=[ctx.fresh_name('cubic_sum')]),
+                  x, (n, s * s * c, h, w))
     sizes = b.Shape(x, start=2, end=4, _outputs=[ctx.fresh_name('hw')])
     sizes.type = ir.TensorType(ir.DataType.INT64)
     ones_shape = b.Concat(const(ctx, 'one_one', [1, 1]), sizes, axis=0,
@@ -170,10 +171,10 @@ def _register_plugins() -> None:
     ones_shape.type = ir.TensorType(ir.DataType.INT64)
     ones = stamp(ctx, b.ConstantOfShape(ones_shape, value=ir.tensor(np.ones(1, np.float32)),
                                         _outputs=[ctx.fresh_name('ones')]), x, (1, 1, h, w))
-    den = stamp(ctx, b.ConvTranspose(ones, const(ctx, 'cubic_one', kernel, np.float32),
-                                     _outputs=[ctx.fresh_name('cubic_weight')], **kw),
-                x, (1, 1, f * h, f * w))
-    return b.Div(num, den, _outputs=[ctx.fresh_name('cubic')])
+    inside = stamp(ctx, b.ConvTranspose(
+        ones, const(ctx, 'cubic_one', flip(kernel.sum(axis=2, keepdims=True)), np.float32),
+        pads=[p, p, p, p], _outputs=[ctx.fresh_name('cubic_weight')]), x, (1, s * s * c, h, w))
+    return b.Div(total, inside, _outputs=[ctx.fresh_name('cubic')])
 
   def patch(module, attr, value):
     return MonkeyPatchSpec(target=module, attr=attr, make_value=lambda _: value)
@@ -197,18 +198,28 @@ def _register_plugins() -> None:
     def lower(self, ctx, eqn):
       f, method = eqn.params['factor'], eqn.params['method']
       n, h, w, c = eqn.invars[0].aval.shape
-      if method == 'cubic':
-        make = lambda ctx, x: cubic_upsample(ctx, x, f, (n, c, h, w))
-      else:
-        make = lambda ctx, x: ctx.builder.Resize(
-            x, const(ctx, 'roi', [], np.float32), const(ctx, 'scales', [1, 1, f, f], np.float32),
-            mode='linear', coordinate_transformation_mode='half_pixel',
-            _outputs=[ctx.fresh_name('Resize')])
+      make = lambda ctx, x: ctx.builder.Resize(
+          x, const(ctx, 'roi', [], np.float32), const(ctx, 'scales', [1, 1, f, f], np.float32),
+          mode='linear', coordinate_transformation_mode='half_pixel',
+          _outputs=[ctx.fresh_name('Resize')])
       in_nchw(ctx, eqn, make, (n, c, f * h, f * w))
 
     @classmethod
     def binding_specs(cls):
       return [patch(resample, 'upsample', _export_upsample)]
+
+  class CubicPhases(plugin_system.PrimitiveLeafPlugin):
+    _PRIM = _phases_p
+
+    def lower(self, ctx, eqn):
+      s = eqn.params['scale']
+      n, h, w, c = eqn.invars[0].aval.shape
+      in_nchw(ctx, eqn, lambda ctx, x: cubic_phases(ctx, x, s, (n, c, h, w)),
+              (n, s * s * c, h, w))
+
+    @classmethod
+    def binding_specs(cls):
+      return [patch(bicubic, 'phases', _export_phases)]
 
   class EdgePad(plugin_system.PrimitiveLeafPlugin):
     _PRIM = _edge_pad_p
@@ -258,7 +269,9 @@ def _register_plugins() -> None:
       ctx.bind_value_for_var(out_var, sizes)  # records h, w as this value's dims
 
   for name, cls, op in (('grid_sample', GridSample, 'GridSample'),
-                        ('upsample', Upsample, 'Resize'), ('edge_pad', EdgePad, 'Pad'),
+                        ('upsample', Upsample, 'Resize'), ('cubic_phases', CubicPhases,
+                                                           'ConvTranspose'),
+                        ('edge_pad', EdgePad, 'Pad'),
                         ('box_average', BoxAverage, 'AveragePool'), ('sizes', Sizes, 'Slice')):
     plugin_system.register_primitive(
         jaxpr_primitive=cls._PRIM.name, onnx=[{'component': op}], since='clarity_jax',

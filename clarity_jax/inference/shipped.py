@@ -28,13 +28,13 @@ SHA256 = {
     # --format=onnx): what enhance --engine=onnxruntime|openvino runs, float32 or
     # (OpenVINO) bfloat16, each frame encoded once.
     'onnx/encode.onnx':
-        'bd7b168194013f97f8a308165dd37e2aee14d4768043bbc469e53c0456aacc08',
+        'be0303f8ee7013b05c8e0799d36d56a86b5cc6ed359e8f3fbb40cf8a5061edec',
     'onnx/align.onnx':
-        'd72855a6f67156791b1911763e17e33e0764ce206e8d788007d55360401678a2',
+        '1ec23d549061f624841c0f3bb55beca9c185dd21778a8834ed7f8162ef3fe034',
     'onnx/restore_aligned.onnx':
-        '5fc09f857b26d6b9baa073d9a51057df79b5daeec9ba32f0c26cd02814e6a257',
+        '2fbb142a1f9bc3236784547bc4c1a67fb2102295086c1efdda3e7f12642670f6',
     'onnx/restore_aligned_uncertainty.onnx':
-        '43e29e3981aa8fb4ffd8bbc9c68c73070766362de750c780c025fbe53a0e6e03',
+        'c57e29a2fd75f2741c07b4417ca0c5e6baf97ac63b71d50e416dc77c04ba82ac',
 }
 
 

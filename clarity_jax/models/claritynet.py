@@ -141,12 +141,15 @@ class Decoder(nnx.Module):
       y = block(y)
     return _lrelu(self.conv_body(y) + x)
 
-  def upsample(self, features: jax.Array) -> jax.Array:
-    """Last features -> residual image [B, s h, s w, 3] (computation dtype)."""
-    return dm_pix.depth_to_space(self.conv_out(features), self.scale)
+  def upsample(self, features: jax.Array, skip: jax.Array) -> jax.Array:
+    """Last features and the skip's phases (bicubic.phases) -> the restored image
+    [B, s h, s w, 3] float32: one depth-to-space of their sum, so the skip costs
+    nothing at the output's resolution."""
+    phases = self.conv_out(features).astype(jnp.float32) + skip
+    return dm_pix.depth_to_space(phases, self.scale)
 
-  def __call__(self, fused: jax.Array) -> jax.Array:
-    return self.upsample(self.features(fused))
+  def __call__(self, fused: jax.Array, skip: jax.Array) -> jax.Array:
+    return self.upsample(self.features(fused), skip)
 
 
 class UncertaintyHead(nnx.Module):
@@ -267,13 +270,11 @@ class ClarityNetSR(nnx.Module):
     (and U's scale map with `with_uncertainty`)."""
     _, _, h, w, _ = lq.shape
     hh, ww = self.scale * h, self.scale * w
+    with jax.named_scope('skip'):  # of the padded frame too: as an exported graph sees it
+      skip = bicubic.phases(self.pad(lq)[:, self.num_neighbors], self.scale)
     with jax.named_scope('decoder'):
       features = self.decoder.features(fused)
-      residual = flow_lib.crop(self.decoder.upsample(features), hh, ww)
-    with jax.named_scope('skip'):  # of the padded frame too: as an exported graph sees it
-      skip = flow_lib.crop(upsample_reference(self.pad(lq), self.num_neighbors, self.scale),
-                           hh, ww)
-    restored = skip + residual.astype(jnp.float32)
+      restored = flow_lib.crop(self.decoder.upsample(features, skip), hh, ww)
     if not with_uncertainty:
       return restored
     with jax.named_scope('uncertainty'):
@@ -340,11 +341,6 @@ class ClarityNetSR(nnx.Module):
     if self.uncertainty_head is None:
       raise ValueError('ClarityNetSR: this model has no uncertainty head')
     return self.decode(self._fused(lq), lq, with_uncertainty=True)
-
-
-def upsample_reference(lq: jax.Array, ref_index: int, scale: int) -> jax.Array:
-  """The global skip: the reference frame, bicubic-upsampled (bicubic.py), in float32."""
-  return bicubic.upsample(lq[:, ref_index], scale)
 
 
 def _check_task(scale: int, num_neighbors: int) -> None:

@@ -51,7 +51,11 @@ class TemporalAttention(nnx.Module):
     dist = resample.edge_pad(dist.reshape(b * t, h, w, 1), (r, r), (r, r))
     dist = resample.box_average(dist, _PATCH).reshape(b, t, h, w)
     weights = jax.nn.softmax(-jnp.exp(self.log_scale[...]) * dist, axis=1)
-    pooled = jnp.einsum('bthw,bthwc->bhwc', weights.astype(feats.dtype), feats)
+    # A weighted sum over the T frames, not an einsum: a contraction of length T is
+    # a poor matrix product, and its export (MatMul) moved every feature to a
+    # frame-last layout first (OpenVINO: 9 ms of matrix product and 6 of transpose
+    # at 720p; docs/performance.md).
+    pooled = jnp.sum(weights[..., None].astype(feats.dtype) * feats, axis=1)
     return pooled, weights
 
 

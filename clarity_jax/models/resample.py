@@ -1,8 +1,8 @@
 """Resampling inside ClarityNetSR: integer-factor upsampling, box averages, edge padding.
 
-The network only ever enlarges by whole factors (the flow pyramid and the spatial
-attention by 2, the global skip by the scale s), so every resize goes through
-`upsample`. ONNX export gives it the op that runs at any frame size (Resize with
+The network only ever enlarges by whole factors: the flow pyramid and the spatial
+attention by 2 through `upsample` (bilinear), the global skip by the scale s through
+bicubic.py's phases. ONNX export gives it the op that runs at any frame size (Resize with
 fixed scales, inference/onnx_export.py); jax.image.resize converts only to fixed
 output sizes; `edge_pad` gets Pad(mode='edge'), as jnp.pad's edge mode is a
 concatenation that jax2onnx sizes wrongly on symbolic sizes; `box_average` gets
@@ -16,14 +16,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-METHODS = ('bilinear', 'cubic')
+METHODS = ('bilinear',)
 
 
 def upsample(x: jax.Array, factor: int, method: str) -> jax.Array:
   """[N, h, w, C] -> [N, factor h, factor w, C], pixel centres at half-integers.
 
-  jax.image.resize's kernels, weights renormalised at the border ('cubic': Keys'
-  a = -0.5). Antialiasing only matters when shrinking, so it is off (ONNX has none).
+  jax.image.resize's kernel, weights renormalised at the border. Antialiasing only
+  matters when shrinking, so it is off (ONNX has none).
   """
   if method not in METHODS:
     raise ValueError(f'upsample: method must be one of {METHODS}, got {method!r}')

@@ -39,8 +39,9 @@ def test_the_network_cut_after_the_warp_equals_jax(onnx_bundle, tiny_head_model,
 
 
 def test_a_feature_warping_model_is_cut_around_its_warp(onnx_feature_bundle, photo_windows):
-  """encode.onnx per frame, align.onnx (flow, the features warped), then
-  restore_aligned*.onnx chain to the JAX model; the whole graph equals it too."""
+  """encode.onnx per frame, align.onnx (flow, each neighbour's features warped), then
+  restore_aligned*.onnx chain to the JAX model, features crossing each cut one frame
+  at a time, channels first; the whole graph equals it too."""
   out, info = onnx_feature_bundle
   assert info.extra['onnx']['graphs'] == [
       'align.onnx', 'encode.onnx', 'restore.onnx', 'restore_aligned.onnx',
@@ -49,14 +50,19 @@ def test_a_feature_warping_model_is_cut_around_its_warp(onnx_feature_bundle, pho
   session = lambda name: ort.InferenceSession(str(out / 'onnx' / name))
   window = photo_windows(1, 24, 36)  # multiples of 4, the graphs' multiple
   encode = session('encode.onnx')
-  feats = np.concatenate([encode.run(None, {'frames': window[:, i:i + 1]})[0]
-                          for i in range(window.shape[1])], axis=1)
-  assert feats.shape == (1, 3, 24, 36, 8)  # tiny: 8 encoder features
-  np.testing.assert_allclose(feats[0], np.asarray(model.encode_frames(window[0])), atol=1e-4)
-  aligned = session('align.onnx').run(None, {'features': feats, 'lq': window})[0]
+  frames = [encode.run(None, {'frames': window[:, i:i + 1]})[0] for i in range(3)]
+  assert frames[0].shape == (1, 8, 24, 36)  # tiny: 8 encoder features
+  np.testing.assert_allclose(np.concatenate(frames).transpose(0, 2, 3, 1),
+                             np.asarray(model.encode_frames(window[0])), atol=1e-4)
+  align = session('align.onnx')
+  assert [i.name for i in align.get_inputs()] == ['features_0', 'features_2', 'lq']
+  frames[0], frames[2] = align.run(None, {'features_0': frames[0], 'features_2': frames[2],
+                                          'lq': window})
+  feed = {'features_0': frames[0], 'features_1': frames[1], 'features_2': frames[2],
+          'lq': window}
   for graph, want in (('restore_aligned.onnx', (model(window),)),
                       ('restore_aligned_uncertainty.onnx', model.with_uncertainty(window))):
-    got = session(graph).run(None, {'aligned': aligned, 'lq': window})
+    got = session(graph).run(None, feed)
     for a, b in zip(got, want):
       np.testing.assert_allclose(a, np.asarray(b), atol=1e-4)
   np.testing.assert_allclose(session('restore.onnx').run(None, {'lq': window})[0],

@@ -1,7 +1,10 @@
 """The one bicubic: Keys a = -0.5 as PIL computes it, and exactly the model's skip."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from clarity_jax.models import bicubic
 from clarity_jax.models import claritynet
@@ -24,8 +27,22 @@ def test_upsample_frame_is_the_clipped_picture_and_takes_uint8(pil_bicubic):
   np.testing.assert_array_equal(bicubic.upsample(u8[None].astype(np.float32), 1)[0], u8)
 
 
-def test_is_the_models_global_skip():
-  """ClarityNetSR adds its residual to exactly this picture of the reference frame."""
+@pytest.mark.parametrize('scale', [2, 4])
+def test_is_the_models_global_skip(scale):
+  """ClarityNetSR adds its residual to this picture of the reference frame: with its
+  last convolution zeroed, it returns it (sides off the padding multiple too)."""
+  model = claritynet.create_model('tiny', scale=scale, num_neighbors=1, rngs=nnx.Rngs(0))
+  for p in (model.decoder.conv_out.kernel, model.decoder.conv_out.bias):
+    p[...] = jnp.zeros_like(p[...])
   lq = np.random.default_rng(2).random((1, 3, 8, 12, 3), np.float32)
-  skip = claritynet.upsample_reference(lq, 1, 2)
-  np.testing.assert_array_equal(np.asarray(skip), np.asarray(bicubic.upsample(lq[:, 1], 2)))
+  np.testing.assert_allclose(np.asarray(model(lq)), np.asarray(bicubic.upsample(lq[:, 1], scale)),
+                             atol=1e-6)
+
+
+def test_phases_match_jax_image_resize_at_every_border():
+  """The phase form is jax.image.resize's cubic (renormalised at the border), 1 to 3
+  pixel sides included."""
+  for h, w in ((1, 1), (2, 3), (7, 5)):
+    x = np.random.default_rng(h).random((2, h, w, 3), np.float32)
+    want = jax.image.resize(x, (2, 4 * h, 4 * w, 3), 'cubic', antialias=False)
+    np.testing.assert_allclose(np.asarray(bicubic.upsample(x, 4)), np.asarray(want), atol=1e-6)
