@@ -50,8 +50,10 @@ SHARDED_FORMAT_VERSION = 2  # params-00001-of-0000N.safetensors, listed in bundl
 READABLE_VERSIONS = (FORMAT_VERSION, SHARDED_FORMAT_VERSION)
 PARAMS_FILE = 'params.safetensors'
 PARAMS_GLOB = 'params*.safetensors'  # what a stray parameter file is recognised by
-# Inside every parameter file too, so that a lone file says what it belongs to.
-METADATA = {v: {'format': FORMAT, 'format_version': str(v)} for v in READABLE_VERSIONS}
+# Inside every parameter file too, so that a lone file says what it belongs to. One
+# key: safetensors writes its metadata in hash-map order, which changes from save to
+# save, so two keys gave the same parameters different bytes (and sha256s).
+METADATA = {v: {'format': f'{FORMAT}/{v}'} for v in READABLE_VERSIONS}
 INFO_FILE = 'bundle.json'
 # What the model expects and returns, for non-JAX users (TF Serving, others).
 INPUT_NORMALISATION = {
