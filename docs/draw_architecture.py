@@ -34,10 +34,10 @@ _BOXES = [
      ['x * 2 sigmoid(a) + b,', '(a, b) from a', 'half-resolution branch']),
     ('dec', 2, 1, 'G', 'G: decoder (eq. 6)',
      ['residual blocks at LR', '(the bulk of the', 'FLOPs, run once)']),
-    ('up', 1, 1, 'G', 'G: upsample',
-     ['3x3 conv -> 3 s^2 ch,', 'depth-to-space (s),', 'crop the padding']),
+    ('up', 1, 1, 'G', 'G: sub-pixel out',
+     ['3x3 conv -> 3 s^2 ch:', 'the residual as s^2', 'phases at LR']),
     ('out', 0, 2, 'io', 'output',
-     ['[B, s h, s w, 3]', 'float32, not clipped', 's in {1, 2, 4}']),
+     ['depth-to-space (s) of the', 'sum, padding cropped:', '[B, s h, s w, 3] float32']),
 ]
 # lq -> flow passes over the encoder, enc -> warp under the flow (_detour).
 _ARROWS = [('lq', 'enc'), ('lq', 'flow'), ('flow', 'warp'), ('enc', 'warp'), ('warp', 'tatt'),
@@ -131,9 +131,9 @@ def draw(path: pathlib.Path) -> None:
     else:
       _arrow(draw, centres[a], centres[b])
   lx, ly = centres['lq']
-  draw.text((lx + 10, ly + _BOX_H // 2 + 6), 'global skip: reference frame,',
+  draw.text((lx + 10, ly + _BOX_H // 2 + 6), "global skip: reference frame's",
             fill='#666600', font=body)
-  draw.text((lx + 10, ly + _BOX_H // 2 + 26), 'bicubic x s, float32 (eq. 6)',
+  draw.text((lx + 10, ly + _BOX_H // 2 + 26), 'bicubic phases, float32 (eq. 6)',
             fill='#666600', font=body)
   draw.text((40, _H - 58), 'Bundles trained before 2026-12-07 (warp_features=False) warp '
             'the LQ frames before E instead.', fill='black', font=body)
