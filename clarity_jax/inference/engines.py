@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from absl import logging
 import numpy as np
 
 from clarity_jax.inference import bundle as bundle_lib
@@ -139,6 +140,11 @@ class OnnxEngine:
       raise bundle_lib.BundleError(f'--engine={engine}', f'computes in '
                                    f'{" or ".join(PRECISIONS[engine])}, not {precision}')
     runtime = _import(engine)
+    if (engine == 'openvino' and precision == 'bfloat16'
+        and 'BF16' not in runtime.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')):
+      # OpenVINO then computes in float32 without a word: the same frames, float32's speed.
+      logging.warning('--dtype=bfloat16: this CPU has no bfloat16 instructions (AVX512_BF16 '
+                      'or AMX), so OpenVINO computes in float32')
     self.scale, self.uncertainty, self.name = info.model.scale, uncertainty, engine
     opened = _onnxruntime if engine == 'onnxruntime' else _openvino
 

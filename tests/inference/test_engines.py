@@ -84,7 +84,8 @@ def test_engines_restore_a_real_clip_of_any_size(onnx_feature_bundle, shared_dat
 
 def test_openvino_bfloat16_keeps_the_warp_in_float32(onnx_bundle, photo_windows):
   """bfloat16 runs the network cut after the warp: align.onnx in float32, the rest
-  in bfloat16 (on a CPU without bfloat16, OpenVINO computes it in float32)."""
+  in bfloat16 (on a CPU without bfloat16, OpenVINO computes it in float32, and the
+  engine says so in the log)."""
   pytest.importorskip('openvino')
   path, _ = onnx_bundle
   windows = photo_windows(2, 24, 36)
