@@ -56,6 +56,23 @@ def graph_path(path: str | os.PathLike, uncertainty: bool, precision: str,
   return graph
 
 
+def graph_inputs(part: str, warp_features: bool, num_frames: int) -> list[str]:
+  """A graph's input names, in order (onnx_export.py writes them; an engine checks
+  them, so a graph of another layout is refused with a line, not a runtime error).
+  A model that warps features takes them per frame: features_j for frame j of the
+  window (align: the neighbours' only)."""
+  k = num_frames // 2
+  if part == 'encode':
+    return ['frames']
+  if part == 'align':
+    return ([f'features_{j}' for j in range(num_frames) if j != k] + ['lq']
+            if warp_features else ['lq'])
+  if part == 'rest':
+    return ([f'features_{j}' for j in range(num_frames)] if warp_features
+            else ['aligned']) + ['lq']
+  return ['lq']
+
+
 def graph_name(uncertainty: bool, precision: str = 'float32', part: str = 'whole') -> str:
   """The file of a head choice, precision and part (as onnx_export writes them):
   restore[_uncertainty][_int8].onnx whole; align.onnx and
@@ -69,7 +86,7 @@ def graph_name(uncertainty: bool, precision: str = 'float32', part: str = 'whole
 
 
 def _onnxruntime(ort: Any, graph: Path, threads: int, precision: str
-                 ) -> tuple[Callable[..., list[np.ndarray]], dict[str, str]]:
+                 ) -> tuple[Callable[..., list[np.ndarray]], dict[str, Any]]:
   del precision  # float32 only (PRECISIONS)
   options = ort.SessionOptions()
   options.intra_op_num_threads = threads  # 0: every core
@@ -77,15 +94,17 @@ def _onnxruntime(ort: Any, graph: Path, threads: int, precision: str
   session = ort.InferenceSession(str(graph), options, providers=['CPUExecutionProvider'])
   names = [i.name for i in session.get_inputs()]
   return (lambda *inputs: session.run(None, dict(zip(names, inputs))),
-          session.get_modelmeta().custom_metadata_map)
+          {**session.get_modelmeta().custom_metadata_map, 'inputs': names})
 
 
 def _openvino(ov: Any, graph: Path, threads: int, precision: str
-              ) -> tuple[Callable[..., list[np.ndarray]], dict[str, str]]:
+              ) -> tuple[Callable[..., list[np.ndarray]], dict[str, Any]]:
   core = ov.Core()
   model = core.read_model(str(graph))
-  meta = {k: model.get_rt_info(['framework', k]).astype(str)
-          for k in ('params_sha256', 'size_multiple') if model.has_rt_info(['framework', k])}
+  meta: dict[str, Any] = {k: model.get_rt_info(['framework', k]).astype(str)
+                          for k in ('params_sha256', 'size_multiple')
+                          if model.has_rt_info(['framework', k])}
+  meta['inputs'] = [i.get_any_name() for i in model.inputs]
   # Always said: OpenVINO's CPU plugin otherwise computes in bfloat16 wherever the
   # processor has it, whatever the graph's float32.
   config: dict[str, Any] = {'INFERENCE_PRECISION_HINT': _OPENVINO_PRECISION[precision]}
@@ -113,7 +132,7 @@ def _openvino(ov: Any, graph: Path, threads: int, precision: str
   return run, meta
 
 
-def _check_metadata(graph: Path, meta: dict[str, str], info: bundle_lib.BundleInfo) -> int:
+def _check_metadata(graph: Path, meta: dict[str, Any], info: bundle_lib.BundleInfo) -> int:
   """The graph's size multiple, once its metadata names this bundle's weights."""
   if meta.get('params_sha256') != info.params_sha256:
     raise bundle_lib.BundleError(graph, f"was exported from weights sha256 "
@@ -151,6 +170,10 @@ class OnnxEngine:
     def open_graph(part: str, precision: str) -> tuple[Callable[..., list[np.ndarray]], int]:
       graph = graph_path(path, uncertainty, precision, part)
       run, meta = opened(runtime, graph, threads, precision)
+      want = graph_inputs(part, info.model.warp_features, info.model.num_frames)
+      if meta['inputs'] != want:
+        raise bundle_lib.BundleError(graph, f"takes inputs {meta['inputs']}, not {want} (an "
+                                     f"export of another version): export it again")
       return run, _check_metadata(graph, meta, info)
 
     # The network cut after the warp (align, then rest) for bfloat16: the warp's half

@@ -137,20 +137,16 @@ def convert(model: claritynet.ClarityNetSR, *, batch: int, uncertainty: bool,
     out = (out[0] + 0.0 * sizes[0, 0],) + tuple(out[1:])
     return out if len(out) > 1 else out[0]
 
-  spec = (batch, t, f'{m}*h', f'{m}*w', 3)
-  frame = (batch, model.encoder_features, f'{m}*h', f'{m}*w')  # one frame's features
-  if model.warp_features:
-    inputs, names = {
-        'encode': ({'frames': (1, 1, f'{m}*h', f'{m}*w', 3)}, ['features']),
-        'align': ({**{f'features_{j}': frame for j in neighbours}, 'lq': spec},
-                  [f'aligned_{j}' for j in neighbours]),
-        'rest': ({**{f'features_{j}': frame for j in range(t)}, 'lq': spec}, None),
-        'whole': ({'lq': spec}, None)}[part]
-  else:
-    inputs, names = {
-        'align': ({'lq': spec}, ['aligned']),
-        'rest': ({'aligned': spec, 'lq': spec}, None),
-        'whole': ({'lq': spec}, None)}[part]
+  # Each input's shape, by the name engines.graph_inputs gives it.
+  shapes = {'lq': (batch, t, f'{m}*h', f'{m}*w', 3), 'frames': (1, 1, f'{m}*h', f'{m}*w', 3),
+            'aligned': (batch, t, f'{m}*h', f'{m}*w', 3),
+            **{f'features_{j}': (batch, model.encoder_features, f'{m}*h', f'{m}*w')
+               for j in range(t)}}
+  inputs = {name: shapes[name]
+            for name in engines.graph_inputs(part, model.warp_features, t)}
+  names = {'encode': ['features'],
+           'align': ([f'aligned_{j}' for j in neighbours] if model.warp_features
+                     else ['aligned'])}.get(part)
   proto = jax2onnx.to_onnx(forward, inputs=list(inputs.values()),
                            model_name='claritynet', opset=OPSET,
                            input_names=list(inputs),

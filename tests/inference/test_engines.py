@@ -3,6 +3,7 @@
 runtime in one line."""
 
 import itertools
+import re
 import shutil
 import sys
 
@@ -102,6 +103,28 @@ def test_a_bundle_without_a_graph_is_refused(tiny_model):
   pytest.importorskip('onnxruntime')
   with pytest.raises(bundle.BundleError, match='has no ONNX graph .*--format=onnx'):
     restorer.Restorer.from_bundle(tiny_model.path, engine='onnxruntime')
+
+
+@pytest.mark.parametrize('engine', ['onnxruntime', 'openvino'])
+def test_a_graph_of_another_layout_is_refused(onnx_feature_bundle, tmp_path, engine):
+  """An align.onnx whose first input has another name (as the stacked `features` of
+  exports before per-frame inputs) is named in one line, before it runs."""
+  pytest.importorskip(engine)
+  onnx = pytest.importorskip('onnx')
+  copy = tmp_path / 'copy'
+  shutil.copytree(onnx_feature_bundle[0], copy)
+  graph = copy / 'onnx' / 'align.onnx'
+  proto = onnx.load(str(graph))
+  rename = lambda name: 'features' if name == 'features_0' else name
+  for value in proto.graph.input:
+    value.name = rename(value.name)
+  for node in proto.graph.node:
+    node.input[:] = [rename(name) for name in node.input]
+  onnx.save(proto, str(graph))
+  with pytest.raises(bundle.BundleError, match=re.escape(
+      f"{graph}: takes inputs ['features', 'features_2', 'lq'], not ['features_0', "
+      "'features_2', 'lq'] (an export of another version): export it again")):
+    restorer.Restorer.from_bundle(copy, engine=engine)
 
 
 def test_a_graph_of_other_weights_is_refused(onnx_bundle, tiny_model, tmp_path):
