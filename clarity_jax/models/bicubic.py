@@ -51,7 +51,9 @@ def phase_kernel(scale: int, channels: int) -> np.ndarray:
   kernel = np.zeros((TAPS, TAPS, channels, scale * scale, channels), np.float32)
   for c in range(channels):
     kernel[:, :, c, :, c] = planar
-  return kernel.reshape(TAPS, TAPS, channels, scale * scale * channels)
+  kernel = kernel.reshape(TAPS, TAPS, channels, scale * scale * channels)
+  kernel.flags.writeable = False  # cached: shared by every caller
+  return kernel
 
 
 def _conv(x: jax.Array, kernel: np.ndarray) -> jax.Array:
