@@ -202,14 +202,15 @@ class OnnxEngine:
     pads = [(0, 0)] * (x.ndim - 3) + [(0, -x.shape[-3] % m), (0, -x.shape[-2] % m), (0, 0)]
     return np.ascontiguousarray(np.pad(x, pads, mode='edge'), np.float32)
 
-  def encode(self, frames: np.ndarray) -> np.ndarray:
-    """Frames [N, h, w, 3] -> their features [N, C, H, W] (padded sizes, channels
-    first: what the graphs take, onnx_export.py)."""
-    return np.concatenate([self._encode(f[None, None])[0] for f in self._pad(frames)])
+  def encode(self, frames: np.ndarray) -> list[np.ndarray]:
+    """Frames [N, h, w, 3] -> each one's features [C, H, W] (padded sizes, channels
+    first: what the graphs take, onnx_export.py), as the graph gave them (not copied
+    into one array: the cache keeps them frame by frame)."""
+    return [self._encode(f[None, None])[0][0] for f in self._pad(frames)]
 
   def __call__(self, lq: np.ndarray) -> np.ndarray:
     if self.encodes_apart:  # every frame of every window encoded: no cache
-      return self.restore_encoded(lq, [list(self.encode(window)) for window in lq])
+      return self.restore_encoded(lq, [self.encode(window) for window in lq])
     return self._restore(lq, None)
 
   def restore_encoded(self, lq: np.ndarray, feats: Sequence[Sequence[np.ndarray]]
